@@ -1,0 +1,35 @@
+//! Wire types for oxcd: etcd's v3 API (same packages, names and field
+//! numbers as etcd 3.4) and oxcd's internal protocols.
+//!
+//! This crate holds generated code only. Modules mirror the proto packages:
+//! `etcdserverpb`, `mvccpb`, `authpb`, `v3lockpb`, `v3electionpb`, and
+//! `internal` (the replicated request envelope and the peer transport).
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
+pub mod internal {
+    tonic::include_proto!("oxcdinternal");
+}
+
+pub use prost;
+pub use prost::Message;
