@@ -29,6 +29,7 @@ fn main() {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .codec_path("crate::codec::EtcdCodec")
         .compile_protos(&protos, &["."])
         .expect("compile protos");
 }

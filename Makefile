@@ -1,0 +1,40 @@
+# oxcd: an etcd-compatible distributed key-value store.
+#   make run    build and start one member on etcd's defaults (client :2379, peer :2380)
+#   make test   install what the tests need (etcd 3.4, etcdctl) and run every test
+#   make lint   rustfmt check + clippy with warnings as errors
+#   make bench  side-by-side benchmark against real etcd 3.4 (scripts/bench.sh)
+
+CARGO ?= cargo
+APT_PACKAGES := etcd-server etcd-client
+
+.PHONY: run build test test-deps lint fmt bench
+
+build:
+	$(CARGO) build -p node --bins
+
+run: build
+	./target/debug/oxcd $(ARGS)
+
+# Debian's etcd 3.4 and etcdctl are the reference the integration tests
+# compare against; install them only when missing.
+test-deps:
+	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@etcd --version | head -1
+	@ETCDCTL_API=3 etcdctl version | head -1
+
+test: test-deps build
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench: test-deps
+	./scripts/bench.sh
