@@ -11,9 +11,10 @@
 //!    - JSON fields `raft_term`, `raftTerm`, `raftIndex`, `raftAppliedIndex`,
 //!      `dbSize`, `dbSizeInUse`, and the `ts` / `target` of clientv3's log
 //!      lines on stderr become placeholders;
-//!    - `endpoint status` rows (simple and table format) have their DB SIZE,
-//!      RAFT TERM, RAFT INDEX and RAFT APPLIED INDEX columns replaced, and
-//!      tables lose their padding so column widths do not matter.
+//!    - `endpoint status` rows (simple and table format) have their ID, DB
+//!      SIZE, RAFT TERM, RAFT INDEX and RAFT APPLIED INDEX columns replaced,
+//!      table TOOK columns too, and tables lose their padding so column
+//!      widths do not matter.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -91,7 +92,18 @@ const JSON_PLACEHOLDER_FIELDS: [&str; 9] = [
 /// Ids printed with fewer characters are not substituted in free text.
 const MIN_ID_TEXT_LEN: usize = 8;
 
-/// `endpoint status` columns that are replaced (0-based, simple and table).
+/// Table columns (by header) whose cells are replaced.
+const TABLE_PLACEHOLDER_COLUMNS: [(&str, &str); 7] = [
+    ("ENDPOINT", "<endpoint>"),
+    ("ID", "<member>"),
+    ("DB SIZE", "<db size>"),
+    ("RAFT TERM", "<raft term>"),
+    ("RAFT INDEX", "<raft index>"),
+    ("RAFT APPLIED INDEX", "<raft applied index>"),
+    ("TOOK", "<took>"),
+];
+
+/// `endpoint status` simple-format columns that are replaced (0-based).
 const STATUS_PLACEHOLDER_COLUMNS: [(usize, &str); 6] = [
     (0, "<endpoint>"),
     (1, "<member>"),
@@ -132,18 +144,20 @@ impl Normalizer {
     /// column, everything else by substitution).
     pub fn text(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
+        // Column names of the table being read, once its header row is seen.
+        let mut columns: Option<Vec<String>> = None;
         for line in text.split_inclusive('\n') {
             let (body, newline) = match line.strip_suffix('\n') {
                 Some(body) => (body, "\n"),
                 None => (line, ""),
             };
-            out.push_str(&self.line(body));
+            out.push_str(&self.line(body, &mut columns));
             out.push_str(newline);
         }
         out
     }
 
-    fn line(&self, line: &str) -> String {
+    fn line(&self, line: &str, columns: &mut Option<Vec<String>>) -> String {
         let trimmed = line.trim_start();
         if (trimmed.starts_with('{') || trimmed.starts_with('['))
             && let Ok(mut value) = serde_json::from_str::<Value>(trimmed)
@@ -156,8 +170,9 @@ impl Normalizer {
             return "+".to_string();
         }
         if line.starts_with('|') {
-            return self.table_row(line);
+            return self.table_row(line, columns);
         }
+        *columns = None;
         let substituted = self.substitute(line);
         self.status_row(&substituted).unwrap_or(substituted)
     }
@@ -195,18 +210,26 @@ impl Normalizer {
         Some(cols.join(", "))
     }
 
-    /// A table row: cells trimmed; for `endpoint status` data rows the
-    /// volatile columns are replaced.
-    fn table_row(&self, line: &str) -> String {
+    /// A table row, cells trimmed. The first row of a table is its header;
+    /// in later rows the cells under [`TABLE_PLACEHOLDER_COLUMNS`] are
+    /// replaced.
+    fn table_row(&self, line: &str, columns: &mut Option<Vec<String>>) -> String {
         let mut cells: Vec<String> = line
             .trim_matches('|')
             .split('|')
             .map(|c| self.substitute(c.trim()))
             .collect();
-        let is_status_row = cells.len() == 10 && cells[0] == "<endpoint>";
-        if is_status_row {
-            for (i, placeholder) in STATUS_PLACEHOLDER_COLUMNS {
-                cells[i] = placeholder.to_string();
+        match columns {
+            None => *columns = Some(cells.clone()),
+            Some(names) => {
+                for (cell, name) in cells.iter_mut().zip(names.iter()) {
+                    if let Some((_, placeholder)) = TABLE_PLACEHOLDER_COLUMNS
+                        .iter()
+                        .find(|(column, _)| column == name)
+                    {
+                        *cell = placeholder.to_string();
+                    }
+                }
             }
         }
         format!("|{}|", cells.join("|"))
@@ -311,6 +334,11 @@ mod tests {
         assert_eq!(
             norm().text(line),
             "<endpoint> is healthy: successfully committed proposal: took = <took>\n"
+        );
+        let table = "+---+\n|    ENDPOINT     | HEALTH |   TOOK    | ERROR |\n+---+\n| 127.0.0.1:23791 |   true | 1.57633ms |       |\n+---+\n";
+        assert_eq!(
+            norm().text(table),
+            "+\n|ENDPOINT|HEALTH|TOOK|ERROR|\n+\n|<endpoint>|true|<took>||\n+\n"
         );
         let json = r#"[{"endpoint":"127.0.0.1:23791","health":true,"took":"1.40723ms"}]"#;
         assert_eq!(
