@@ -1,0 +1,471 @@
+//! [`MvccStore`]: the MVCC key-value store over any [`MvccBackend`].
+//!
+//! 1. `open` rebuilds the in-memory state from the backend: meta (applied
+//!    index, revision, compaction), the lease table, and the key index plus
+//!    the lease attachments from one scan of the records in revision order
+//!    (etcd's `store.restore`). A compaction that was scheduled but not
+//!    finished is finished now.
+//! 2. `apply_batch` applies committed raft entries in order, skipping those
+//!    at or below the applied index, into one [`WriteBatch`] that also
+//!    carries the new applied index, then commits it once. If the commit
+//!    fails, the in-memory state is rebuilt from what is committed and the
+//!    error is returned (fatal to the member: the entries are re-applied
+//!    from the raft log after restart).
+//! 3. Reads (`range`, `txn_read_only`, `hash_kv`, `events`) open one backend
+//!    reader for the call and drop it before returning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use proto::internal::InternalRequest;
+use proto::mvccpb::event::EventType;
+use proto::mvccpb::{Event, KeyValue};
+
+use super::apply::{Applied, Applier, LeaseKeys, LeaseTable, compact, read_only_txn};
+use super::backend::{BackendReader, Meta, MvccBackend, WriteBatch, decode_record, split_record};
+use super::hash::Crc32c;
+use super::key_index::TreeIndex;
+use super::lmdb::{LmdbBackend, LmdbOptions};
+use super::mem::MemBackend;
+use super::range;
+use super::revision::Revision;
+use super::txn::is_txn_read_only;
+use super::view::{Fault, ReadView, View};
+use crate::error::{EtcdError, StorageError};
+
+/// The in-memory part of the store, rebuilt from the backend at open.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub index: TreeIndex,
+    pub current_rev: i64,
+    /// The compacted revision; -1 if never compacted (as etcd).
+    pub compact_rev: i64,
+    pub applied_index: u64,
+    pub leases: LeaseTable,
+    pub lease_keys: LeaseKeys,
+}
+
+impl State {
+    fn empty() -> Self {
+        let meta = Meta::default();
+        Self {
+            index: TreeIndex::default(),
+            current_rev: meta.current_revision,
+            compact_rev: meta.finished_compact_revision,
+            applied_index: meta.applied_index,
+            leases: BTreeMap::new(),
+            lease_keys: HashMap::new(),
+        }
+    }
+
+    /// Rebuilds the state; also returns a scheduled, unfinished compaction.
+    fn load(reader: &dyn BackendReader) -> Result<(Self, Option<i64>), StorageError> {
+        let meta = reader.meta()?;
+        let mut index = TreeIndex::default();
+        let mut key_lease: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut last_rev = 0;
+        reader.scan(Revision::default(), &mut |rev, bytes| {
+            let (tombstone, kv) = decode_record(bytes)?;
+            last_rev = rev.main;
+            index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
+            if tombstone || kv.lease == 0 {
+                key_lease.remove(&kv.key);
+            } else {
+                key_lease.insert(kv.key, kv.lease);
+            }
+            Ok(true)
+        })?;
+        let leases: LeaseTable = reader.leases()?.into_iter().collect();
+        let mut lease_keys: LeaseKeys = HashMap::new();
+        for (key, lease) in key_lease {
+            if leases.contains_key(&lease) {
+                lease_keys
+                    .entry(lease)
+                    .or_insert_with(BTreeSet::new)
+                    .insert(key);
+            } else {
+                tracing::warn!(lease, key = %String::from_utf8_lossy(&key), "key attached to a lease that does not exist");
+            }
+        }
+        let compact_rev = meta.finished_compact_revision;
+        // Compaction may have removed every record up to the compacted
+        // revision; the revision never goes back.
+        let current_rev = meta.current_revision.max(last_rev).max(compact_rev);
+        let pending = (meta.scheduled_compact_revision > compact_rev)
+            .then_some(meta.scheduled_compact_revision);
+        let state = Self {
+            index,
+            current_rev,
+            compact_rev,
+            applied_index: meta.applied_index,
+            leases,
+            lease_keys,
+        };
+        Ok((state, pending))
+    }
+
+    fn meta(&self) -> Meta {
+        Meta {
+            applied_index: self.applied_index,
+            current_revision: self.current_rev,
+            scheduled_compact_revision: self.compact_rev,
+            finished_compact_revision: self.compact_rev,
+        }
+    }
+}
+
+/// A storage failure seen by a read, told to the client in etcd's words:
+/// out of LMDB reader slots is "too many requests", anything else means the
+/// store is damaged.
+fn read_failure(fault: Fault) -> EtcdError {
+    match fault {
+        Fault::Client(e) => e,
+        Fault::Storage(StorageError::Lmdb(heed::Error::Mdb(heed::MdbError::ReadersFull))) => {
+            tracing::warn!("mvcc read refused: no free LMDB reader slot");
+            EtcdError::TooManyRequests
+        }
+        Fault::Storage(e) => {
+            tracing::error!(error = %e, "mvcc read failed");
+            EtcdError::Corrupt
+        }
+    }
+}
+
+/// The MVCC key-value store.
+pub struct MvccStore<B: MvccBackend> {
+    backend: B,
+    state: State,
+    /// Set when a failed commit could not be followed by a rebuild: the
+    /// in-memory state can no longer be trusted.
+    poisoned: bool,
+}
+
+impl<B: MvccBackend> std::fmt::Debug for MvccStore<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MvccStore")
+            .field("current_revision", &self.state.current_rev)
+            .field("compact_revision", &self.state.compact_rev)
+            .field("applied_index", &self.state.applied_index)
+            .field("keys", &self.state.index.len())
+            .finish()
+    }
+}
+
+impl MvccStore<LmdbBackend> {
+    /// Opens (or creates) the store in directory `dir` with the given LMDB
+    /// map size, fully durable commits.
+    pub fn open(dir: &Path, map_size: usize) -> Result<Self, StorageError> {
+        Self::open_with(dir, &LmdbOptions::new(map_size))
+    }
+
+    /// Opens the store with explicit LMDB options.
+    pub fn open_with(dir: &Path, options: &LmdbOptions) -> Result<Self, StorageError> {
+        Self::with_backend(LmdbBackend::open(dir, options)?)
+    }
+}
+
+impl MvccStore<MemBackend> {
+    /// An empty store in memory.
+    pub fn in_memory() -> Self {
+        Self {
+            backend: MemBackend::new(),
+            state: State::empty(),
+            poisoned: false,
+        }
+    }
+}
+
+impl<B: MvccBackend> MvccStore<B> {
+    /// Builds the store over `backend`, rebuilding the in-memory state.
+    pub fn with_backend(backend: B) -> Result<Self, StorageError> {
+        let (state, pending) = {
+            let reader = backend.reader()?;
+            State::load(&reader)?
+        };
+        let mut store = Self {
+            backend,
+            state,
+            poisoned: false,
+        };
+        if let Some(rev) = pending {
+            tracing::info!(rev, "resuming scheduled compaction");
+            let mut batch = WriteBatch::default();
+            compact(&mut store.state, &mut batch, rev);
+            batch.meta = store.state.meta();
+            store.backend.commit(&batch)?;
+        }
+        Ok(store)
+    }
+
+    /// The backend (for sizes, paths and options).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The store revision: 1 when empty, the first write gets 2.
+    pub fn current_revision(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    /// The compacted revision, 0 if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.state.compact_rev.max(0)
+    }
+
+    /// The last raft index applied (persisted with the changes it made).
+    pub fn applied_index(&self) -> u64 {
+        self.state.applied_index
+    }
+
+    /// Physical size in bytes.
+    pub fn db_size(&self) -> i64 {
+        self.backend.size()
+    }
+
+    /// Bytes holding live data.
+    pub fn db_size_in_use(&self) -> i64 {
+        self.backend.size_in_use()
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Corrupt(
+                "mvcc store unusable after a failed commit; reopen it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a read view of the committed state.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadView<'_, B::Reader<'_>>) -> Result<T, Fault>,
+    ) -> Result<T, EtcdError> {
+        self.check_usable().map_err(|e| read_failure(e.into()))?;
+        let reader = self.backend.reader().map_err(|e| read_failure(e.into()))?;
+        let view = ReadView {
+            state: &self.state,
+            reader: &reader,
+        };
+        f(&view).map_err(read_failure)
+    }
+
+    /// Range with every option; `header.revision` is the current revision,
+    /// also for a read at a past revision.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+        self.read(|view| range::range(view, req))
+    }
+
+    /// A txn whose ops are all ranges (see [`is_txn_read_only`]), served
+    /// without raft with the same semantics as when applied.
+    ///
+    /// # Panics
+    /// If the txn has an op that is not a Range: the caller must send those
+    /// through raft.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+        assert!(
+            is_txn_read_only(req),
+            "txn_read_only called with a txn that writes"
+        );
+        self.read(|view| read_only_txn(view, req))
+    }
+
+    /// Applies committed raft entries in one backend commit. `None` entries
+    /// (empty and conf-change entries) only advance the applied index.
+    /// Entries at or below [`applied_index`](Self::applied_index) are skipped
+    /// and get no `Applied`. An `Err` is a storage failure, fatal to the
+    /// member; client errors are in each `Applied::result`.
+    pub fn apply_batch(
+        &mut self,
+        entries: &[(u64, Option<&InternalRequest>)],
+    ) -> Result<Vec<Applied>, StorageError> {
+        self.check_usable()?;
+        let mut batch = WriteBatch::default();
+        let mut applied = Vec::new();
+        let outcome = (|| -> Result<(), StorageError> {
+            let reader = self.backend.reader()?;
+            let mut applier = Applier {
+                state: &mut self.state,
+                reader: &reader,
+                batch: &mut batch,
+            };
+            for (index, request) in entries {
+                if *index <= applier.state.applied_index {
+                    continue;
+                }
+                applied.push(applier.apply(*index, *request)?);
+                applier.state.applied_index = *index;
+            }
+            Ok(())
+        })();
+        let outcome = outcome.and_then(|()| {
+            if applied.is_empty() {
+                return Ok(());
+            }
+            batch.meta = self.state.meta();
+            self.backend.commit(&batch)
+        });
+        match outcome {
+            Ok(()) => Ok(applied),
+            Err(e) => {
+                self.recover_after_failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed batch: forget the uncommitted changes by rebuilding the
+    /// in-memory state from the backend, or poison the store.
+    fn recover_after_failure(&mut self) {
+        let reloaded = self
+            .backend
+            .reader()
+            .and_then(|reader| State::load(&reader));
+        match reloaded {
+            Ok((state, _)) => self.state = state,
+            Err(e) => {
+                tracing::error!(error = %e, "mvcc state rebuild after a failed commit failed");
+                self.poisoned = true;
+            }
+        }
+    }
+
+    /// Every lease: (id, granted TTL), ascending by id.
+    pub fn leases(&self) -> Vec<(i64, i64)> {
+        self.state
+            .leases
+            .iter()
+            .map(|(id, ttl)| (*id, *ttl))
+            .collect()
+    }
+
+    /// The granted TTL of lease `id`, if it exists.
+    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+        self.state.leases.get(&id).copied()
+    }
+
+    /// The keys attached to lease `id`, sorted.
+    pub fn lease_keys(&self, id: i64) -> Vec<Vec<u8>> {
+        self.state
+            .lease_keys
+            .get(&id)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes a consistent, compacted LMDB image of the committed store to
+    /// the file `path` (a snapshot); a directory holding it as `data.mdb`
+    /// opens with [`MvccStore::open`].
+    pub fn copy_to_file(&self, path: &Path) -> Result<(), StorageError> {
+        self.check_usable()?;
+        self.backend.copy_to_file(path)
+    }
+
+    /// etcd's `HashKV` (`store.HashByRev`): CRC-32C over etcd's key-bucket
+    /// name and every (revision key, KeyValue) up to `rev` (0 = current),
+    /// skipping records a compaction at `rev` would drop at or below the
+    /// compacted revision. Returns (hash, current revision, compacted
+    /// revision, -1 if never compacted).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let (current, compacted) = (self.state.current_rev, self.state.compact_rev);
+        if rev > 0 && rev <= compacted {
+            return Err(EtcdError::Compacted);
+        }
+        if rev > 0 && rev > current {
+            return Err(EtcdError::FutureRev);
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let keep = self.state.index.keep(rev);
+        let hash = self.read(|view| {
+            let mut crc = Crc32c::new();
+            crc.update(b"key");
+            view.reader.scan(Revision::default(), &mut |r, bytes| {
+                if r.main > rev {
+                    return Ok(false);
+                }
+                if r.main <= compacted && !keep.is_empty() && !keep.contains(&r) {
+                    return Ok(true);
+                }
+                let (tombstone, kv) = split_record(bytes)?;
+                crc.update(&r.etcd_bucket_key(tombstone));
+                crc.update(kv);
+                Ok(true)
+            })?;
+            Ok(crc.finish())
+        })?;
+        Ok((hash, current, compacted))
+    }
+
+    /// The events of revisions `from..=to` (main revisions), read back from
+    /// the records, as a watcher that fell behind needs them; `prev_kv` is
+    /// filled when asked (the key at `mod_revision - 1`, if still readable).
+    /// `from` below the compacted revision is `Compacted`.
+    pub fn events(&self, from: i64, to: i64, with_prev_kv: bool) -> Result<Vec<Event>, EtcdError> {
+        if from < self.state.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        self.read(|view| {
+            let mut raw: Vec<(Revision, bool, KeyValue)> = Vec::new();
+            view.reader
+                .scan(Revision::new(from.max(0), 0), &mut |r, bytes| {
+                    if r.main > to {
+                        return Ok(false);
+                    }
+                    let (tombstone, kv) = decode_record(bytes)?;
+                    raw.push((r, tombstone, kv));
+                    Ok(true)
+                })?;
+            let mut events = Vec::with_capacity(raw.len());
+            for (r, tombstone, mut kv) in raw {
+                let prev_kv = if with_prev_kv {
+                    match view.index().get(&kv.key, r.main - 1) {
+                        Some(at) if r.main - 1 >= view.first_rev() => Some(view.load(at.modified)?),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                let kind = if tombstone {
+                    kv.mod_revision = r.main;
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                };
+                events.push(Event {
+                    r#type: kind as i32,
+                    kv: Some(kv),
+                    prev_kv,
+                });
+            }
+            Ok(events)
+        })
+    }
+
+    /// Checks that the key index and the stored records agree exactly (every
+    /// indexed revision stored, nothing else stored). For tests and
+    /// diagnostics: it scans the whole store.
+    pub fn verify_index(&self) -> Result<(), StorageError> {
+        let mut indexed: Vec<Revision> = self
+            .state
+            .index
+            .iter()
+            .flat_map(|(_, ki)| ki.revisions().collect::<Vec<_>>())
+            .collect();
+        indexed.sort_unstable();
+        let reader = self.backend.reader()?;
+        let mut stored = Vec::new();
+        reader.scan(Revision::default(), &mut |r, _| {
+            stored.push(r);
+            Ok(true)
+        })?;
+        if indexed != stored {
+            return Err(StorageError::Corrupt(format!(
+                "key index has {} revisions, store has {}",
+                indexed.len(),
+                stored.len()
+            )));
+        }
+        Ok(())
+    }
+}
