@@ -360,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn small_ids_do_not_clobber_revisions() {
+        let small = Normalizer::new("127.0.0.1:4000", 2, 3);
+        let line =
+            r#"{"header":{"cluster_id":3,"member_id":2,"revision":2,"raft_term":2},"count":3}"#;
+        let out = small.text(line);
+        assert!(out.contains(r#""member_id":"<member>""#), "{out}");
+        assert!(out.contains(r#""cluster_id":"<cluster>""#), "{out}");
+        assert!(out.contains(r#""revision":2"#), "{out}");
+        assert!(out.contains(r#""count":3"#), "{out}");
+        assert_eq!(small.text("2\n3\n"), "2\n3\n");
+    }
+
+    #[test]
+    fn a_wrong_leader_stays_visible() {
+        let line = r#"{"leader":1,"member_id":4627081221937520288}"#;
+        let out = norm().text(line);
+        assert!(out.contains(r#""leader":1"#), "{out}");
+    }
+
+    #[test]
     fn plain_output_is_unchanged() {
         let text = "foo\nbar\nOK\n";
         assert_eq!(norm().text(text), text);

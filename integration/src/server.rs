@@ -116,10 +116,20 @@ impl Server {
     /// serves reads and writes.
     pub async fn start(kind: Kind, opts: ServerOpts) -> Result<Server, HarnessError> {
         let binary = kind.binary()?;
+        let ports = free_ports()?;
+        Server::start_on(kind, binary, opts, ports).await
+    }
+
+    /// [`Server::start`] with the binary and the first ports to try given.
+    async fn start_on(
+        kind: Kind,
+        binary: PathBuf,
+        opts: ServerOpts,
+        (client_port, peer_port): (u16, u16),
+    ) -> Result<Server, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("oxcd-it-{}-", kind.name()))
             .tempdir()?;
-        let (client_port, peer_port) = free_ports()?;
         let mut server = Server {
             kind,
             binary,
@@ -463,6 +473,25 @@ mod tests {
         assert!(args.contains(&"--initial-cluster=default=http://127.0.0.1:2222".to_string()));
         assert!(args.contains(&"--max-txn-ops=64".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--max-request-bytes")));
+    }
+
+    /// Needs etcd (`ETCD_BIN` or `/usr/bin/etcd`), like the tests in `tests/`.
+    #[tokio::test]
+    async fn a_taken_port_is_retried_with_fresh_ports() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let (_, peer) = free_ports().unwrap();
+        let binary = Kind::Etcd.binary().unwrap();
+        let server = Server::start_on(
+            Kind::Etcd,
+            binary,
+            ServerOpts::default(),
+            (taken_port, peer),
+        )
+        .await
+        .unwrap();
+        assert_ne!(server.client_port, taken_port);
+        assert!(server.log_tail(1000).contains("=== harness: start #2"));
     }
 
     #[tokio::test]
