@@ -146,7 +146,7 @@ impl Server {
             server.spawn()?;
             match server.wait_ready().await {
                 Ok(()) => return Ok(server),
-                Err(err @ HarnessError::Exited { .. })
+                Err(HarnessError::Exited { .. })
                     if attempt < PORT_RETRIES
                         && server
                             .current_log()
@@ -154,8 +154,10 @@ impl Server {
                             .contains("address already in use") =>
                 {
                     eprintln!(
-                        "{}: port taken, retrying with fresh ports: {err}",
-                        kind.name()
+                        "{}: port {} or {} was taken meanwhile; retrying with fresh ports",
+                        kind.name(),
+                        server.client_port,
+                        server.peer_port
                     );
                     server.reap();
                     let data = server.data_dir();
