@@ -1,1 +1,32 @@
-//! actors
+//! oxcd's actors: the only crate that imports actix.
+//!
+//! Each actor is a thin shell over a plain state struct (testable without a
+//! runtime) and owns exactly one piece of state:
+//! 1. [`raft::RaftActor`] owns the `RawNode`, ticks it, runs the Ready loop and
+//!    keeps the waiter registry of in-flight proposals and reads.
+//! 2. [`log_writer::LogWriter`] owns the raft LMDB environment's writes: one
+//!    fsynced txn per Ready, then `Persisted` back to the raft actor.
+//! 3. [`apply::ApplyActor`] owns the MVCC LMDB environment: it applies committed
+//!    entries in one txn per batch, answers the waiters handed over with them,
+//!    and serves reads (serializable at once, linearizable after ReadIndex).
+//!
+//! Every actor runs on its own thread (an actix `Arbiter`), so blocking LMDB
+//! work in one never stalls another, and every mailbox is bounded
+//! ([`mailbox::Mailbox`]) and measured ([`metrics::ActorMetrics`]).
+
+pub mod apply;
+pub mod log_writer;
+pub mod mailbox;
+pub mod metrics;
+pub mod raft;
+
+pub use mailbox::Mailbox;
+pub use metrics::ActorMetrics;
+
+/// Stops the process after a failure that leaves this member's state unknown
+/// (an LMDB write or fsync error, an actor that owns durable state gone).
+/// Raft recovery on restart does the rest: the member replays its durable log.
+pub fn fatal(what: &str) -> ! {
+    tracing::error!("fatal: {what}; exiting so that the member restarts from its durable state");
+    std::process::exit(2)
+}

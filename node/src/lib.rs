@@ -1,1 +1,15 @@
-//! node
+//! The `oxcd` server and the `oxcdctl` CLI.
+//!
+//! 1. [`config`]: etcd's flags and `ETCD_*` environment variables.
+//! 2. [`membership`]: member and cluster ids derived as etcd derives them.
+//! 3. [`bootstrap`]: builds the actor graph in one place.
+//! 4. [`handle`]: the facade's door into the actors.
+//! 5. [`grpc`]: etcd's gRPC services and the HTTP endpoints on the client port.
+//! 6. [`errors`]: the single mapping from errors to `tonic::Status`.
+
+pub mod bootstrap;
+pub mod config;
+pub mod errors;
+pub mod grpc;
+pub mod handle;
+pub mod membership;

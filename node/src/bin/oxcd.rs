@@ -1,1 +1,87 @@
-fn main() {}
+//! `oxcd`: one etcd-compatible member. Flags follow etcd's names.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use clap::Parser;
+use node::config::Config;
+
+fn client_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for u in urls {
+        let url = url::Url::parse(u).map_err(|e| format!("{u}: {e}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "{u}: only http:// client URLs are supported so far"
+            ));
+        }
+        let host = url.host_str().ok_or_else(|| format!("{u}: no host"))?;
+        let port = url.port().unwrap_or(2379);
+        let addrs = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{u}: {e}"))?;
+        // `localhost` resolves to both families; listen on the first, as
+        // etcd listens on the address the name resolves to.
+        out.extend(addrs.take(1));
+    }
+    Ok(out)
+}
+
+fn main() {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter())),
+        )
+        .init();
+    let addrs = match client_addrs(&config.listen_client_urls) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("--listen-client-urls: {e}");
+            std::process::exit(1);
+        }
+    };
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    });
+    let code = system.block_on(async move {
+        let member = match node::bootstrap::start(&config) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return 1;
+            }
+        };
+        let mut servers = Vec::new();
+        for addr in addrs {
+            let handle = member.handle.clone();
+            let registry = member.registry.clone();
+            let max = config.max_request_bytes;
+            tracing::info!(%addr, "serving client requests");
+            servers.push(tokio::spawn(node::grpc::serve_client(addr, handle, max, registry)));
+        }
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install the SIGTERM handler: {e}");
+                return 1;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("received interrupt, shutting down"); 0 }
+            _ = term.recv() => { tracing::info!("received terminated signal, shutting down"); 0 }
+            res = futures::future::select_all(servers) => {
+                match res.0 {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(e)) => { tracing::error!("client server failed: {e:?}"); 1 }
+                    Err(e) => { tracing::error!("client server task: {e}"); 1 }
+                }
+            }
+        }
+    });
+    std::process::exit(code);
+}

@@ -1,0 +1,117 @@
+//! The apply actor: owns the MVCC LMDB environment, on its own thread.
+//!
+//! 1. `Committed` (from the raft actor) is applied in one write txn; waiters
+//!    handed over with it are answered; the reply is the applied index.
+//! 2. `ReadReady` carries linearizable reads with their read index; they are
+//!    served once applied >= read index (see [`core::ApplyCore`]).
+//! 3. `Read` is a serializable read, served at once from a fresh read txn.
+//! 4. `GetStoreStatus` reports revision, applied index and db size.
+//!
+//! A storage error while applying is fatal: the process exits and the entry
+//! is applied after restart from the durable raft log (never skipped, or
+//! members would diverge).
+
+pub mod core;
+
+use actix::prelude::*;
+use storage::mvcc::LmdbBackend;
+
+use self::core::{ApplyCore, StoreStatus};
+use crate::metrics::ActorProbe;
+use crate::raft::PendingRead;
+use crate::raft::core::{CommittedBatch, ReadBatch};
+
+/// Mailbox capacity of the apply actor for client reads.
+pub const APPLY_MAILBOX: usize = 4096;
+
+/// Committed entries to apply; answers the applied index.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Committed {
+    pub batch: CommittedBatch,
+}
+
+/// Linearizable reads whose read index is known.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadReady {
+    pub batch: ReadBatch,
+}
+
+/// A serializable read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub read: PendingRead,
+}
+
+/// Ask for [`StoreStatus`].
+#[derive(Message)]
+#[rtype(result = "StoreStatus")]
+pub struct GetStoreStatus;
+
+/// The apply actor shell.
+pub struct ApplyActor {
+    core: ApplyCore<LmdbBackend>,
+    probe: ActorProbe,
+}
+
+impl ApplyActor {
+    pub fn new(core: ApplyCore<LmdbBackend>, probe: ActorProbe) -> Self {
+        Self { core, probe }
+    }
+}
+
+impl Actor for ApplyActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Bounded by `Mailbox` for client reads; committed batches are
+        // bounded by the raft core's apply-lag check.
+        ctx.set_mailbox_capacity(0);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.core.shutdown();
+        Running::Stop
+    }
+}
+
+impl Handler<Committed> for ApplyActor {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> u64 {
+        let _timer = self.probe.handling("Committed");
+        match self.core.apply(msg.batch) {
+            Ok(index) => index,
+            Err(e) => crate::fatal(&format!("apply failed: {e}")),
+        }
+    }
+}
+
+impl Handler<ReadReady> for ApplyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadReady, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("ReadReady");
+        self.core.read_ready(msg.batch);
+    }
+}
+
+impl Handler<Read> for ApplyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Read, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("Read");
+        self.core.serve(msg.read);
+    }
+}
+
+impl Handler<GetStoreStatus> for ApplyActor {
+    type Result = MessageResult<GetStoreStatus>;
+
+    fn handle(&mut self, _: GetStoreStatus, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("GetStoreStatus");
+        MessageResult(self.core.status())
+    }
+}

@@ -1,0 +1,95 @@
+//! The log writer: the one thread that writes the raft LMDB environment.
+//!
+//! 1. `Append{number, write}` arrives from the raft actor (at most one in
+//!    flight: the raft core waits for its answer before the next Ready).
+//! 2. The snapshot, entries and hard state are written in ONE LMDB write txn,
+//!    committed with fsync (`LogStore::write`).
+//! 3. The reply tells the raft actor that Ready `number` is durable; only then
+//!    does it send votes and append responses.
+//!
+//! A failed write is fatal: the process exits and restarts from what is
+//! durable, never acknowledging the lost entries.
+
+use actix::prelude::*;
+use raft::eraftpb::ConfState;
+use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
+
+use crate::metrics::ActorProbe;
+
+/// Mailbox capacity of the log writer.
+pub const LOG_WRITER_MAILBOX: usize = 64;
+
+/// Make one Ready durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Append {
+    pub number: u64,
+    pub write: LogWrite,
+}
+
+/// Persist the conf state produced by applying a conf change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveConfState {
+    pub conf_state: ConfState,
+}
+
+/// Discard log entries before `index` (after a state-machine snapshot).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CompactLog {
+    pub index: u64,
+}
+
+/// The log writer actor; runs alone on its own thread.
+pub struct LogWriter {
+    store: LmdbLogStore,
+    probe: ActorProbe,
+}
+
+impl LogWriter {
+    pub fn new(store: LmdbLogStore, probe: ActorProbe) -> Self {
+        Self { store, probe }
+    }
+}
+
+impl Actor for LogWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(LOG_WRITER_MAILBOX);
+    }
+}
+
+impl Handler<Append> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("Append");
+        if let Err(e) = self.store.write(&msg.write) {
+            crate::fatal(&format!("raft log write failed: {e}"));
+        }
+    }
+}
+
+impl Handler<SaveConfState> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: SaveConfState, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("SaveConfState");
+        if let Err(e) = self.store.set_conf_state(&msg.conf_state) {
+            crate::fatal(&format!("raft conf state write failed: {e}"));
+        }
+    }
+}
+
+impl Handler<CompactLog> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: CompactLog, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("CompactLog");
+        if let Err(e) = self.store.compact(msg.index) {
+            crate::fatal(&format!("raft log compaction failed: {e}"));
+        }
+    }
+}

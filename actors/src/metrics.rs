@@ -1,0 +1,179 @@
+//! Per-actor metrics, registered in one `prometheus::Registry` owned by the
+//! node (no global registry):
+//! - `oxcd_actor_messages_total{actor,message}`: messages handled, by type;
+//! - `oxcd_actor_handle_seconds{actor,message}`: handling time histogram;
+//! - `oxcd_actor_mailbox_depth{actor}`: messages accepted and not yet handled;
+//! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full;
+//! - `oxcd_actor_restarts_total{actor}`: restarts by the supervisor.
+
+use std::time::Instant;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, exponential_buckets,
+};
+
+/// The metric families shared by all actors of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct ActorMetrics {
+    handled: IntCounterVec,
+    handle_seconds: HistogramVec,
+    depth: IntGaugeVec,
+    rejected: IntCounterVec,
+    restarts: IntCounterVec,
+}
+
+impl ActorMetrics {
+    /// Creates the metric families and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let handled = IntCounterVec::new(
+            Opts::new(
+                "oxcd_actor_messages_total",
+                "Messages handled by each actor, by type.",
+            ),
+            &["actor", "message"],
+        )?;
+        let handle_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "oxcd_actor_handle_seconds",
+                "Time each actor spent handling one message, by type.",
+            )
+            .buckets(exponential_buckets(0.000_01, 2.0, 22)?),
+            &["actor", "message"],
+        )?;
+        let depth = IntGaugeVec::new(
+            Opts::new(
+                "oxcd_actor_mailbox_depth",
+                "Messages accepted into each actor's mailbox and not yet handled.",
+            ),
+            &["actor"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "oxcd_actor_mailbox_rejected_total",
+                "Messages refused because the actor's mailbox was full.",
+            ),
+            &["actor"],
+        )?;
+        let restarts = IntCounterVec::new(
+            Opts::new(
+                "oxcd_actor_restarts_total",
+                "Actor restarts by its supervisor.",
+            ),
+            &["actor"],
+        )?;
+        registry.register(Box::new(handled.clone()))?;
+        registry.register(Box::new(handle_seconds.clone()))?;
+        registry.register(Box::new(depth.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(restarts.clone()))?;
+        Ok(Self {
+            handled,
+            handle_seconds,
+            depth,
+            rejected,
+            restarts,
+        })
+    }
+
+    /// Metrics for a registry nobody scrapes (tests).
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).expect("fresh registry accepts every family")
+    }
+
+    /// The handle one actor uses to report on itself.
+    pub fn for_actor(&self, actor: &'static str) -> ActorProbe {
+        ActorProbe {
+            actor,
+            metrics: self.clone(),
+        }
+    }
+}
+
+/// One actor's view of [`ActorMetrics`].
+#[derive(Clone)]
+pub struct ActorProbe {
+    actor: &'static str,
+    metrics: ActorMetrics,
+}
+
+impl ActorProbe {
+    /// The actor's name, as used in the `actor` label.
+    pub fn actor(&self) -> &'static str {
+        self.actor
+    }
+
+    /// A message entered the mailbox.
+    pub fn enqueued(&self) {
+        self.metrics.depth.with_label_values(&[self.actor]).inc();
+    }
+
+    /// A send was refused because the mailbox was full.
+    pub fn rejected(&self) {
+        self.metrics.rejected.with_label_values(&[self.actor]).inc();
+    }
+
+    /// Current mailbox depth.
+    pub fn depth(&self) -> i64 {
+        self.metrics.depth.with_label_values(&[self.actor]).get()
+    }
+
+    /// Starts timing the handling of one message that came through a
+    /// [`crate::Mailbox`]; the returned guard records on drop.
+    pub fn handling(&self, message: &'static str) -> HandleTimer {
+        self.metrics.depth.with_label_values(&[self.actor]).dec();
+        self.timing(message)
+    }
+
+    /// Starts timing work that did not come through a mailbox (ticks, notices
+    /// the actor sends itself).
+    pub fn timing(&self, message: &'static str) -> HandleTimer {
+        let labels = [self.actor, message];
+        HandleTimer {
+            handled: self.metrics.handled.with_label_values(&labels),
+            seconds: self.metrics.handle_seconds.with_label_values(&labels),
+            start: Instant::now(),
+        }
+    }
+
+    /// The supervisor restarted the actor.
+    pub fn restarted(&self) {
+        self.metrics.restarts.with_label_values(&[self.actor]).inc();
+    }
+}
+
+/// Records one handled message and its duration when dropped.
+pub struct HandleTimer {
+    handled: prometheus::IntCounter,
+    seconds: prometheus::Histogram,
+    start: Instant,
+}
+
+impl Drop for HandleTimer {
+    fn drop(&mut self) {
+        self.handled.inc();
+        self.seconds.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handling_counts_and_drains_depth() {
+        let registry = Registry::new();
+        let metrics = ActorMetrics::new(&registry).unwrap();
+        let probe = metrics.for_actor("apply");
+        probe.enqueued();
+        probe.enqueued();
+        assert_eq!(probe.depth(), 2);
+        drop(probe.handling("Committed"));
+        assert_eq!(probe.depth(), 1);
+        let families = registry.gather();
+        let handled = families
+            .iter()
+            .find(|f| f.name() == "oxcd_actor_messages_total")
+            .unwrap();
+        assert_eq!(handled.get_metric()[0].get_counter().get_value(), 1.0);
+    }
+}

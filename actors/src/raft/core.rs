@@ -1,0 +1,507 @@
+//! The raft actor's logic, with no actix and no clock of its own: the shell
+//! feeds it ticks and messages and dispatches the [`Output`] it returns.
+//!
+//! The Ready loop follows raft-rs's documented order (crate docs, "Processing
+//! the Ready State"), with asynchronous persistence:
+//! 1. `ready()` is taken only when no earlier Ready is still being persisted;
+//!    proposals arriving meanwhile pile up in raft's unstable log and go out
+//!    in the next Ready, so one fsync covers many of them (group commit).
+//! 2. `take_messages()` are sent at once: raft-rs puts only messages that are
+//!    safe before local persistence there (a leader's appends; Raft thesis
+//!    §10.2.1: the leader may write its log in parallel with replicating it,
+//!    because it counts itself in the quorum only after its own fsync).
+//! 3. A snapshot, new entries and the hard state go to the log writer as one
+//!    `LogWrite` (one fsynced LMDB txn), with the snapshot first.
+//! 4. Committed entries go to the apply actor together with the waiters of the
+//!    proposals they carry (matched by request id, never by order).
+//! 5. `take_persisted_messages()` (votes, append responses) are held until the
+//!    log writer reports the write durable (`on_persisted`); sending them
+//!    earlier could lose a vote or an acknowledged entry on power loss
+//!    (etcd-io/etcd#12589).
+//! 6. A Ready with nothing to persist is advanced at once (`advance_append`)
+//!    and its LightReady handled the same way.
+//!
+//! The commit index alone is not fsynced on every change: a member restarts
+//! from the applied index recorded in the MVCC store, and the bootstrap raises
+//! the stored commit to it (every applied entry was committed).
+
+use std::collections::{HashMap, VecDeque};
+
+use proto::Message as _;
+use proto::internal::InternalRequest;
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, StateRole};
+use storage::EtcdError;
+use storage::raft_log::{LogStore, LogWrite};
+
+use super::ids::IdGen;
+use super::messages::{PendingRead, RaftStatus, WriteReply};
+
+/// Static settings of the raft core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub id: u64,
+    /// etcd's `--max-request-bytes`: an encoded request envelope above this is
+    /// refused with `etcdserver: request is too large`.
+    pub max_request_bytes: usize,
+    /// Ticks a proposal or read may wait before `etcdserver: request timed out`.
+    pub request_timeout_ticks: u64,
+    /// committed - applied above this refuses new proposals with
+    /// `etcdserver: too many requests` (etcd: 5000).
+    pub max_apply_lag: u64,
+}
+
+/// Committed entries and the waiters of the proposals they carry.
+#[derive(Debug, Default)]
+pub struct CommittedBatch {
+    pub entries: Vec<Entry>,
+    pub waiters: Vec<(u64, WriteReply)>,
+    pub term: u64,
+}
+
+/// Reads whose read index is known.
+#[derive(Debug)]
+pub struct ReadBatch {
+    pub index: u64,
+    pub reads: Vec<PendingRead>,
+    pub term: u64,
+}
+
+/// What the shell must do after a call into the core.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages for peers.
+    pub messages: Vec<Message>,
+    /// A write for the log writer, tagged with its Ready number.
+    pub write: Option<(u64, LogWrite)>,
+    /// Committed entries for the apply actor.
+    pub committed: Vec<CommittedBatch>,
+    /// Reads for the apply actor.
+    pub reads: Vec<ReadBatch>,
+    /// A conf state that changed on apply of a conf change (to persist).
+    pub conf_state: Option<raft::eraftpb::ConfState>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.write.is_none()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.conf_state.is_none()
+    }
+}
+
+struct Waiting {
+    reply: WriteReply,
+    deadline: u64,
+}
+
+struct ParkedProposal {
+    request: InternalRequest,
+    reply: WriteReply,
+    deadline: u64,
+}
+
+struct ReadsInFlight {
+    reads: Vec<PendingRead>,
+    deadline: u64,
+}
+
+/// The raft actor's state.
+pub struct RaftCore<S: LogStore> {
+    node: RawNode<S>,
+    config: CoreConfig,
+    ids: IdGen,
+    now: u64,
+    waiters: HashMap<u64, Waiting>,
+    parked: Vec<ParkedProposal>,
+    pending_reads: Vec<PendingRead>,
+    reads_in_flight: HashMap<Vec<u8>, ReadsInFlight>,
+    read_ctx: u64,
+    persisting: Option<u64>,
+    persisted_messages: VecDeque<(u64, Vec<Message>)>,
+    hard_state: raft::eraftpb::HardState,
+    leader: u64,
+    applied: u64,
+}
+
+impl<S: LogStore> RaftCore<S> {
+    pub fn new(node: RawNode<S>, config: CoreConfig, ids: IdGen, applied: u64) -> Self {
+        let hard_state = node.raft.hard_state();
+        Self {
+            node,
+            config,
+            ids,
+            now: 0,
+            waiters: HashMap::new(),
+            parked: Vec::new(),
+            pending_reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            read_ctx: 0,
+            persisting: None,
+            persisted_messages: VecDeque::new(),
+            hard_state,
+            leader: raft::INVALID_ID,
+            applied,
+        }
+    }
+
+    /// Starts an election at once (a single-member cluster need not wait for
+    /// its election timeout).
+    pub fn campaign(&mut self) -> Result<(), raft::Error> {
+        self.node.campaign()
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        RaftStatus {
+            id: self.config.id,
+            leader: self.leader,
+            term: self.hard_state.term.max(self.node.raft.term),
+            commit: self.node.raft.raft_log.committed,
+            applied: self.applied,
+            is_learner: self
+                .node
+                .raft
+                .prs()
+                .conf()
+                .learners()
+                .contains(&self.config.id),
+        }
+    }
+
+    pub fn in_flight_proposals(&self) -> usize {
+        self.waiters.len() + self.parked.len()
+    }
+
+    /// Proposes `request`; its reply is answered on apply, on failure, or
+    /// on timeout.
+    pub fn propose(&mut self, mut request: InternalRequest, reply: WriteReply) {
+        let committed = self.node.raft.raft_log.committed;
+        if committed.saturating_sub(self.applied) > self.config.max_apply_lag {
+            let _ = reply.send(Err(EtcdError::TooManyRequests));
+            return;
+        }
+        request.id = self.ids.next();
+        let data = request.encode_to_vec();
+        if data.len() > self.config.max_request_bytes {
+            let _ = reply.send(Err(EtcdError::RequestTooLarge));
+            return;
+        }
+        let deadline = self.now + self.config.request_timeout_ticks;
+        if self.leader == raft::INVALID_ID {
+            self.parked.push(ParkedProposal {
+                request,
+                reply,
+                deadline,
+            });
+            return;
+        }
+        self.submit(request.id, data, reply, deadline);
+    }
+
+    fn submit(&mut self, id: u64, data: Vec<u8>, reply: WriteReply, deadline: u64) {
+        match self.node.propose(id.to_be_bytes().to_vec(), data) {
+            Ok(()) => {
+                self.waiters.insert(id, Waiting { reply, deadline });
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(EtcdError::LeaderChanged));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "proposal refused by raft");
+                let _ = reply.send(Err(EtcdError::Stopped));
+            }
+        }
+    }
+
+    /// Queues a linearizable read; reads that arrive while a ReadIndex is in
+    /// flight share the next one.
+    pub fn read_index(&mut self, read: PendingRead) {
+        self.pending_reads.push(read);
+        if self.reads_in_flight.is_empty() {
+            self.issue_read_index();
+        }
+    }
+
+    fn issue_read_index(&mut self) {
+        if self.pending_reads.is_empty() || self.leader == raft::INVALID_ID {
+            return;
+        }
+        // A fresh context for every attempt (etcd PR #21399): a late answer
+        // to an abandoned attempt must never release a newer batch.
+        self.read_ctx += 1;
+        let ctx = [self.ids.prefix().to_be_bytes(), self.read_ctx.to_be_bytes()].concat();
+        let reads = std::mem::take(&mut self.pending_reads);
+        let deadline = self.now + self.config.request_timeout_ticks;
+        self.reads_in_flight
+            .insert(ctx.clone(), ReadsInFlight { reads, deadline });
+        self.node.read_index(ctx);
+    }
+
+    /// Feeds a message from a peer.
+    pub fn step(&mut self, message: Message) {
+        if let Err(e) = self.node.step(message) {
+            tracing::debug!(error = %e, "raft step refused a message");
+        }
+    }
+
+    /// One logical clock tick: drives elections and heartbeats, and times out
+    /// requests that waited too long.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        self.node.tick();
+        let now = self.now;
+        let expired: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(w) = self.waiters.remove(&id) {
+                let _ = w.reply.send(Err(EtcdError::Timeout));
+            }
+        }
+        let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.deadline > now);
+        self.parked = keep;
+        for p in expired {
+            let _ = p.reply.send(Err(EtcdError::Timeout));
+        }
+        let expired: Vec<Vec<u8>> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(ctx, _)| ctx.clone())
+            .collect();
+        for ctx in expired {
+            if let Some(batch) = self.reads_in_flight.remove(&ctx) {
+                fail_reads(batch.reads, EtcdError::Timeout);
+            }
+        }
+        if self.reads_in_flight.is_empty() {
+            self.issue_read_index();
+        }
+    }
+
+    /// The apply actor reports progress.
+    pub fn on_applied(&mut self, index: u64) {
+        self.applied = self.applied.max(index);
+    }
+
+    /// The log writer made Ready `number` durable.
+    pub fn on_persisted(&mut self, number: u64, out: &mut Output) {
+        self.node.on_persist_ready(number);
+        if self.persisting.is_some_and(|n| n <= number) {
+            self.persisting = None;
+        }
+        while self
+            .persisted_messages
+            .front()
+            .is_some_and(|(n, _)| *n <= number)
+        {
+            if let Some((_, msgs)) = self.persisted_messages.pop_front() {
+                out.messages.extend(msgs);
+            }
+        }
+    }
+
+    /// Runs the Ready loop as far as it can go without waiting for the log
+    /// writer (see the module docs for the order).
+    pub fn poll(&mut self, out: &mut Output) {
+        // A Ready with nothing to persist is advanced at once, which may
+        // produce another; a Ready with a write stops the loop until
+        // `on_persisted`. Bounded: each round consumes raft state.
+        for _ in 0..64 {
+            if self.persisting.is_some() || !self.node.has_ready() {
+                return;
+            }
+            let mut rd = self.node.ready();
+            if let Some(ss) = rd.ss() {
+                self.on_soft_state(ss.leader_id, ss.raft_state);
+            }
+            out.messages.extend(rd.take_messages());
+            let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+            let committed = rd.take_committed_entries();
+            self.hand_over(committed, out);
+            let read_states = rd.take_read_states();
+            self.release_reads(read_states, out);
+            if let Some(hs) = rd.hs() {
+                self.hard_state = hs.clone();
+            }
+            let persisted = rd.take_persisted_messages();
+            if rd.must_sync() || snapshot.is_some() || !rd.entries().is_empty() {
+                let number = rd.number();
+                let entries = rd.take_entries();
+                self.node.advance_append_async(rd);
+                self.persisting = Some(number);
+                self.persisted_messages.push_back((number, persisted));
+                out.write = Some((
+                    number,
+                    LogWrite {
+                        snapshot,
+                        entries,
+                        hard_state: Some(self.hard_state.clone()),
+                        commit: None,
+                    },
+                ));
+            } else {
+                out.messages.extend(persisted);
+                let mut light = self.node.advance_append(rd);
+                if let Some(commit) = light.commit_index() {
+                    self.hard_state.commit = commit;
+                }
+                out.messages.extend(light.take_messages());
+                let committed = light.take_committed_entries();
+                self.hand_over(committed, out);
+            }
+            self.node.advance_apply();
+        }
+    }
+
+    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+        if leader == self.leader {
+            return;
+        }
+        let term = self.node.raft.term;
+        if leader == raft::INVALID_ID {
+            tracing::info!(
+                "raft.node: {:x} lost leader {:x} at term {term}",
+                self.config.id,
+                self.leader
+            );
+        } else if self.leader == raft::INVALID_ID {
+            tracing::info!(
+                "raft.node: {:x} elected leader {leader:x} at term {term}",
+                self.config.id
+            );
+        } else {
+            tracing::info!(
+                "raft.node: {:x} changed leader from {:x} to {leader:x} at term {term}",
+                self.config.id,
+                self.leader
+            );
+        }
+        let had_leader = self.leader != raft::INVALID_ID;
+        self.leader = leader;
+        if had_leader {
+            // Proposals and reads of the old leadership may never complete:
+            // fail them with a retryable error instead of letting them hang
+            // (etcd PR #21375 for reads). A failed write may still have been
+            // committed; clients treat it as "maybe applied".
+            for (_, w) in self.waiters.drain() {
+                let _ = w.reply.send(Err(EtcdError::LeaderChanged));
+            }
+            for (_, batch) in self.reads_in_flight.drain() {
+                fail_reads(batch.reads, EtcdError::LeaderChanged);
+            }
+        }
+        if leader != raft::INVALID_ID {
+            for p in std::mem::take(&mut self.parked) {
+                let data = p.request.encode_to_vec();
+                self.submit(p.request.id, data, p.reply, p.deadline);
+            }
+            self.issue_read_index();
+        }
+        let _ = role;
+    }
+
+    fn hand_over(&mut self, entries: Vec<Entry>, out: &mut Output) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut batch = CommittedBatch {
+            term: self.node.raft.term,
+            ..Default::default()
+        };
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if let Ok(ctx) = <[u8; 8]>::try_from(entry.get_context()) {
+                        let id = u64::from_be_bytes(ctx);
+                        if let Some(w) = self.waiters.remove(&id) {
+                            batch.waiters.push((id, w.reply));
+                        }
+                    }
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    if protobuf::Message::merge_from_bytes(&mut cc, entry.get_data()).is_ok() {
+                        match self.node.apply_conf_change(&cc) {
+                            Ok(cs) => out.conf_state = Some(cs),
+                            Err(e) => tracing::error!(error = %e, "conf change refused"),
+                        }
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let mut cc = raft::eraftpb::ConfChange::default();
+                    if protobuf::Message::merge_from_bytes(&mut cc, entry.get_data()).is_ok() {
+                        match self.node.apply_conf_change(&cc) {
+                            Ok(cs) => out.conf_state = Some(cs),
+                            Err(e) => tracing::error!(error = %e, "conf change refused"),
+                        }
+                    }
+                }
+            }
+        }
+        batch.entries = entries;
+        out.committed.push(batch);
+    }
+
+    fn release_reads(&mut self, states: Vec<raft::ReadState>, out: &mut Output) {
+        let mut released = false;
+        for state in states {
+            if let Some(batch) = self.reads_in_flight.remove(&state.request_ctx) {
+                released = true;
+                out.reads.push(ReadBatch {
+                    index: state.index,
+                    reads: batch.reads,
+                    term: self.node.raft.term,
+                });
+            }
+        }
+        if released && self.reads_in_flight.is_empty() {
+            self.issue_read_index();
+        }
+    }
+
+    /// Fails everything still waiting (shutdown).
+    pub fn shutdown(&mut self) {
+        for (_, w) in self.waiters.drain() {
+            let _ = w.reply.send(Err(EtcdError::Stopped));
+        }
+        for p in self.parked.drain(..) {
+            let _ = p.reply.send(Err(EtcdError::Stopped));
+        }
+        for (_, batch) in self.reads_in_flight.drain() {
+            fail_reads(batch.reads, EtcdError::Stopped);
+        }
+        fail_reads(std::mem::take(&mut self.pending_reads), EtcdError::Stopped);
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    pub fn raw(&self) -> &RawNode<S> {
+        &self.node
+    }
+
+    /// Reports a peer unreachable (transport failures).
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.node.report_unreachable(id);
+    }
+
+    /// Whether `m` is a message raft-rs wants reported when sending fails.
+    pub fn is_snapshot(m: &Message) -> bool {
+        m.get_msg_type() == MessageType::MsgSnapshot
+    }
+}
+
+fn fail_reads(reads: Vec<PendingRead>, error: EtcdError) {
+    for r in reads {
+        let _ = r.reply.send(Err(error.clone()));
+    }
+}

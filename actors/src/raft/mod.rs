@@ -1,0 +1,256 @@
+//! The raft actor: owns the `RawNode` and the waiter registry.
+//!
+//! Flow of one client write:
+//! 1. `Propose` arrives from the gRPC facade; [`core::RaftCore`] assigns the
+//!    request id, proposes, and keeps the reply under that id.
+//! 2. The actor runs the Ready loop (`Poll`, coalesced so that a burst of
+//!    proposals in the mailbox becomes one Ready): the write goes to the
+//!    [`LogWriter`](crate::log_writer::LogWriter); its answer is `Persisted`.
+//! 3. Committed entries go to the [`ApplyActor`](crate::apply::ApplyActor)
+//!    with the replies of the proposals they carry; its answer reports the
+//!    applied index back (`Applied`), which drives backpressure and status.
+//!
+//! Linearizable reads: `ReadIndex` queues the read; one raft ReadIndex serves
+//! every read waiting at that moment; the read state goes to the apply actor,
+//! which serves the batch once it has applied up to the read index.
+//!
+//! The actor ticks raft every `--heartbeat-interval`. Messages between actors
+//! that must not be lost (`Append`, `Committed`, `ReadReady`) use
+//! [`Mailbox::deliver`]; their number is bounded by the core (one `Append` in
+//! flight; committed entries bounded by the apply-lag check on proposals).
+
+pub mod core;
+pub mod ids;
+pub mod logger;
+pub mod messages;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use storage::raft_log::LmdbLogStore;
+
+use self::core::{Output, RaftCore};
+pub use self::messages::*;
+use crate::Mailbox;
+use crate::apply::{ApplyActor, Committed, ReadReady};
+use crate::log_writer::{Append, LogWriter, SaveConfState};
+use crate::metrics::ActorProbe;
+
+/// Mailbox capacity of the raft actor for client requests.
+pub const RAFT_MAILBOX: usize = 4096;
+
+/// Raft messages leaving this member, for the peer transport.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Outbound {
+    pub messages: Vec<raft::eraftpb::Message>,
+}
+
+/// Runs the Ready loop once the mailbox burst has been taken in.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Poll;
+
+/// The raft actor shell.
+pub struct RaftActor {
+    core: RaftCore<LmdbLogStore>,
+    log_writer: Mailbox<LogWriter>,
+    apply: Mailbox<ApplyActor>,
+    transport: Option<Recipient<Outbound>>,
+    probe: ActorProbe,
+    tick: Duration,
+    poll_scheduled: bool,
+    campaign_at_start: bool,
+}
+
+impl RaftActor {
+    pub fn new(
+        core: RaftCore<LmdbLogStore>,
+        log_writer: Mailbox<LogWriter>,
+        apply: Mailbox<ApplyActor>,
+        probe: ActorProbe,
+        tick: Duration,
+        campaign_at_start: bool,
+    ) -> Self {
+        Self {
+            core,
+            log_writer,
+            apply,
+            transport: None,
+            probe,
+            tick,
+            poll_scheduled: false,
+            campaign_at_start,
+        }
+    }
+
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>) {
+        if !self.poll_scheduled {
+            self.poll_scheduled = true;
+            ctx.notify(Poll);
+        }
+    }
+
+    fn dispatch(&mut self, out: Output, ctx: &mut Context<Self>) {
+        if !out.messages.is_empty() {
+            match &self.transport {
+                Some(t) => {
+                    if t.try_send(Outbound {
+                        messages: out.messages,
+                    })
+                    .is_err()
+                    {
+                        tracing::warn!(
+                            "peer transport mailbox full; raft messages dropped (raft retries)"
+                        );
+                    }
+                }
+                None => tracing::warn!(
+                    count = out.messages.len(),
+                    "raft messages for peers but no peer transport is running"
+                ),
+            }
+        }
+        if let Some(cs) = out.conf_state {
+            let lw = self.log_writer.clone();
+            ctx.spawn(
+                async move { lw.deliver(SaveConfState { conf_state: cs }).await }
+                    .into_actor(self)
+                    .map(|res, _, _| {
+                        if res.is_err() {
+                            crate::fatal("log writer stopped while saving the conf state");
+                        }
+                    }),
+            );
+        }
+        if let Some((number, write)) = out.write {
+            let lw = self.log_writer.clone();
+            ctx.spawn(
+                async move { lw.deliver(Append { number, write }).await }
+                    .into_actor(self)
+                    .map(move |res, act, ctx| match res {
+                        Ok(()) => act.persisted(number, ctx),
+                        Err(_) => crate::fatal("log writer stopped with a write in flight"),
+                    }),
+            );
+        }
+        for batch in out.committed {
+            let apply = self.apply.clone();
+            ctx.spawn(
+                async move { apply.deliver(Committed { batch }).await }
+                    .into_actor(self)
+                    .map(|res, act, ctx| match res {
+                        Ok(index) => {
+                            act.core.on_applied(index);
+                            act.schedule_poll(ctx);
+                        }
+                        Err(_) => {
+                            crate::fatal("apply actor stopped with committed entries in flight")
+                        }
+                    }),
+            );
+        }
+        for batch in out.reads {
+            let apply = self.apply.clone();
+            ctx.spawn(
+                async move { apply.deliver(ReadReady { batch }).await }
+                    .into_actor(self)
+                    .map(|res, _, _| {
+                        if res.is_err() {
+                            crate::fatal("apply actor stopped with reads in flight");
+                        }
+                    }),
+            );
+        }
+    }
+
+    fn persisted(&mut self, number: u64, ctx: &mut Context<Self>) {
+        let _timer = self.probe.timing("Persisted");
+        let mut out = Output::default();
+        self.core.on_persisted(number, &mut out);
+        self.core.poll(&mut out);
+        self.dispatch(out, ctx);
+    }
+
+    /// Connects the peer transport (multi-member clusters).
+    pub fn set_transport(&mut self, transport: Recipient<Outbound>) {
+        self.transport = Some(transport);
+    }
+}
+
+impl Actor for RaftActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Bounded by `Mailbox` (client requests) and by the core's protocol
+        // (actor-to-actor replies); see the module docs.
+        ctx.set_mailbox_capacity(0);
+        ctx.run_interval(self.tick, |act, ctx| {
+            let _timer = act.probe.timing("Tick");
+            act.core.tick();
+            act.schedule_poll(ctx);
+        });
+        if self.campaign_at_start {
+            if let Err(e) = self.core.campaign() {
+                tracing::warn!(error = %e, "campaign at start failed");
+            }
+            self.schedule_poll(ctx);
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.core.shutdown();
+        Running::Stop
+    }
+}
+
+impl Handler<Poll> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        let _timer = self.probe.timing("Poll");
+        self.poll_scheduled = false;
+        let mut out = Output::default();
+        self.core.poll(&mut out);
+        self.dispatch(out, ctx);
+    }
+}
+
+impl Handler<Propose> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("Propose");
+        self.core.propose(msg.request, msg.reply);
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<ReadIndex> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadIndex, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("ReadIndex");
+        self.core.read_index(msg.read);
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<Step> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("Step");
+        self.core.step(msg.message);
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<GetStatus> for RaftActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("GetStatus");
+        MessageResult(self.core.status())
+    }
+}

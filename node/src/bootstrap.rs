@@ -1,0 +1,236 @@
+//! Builds one member: the only place that creates the actor graph.
+//!
+//! 1. Derive member and cluster ids from `--initial-cluster` and the token
+//!    (etcd's derivation), or reuse the ones recorded in the data dir.
+//! 2. Open the raft log env (`member/raft`) and the MVCC env (`member/kv`);
+//!    bootstrap a fresh log with the founding voters.
+//! 3. Raise the stored commit index to the MVCC applied index (every applied
+//!    entry was committed; the commit index alone is not fsynced on change).
+//! 4. Start each actor on its own arbiter thread: log writer, apply, raft
+//!    (the raft actor gets the other two's mailboxes).
+//! 5. Hand the facade a [`NodeHandle`] with the raft and apply mailboxes.
+//!
+//! Shutdown order (process exit): the gRPC servers stop taking requests, the
+//! raft actor fails its waiters, then the apply actor and the log writer stop
+//! with their environments closed by drop.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Arbiter};
+use actors::apply::core::{ApplyCore, HeaderInfo};
+use actors::apply::{APPLY_MAILBOX, ApplyActor};
+use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
+use actors::raft::core::{CoreConfig, RaftCore};
+use actors::raft::ids::IdGen;
+use actors::raft::logger::raft_logger;
+use actors::raft::{RAFT_MAILBOX, RaftActor};
+use actors::{ActorMetrics, Mailbox};
+use raft::eraftpb::ConfState;
+use serde::{Deserialize, Serialize};
+use storage::mvcc::MvccStore;
+use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
+
+use crate::config::Config;
+use crate::handle::{Limits, NodeHandle};
+use crate::membership::{cluster_id, parse_initial_cluster};
+
+/// LMDB map size of the raft log env (address space, not disk).
+const RAFT_MAP_BYTES: usize = 8 << 30;
+
+/// Errors that stop a member from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("data dir: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The ids a member keeps across restarts (`member/identity.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+/// A started member: the handle for the facade and the metrics registry.
+pub struct Member {
+    pub handle: NodeHandle,
+    pub registry: prometheus::Registry,
+    pub identity: Identity,
+}
+
+fn identity_path(dir: &Path) -> PathBuf {
+    dir.join("identity.json")
+}
+
+/// Reads the recorded identity, or derives and records it (written to a
+/// temp file, fsynced, then renamed, so a crash leaves the old or the new).
+fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity, BootstrapError> {
+    let path = identity_path(dir);
+    if let Ok(bytes) = std::fs::read(&path) {
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| BootstrapError::Config(format!("{}: {e}", path.display())));
+    }
+    let tmp = dir.join("identity.json.tmp");
+    let body =
+        serde_json::to_vec_pretty(&derived).map_err(|e| BootstrapError::Config(e.to_string()))?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(derived)
+}
+
+/// Starts the member's actors. Must run inside an actix `System`.
+pub fn start(config: &Config) -> Result<Member, BootstrapError> {
+    config.validate().map_err(BootstrapError::Config)?;
+    let members = parse_initial_cluster(&config.initial_cluster, &config.initial_cluster_token)
+        .map_err(BootstrapError::Config)?;
+    let me = members
+        .iter()
+        .find(|m| m.name == config.name)
+        .ok_or_else(|| {
+            BootstrapError::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                config.name
+            ))
+        })?;
+    let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let derived = Identity {
+        member_id: me.id,
+        cluster_id: cluster_id(&voters),
+    };
+
+    let member_dir = config.data_dir().join("member");
+    std::fs::create_dir_all(member_dir.join("raft"))?;
+    std::fs::create_dir_all(member_dir.join("kv"))?;
+    let identity = load_or_create_identity(&member_dir, derived)?;
+
+    let log = LmdbLogStore::open(&member_dir.join("raft"), RAFT_MAP_BYTES)?;
+    if log.is_empty() {
+        let cs = ConfState {
+            voters: voters.clone(),
+            ..Default::default()
+        };
+        log.initialize(&cs)?;
+    }
+    let kv = MvccStore::open(&member_dir.join("kv"), mvcc_map_bytes(config))?;
+    let applied = kv.applied_index();
+    let mut hs = log.hard_state();
+    if hs.commit < applied {
+        hs.commit = applied;
+        log.write(&LogWrite {
+            snapshot: None,
+            entries: Vec::new(),
+            hard_state: Some(hs),
+            commit: None,
+        })?;
+    }
+    tracing::info!(
+        member = %format!("{:x}", identity.member_id),
+        cluster = %format!("{:x}", identity.cluster_id),
+        applied,
+        revision = kv.current_revision(),
+        "starting member"
+    );
+
+    let registry = prometheus::Registry::new();
+    let metrics = ActorMetrics::new(&registry)?;
+
+    let election_ticks = (config.election_timeout / config.heartbeat_interval).max(2) as usize;
+    let raft_config = raft::Config {
+        id: identity.member_id,
+        election_tick: election_ticks,
+        heartbeat_tick: 1,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let single_voter = log.conf_state().voters == vec![identity.member_id];
+    let node = raft::RawNode::new(&raft_config, log.clone(), &raft_logger())?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // etcd's request timeout: 5 s + 2 election timeouts.
+    let request_timeout_ms = 5_000 + 2 * config.election_timeout;
+    let core = RaftCore::new(
+        node,
+        CoreConfig {
+            id: identity.member_id,
+            max_request_bytes: config.max_request_bytes,
+            request_timeout_ticks: request_timeout_ms / config.heartbeat_interval,
+            max_apply_lag: 5_000,
+        },
+        IdGen::new(identity.member_id, now_ms),
+        applied,
+    );
+
+    let header = HeaderInfo {
+        cluster_id: identity.cluster_id,
+        member_id: identity.member_id,
+    };
+    let apply_probe = metrics.for_actor("apply");
+    let apply_core = ApplyCore::new(kv, header);
+    let apply_addr = ApplyActor::start_in_arbiter(&Arbiter::new().handle(), {
+        let probe = apply_probe.clone();
+        move |_| ApplyActor::new(apply_core, probe)
+    });
+    let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
+
+    let lw_probe = metrics.for_actor("log_writer");
+    let lw_addr = LogWriter::start_in_arbiter(&Arbiter::new().handle(), {
+        let probe = lw_probe.clone();
+        let log = log.clone();
+        move |_| LogWriter::new(log, probe)
+    });
+    let log_writer = Mailbox::new(lw_addr, LOG_WRITER_MAILBOX, lw_probe);
+
+    let raft_probe = metrics.for_actor("raft");
+    let tick = Duration::from_millis(config.heartbeat_interval);
+    let raft_addr = RaftActor::start_in_arbiter(&Arbiter::new().handle(), {
+        let probe = raft_probe.clone();
+        let apply = apply.clone();
+        move |_| RaftActor::new(core, log_writer, apply, probe, tick, single_voter)
+    });
+    let raft = Mailbox::new(raft_addr, RAFT_MAILBOX, raft_probe);
+
+    let handle = NodeHandle::new(
+        raft,
+        apply,
+        identity.cluster_id,
+        identity.member_id,
+        Limits {
+            max_txn_ops: config.max_txn_ops,
+        },
+    );
+    Ok(Member {
+        handle,
+        registry,
+        identity,
+    })
+}
+
+/// LMDB map size of the MVCC env: the quota plus headroom, so deletes and
+/// compaction (which need fresh copy-on-write pages) work when "full".
+fn mvcc_map_bytes(config: &Config) -> usize {
+    let quota = config.quota_bytes().max(0) as usize;
+    let page = 4096;
+    (quota + quota / 2 + (64 << 20)).div_ceil(page) * page
+}

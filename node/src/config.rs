@@ -1,0 +1,215 @@
+//! Command-line flags and `ETCD_*` environment variables, with etcd's names
+//! and defaults, so an operator's etcd invocation runs oxcd unchanged.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// etcd's default initial cluster token.
+pub const DEFAULT_CLUSTER_TOKEN: &str = "etcd-cluster";
+
+/// The `oxcd` server's settings.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "oxcd",
+    version,
+    about = "An etcd-compatible distributed key-value store"
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: `<name>.oxcd`).
+    #[arg(long = "data-dir", env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(
+        long = "listen-client-urls",
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379",
+        value_delimiter = ','
+    )]
+    pub listen_client_urls: Vec<String>,
+    /// Client URLs advertised to the rest of the cluster.
+    #[arg(
+        long = "advertise-client-urls",
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379",
+        value_delimiter = ','
+    )]
+    pub advertise_client_urls: Vec<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(
+        long = "listen-peer-urls",
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
+    pub listen_peer_urls: Vec<String>,
+    /// This member's peer URLs, advertised to the rest of the cluster.
+    #[arg(
+        long = "initial-advertise-peer-urls",
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping: `name=peerURL,...`.
+    #[arg(
+        long = "initial-cluster",
+        env = "ETCD_INITIAL_CLUSTER",
+        default_value = "default=http://localhost:2380"
+    )]
+    pub initial_cluster: String,
+    /// Initial cluster state (`new` or `existing`).
+    #[arg(
+        long = "initial-cluster-state",
+        env = "ETCD_INITIAL_CLUSTER_STATE",
+        default_value = "new"
+    )]
+    pub initial_cluster_state: ClusterState,
+    /// Initial cluster token, hashed into member and cluster ids.
+    #[arg(long = "initial-cluster-token", env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = DEFAULT_CLUSTER_TOKEN)]
+    pub initial_cluster_token: String,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(
+        long = "max-request-bytes",
+        env = "ETCD_MAX_REQUEST_BYTES",
+        default_value_t = 1_572_864
+    )]
+    pub max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long = "max-txn-ops", env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Raise an alarm when the backend size exceeds this quota (0 = 2 GiB).
+    #[arg(
+        long = "quota-backend-bytes",
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0
+    )]
+    pub quota_backend_bytes: i64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(
+        long = "heartbeat-interval",
+        env = "ETCD_HEARTBEAT_INTERVAL",
+        default_value_t = 100
+    )]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(
+        long = "election-timeout",
+        env = "ETCD_ELECTION_TIMEOUT",
+        default_value_t = 1000
+    )]
+    pub election_timeout: u64,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(
+        long = "snapshot-count",
+        env = "ETCD_SNAPSHOT_COUNT",
+        default_value_t = 100_000
+    )]
+    pub snapshot_count: u64,
+    /// Log level: debug, info, warn, error, panic, fatal.
+    #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// The default backend quota when `--quota-backend-bytes` is 0 (etcd: 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+impl Config {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
+    }
+
+    pub fn quota_bytes(&self) -> i64 {
+        if self.quota_backend_bytes <= 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            self.quota_backend_bytes
+        }
+    }
+
+    /// The `tracing` filter for `--log-level` (etcd's panic/fatal map to error).
+    pub fn tracing_filter(&self) -> &str {
+        match self.log_level.as_str() {
+            "debug" => "debug",
+            "warn" => "warn",
+            "error" | "panic" | "fatal" => "error",
+            _ => "info",
+        }
+    }
+
+    /// Checks flag combinations etcd also refuses.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval == 0 {
+            return Err("--heartbeat-interval must be > 0".into());
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.max_txn_ops == 0 {
+            return Err("--max-txn-ops must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = Config::parse_from(["oxcd"]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir(), PathBuf::from("default.oxcd"));
+        assert_eq!(c.listen_client_urls, vec!["http://localhost:2379"]);
+        assert_eq!(c.initial_cluster, "default=http://localhost:2380");
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.quota_bytes(), DEFAULT_QUOTA_BYTES);
+        assert_eq!((c.heartbeat_interval, c.election_timeout), (100, 1000));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_parse_lists() {
+        let c = Config::parse_from([
+            "oxcd",
+            "--name",
+            "n1",
+            "--listen-client-urls",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--initial-cluster-state",
+            "existing",
+        ]);
+        assert_eq!(c.listen_client_urls.len(), 2);
+        assert_eq!(c.initial_cluster_state, ClusterState::Existing);
+        assert_eq!(c.data_dir(), PathBuf::from("n1.oxcd"));
+    }
+
+    #[test]
+    fn election_timeout_must_cover_heartbeats() {
+        let c = Config::parse_from([
+            "oxcd",
+            "--heartbeat-interval",
+            "100",
+            "--election-timeout",
+            "300",
+        ]);
+        assert!(c.validate().is_err());
+    }
+}

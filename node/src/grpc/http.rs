@@ -1,0 +1,61 @@
+//! HTTP endpoints on the client port: `/metrics` (Prometheus text),
+//! `/health` (etcd's `{"health":"true"}`), `/version`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{Encoder, TextEncoder};
+
+use super::maintenance::ETCD_COMPAT_VERSION;
+use crate::handle::NodeHandle;
+
+#[derive(Clone)]
+struct HttpState {
+    node: NodeHandle,
+    registry: prometheus::Registry,
+}
+
+/// Adds the HTTP endpoints to the gRPC router.
+pub fn routes(grpc: Router, node: NodeHandle, registry: prometheus::Registry) -> Router {
+    let state = HttpState { node, registry };
+    grpc.route("/metrics", get(metrics).with_state(state.clone()))
+        .route("/health", get(health).with_state(state))
+        .route("/version", get(version))
+}
+
+async fn metrics(State(state): State<HttpState>) -> (StatusCode, String) {
+    let mut buf = Vec::new();
+    let families = state.registry.gather();
+    match TextEncoder::new().encode(&families, &mut buf) {
+        Ok(()) => (StatusCode::OK, String::from_utf8_lossy(&buf).into_owned()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
+    // etcd 3.4: healthy when the member has a leader and a linearizable read
+    // goes through.
+    let healthy = match state.node.status().await {
+        Ok((raft, _)) if raft.leader != 0 => {
+            let read = actors::raft::ReadRequest::Range(proto::etcdserverpb::RangeRequest {
+                key: b"health".to_vec(),
+                ..Default::default()
+            });
+            state.node.read(read, true).await.is_ok()
+        }
+        _ => false,
+    };
+    if healthy {
+        (StatusCode::OK, r#"{"health":"true"}"#.to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"health":"false"}"#.to_string(),
+        )
+    }
+}
+
+async fn version() -> String {
+    format!(r#"{{"etcdserver":"{ETCD_COMPAT_VERSION}","etcdcluster":"3.4.0"}}"#)
+}

@@ -1,0 +1,166 @@
+//! `etcdserverpb.KV`: validation as etcd's `v3rpc/key.go` does it, then the
+//! request goes to raft (writes, linearizable reads) or to the apply actor
+//! (serializable reads).
+
+use actors::raft::{ReadRequest, ReadResponse};
+use proto::etcdserverpb::kv_server::Kv;
+use proto::etcdserverpb::request_op::Request as Op;
+use proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use proto::internal::internal_request::Request as Replicated;
+use storage::mvcc::{ApplyResponse, validate};
+use tonic::{Request, Response, Status};
+
+use crate::errors::{mismatched_response, to_status};
+use crate::handle::NodeHandle;
+
+/// The KV service.
+pub struct KvService {
+    node: NodeHandle,
+}
+
+impl KvService {
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+}
+
+/// A txn that only reads can be served without raft (etcd does the same).
+fn is_read_only(txn: &TxnRequest) -> bool {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(_)) => true,
+            Some(Op::RequestTxn(t)) => is_read_only(t),
+            _ => false,
+        })
+}
+
+/// Whether every range of a read-only txn asked for serializable reads.
+fn all_serializable(txn: &TxnRequest) -> bool {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            Some(Op::RequestTxn(t)) => all_serializable(t),
+            _ => true,
+        })
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::range(&req).map_err(|e| to_status(&e))?;
+        let linearizable = !req.serializable;
+        match self.node.read(ReadRequest::Range(req), linearizable).await {
+            Ok(ReadResponse::Range(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::put(&req).map_err(|e| to_status(&e))?;
+        match self.node.write(Replicated::Put(req)).await {
+            Ok(ApplyResponse::Put(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::delete_range(&req).map_err(|e| to_status(&e))?;
+        match self.node.write(Replicated::DeleteRange(req)).await {
+            Ok(ApplyResponse::DeleteRange(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::txn(&req, self.node.limits.max_txn_ops).map_err(|e| to_status(&e))?;
+        if is_read_only(&req) {
+            let linearizable = !all_serializable(&req);
+            return match self.node.read(ReadRequest::Txn(req), linearizable).await {
+                Ok(ReadResponse::Txn(r)) => Ok(Response::new(r)),
+                Ok(_) => Err(mismatched_response()),
+                Err(e) => Err(to_status(&e)),
+            };
+        }
+        match self.node.write(Replicated::Txn(req)).await {
+            Ok(ApplyResponse::Txn(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        match self.node.write(Replicated::Compaction(req)).await {
+            Ok(ApplyResponse::Compaction(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::etcdserverpb::{RequestOp, TxnRequest};
+
+    fn range_op(serializable: bool) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestRange(RangeRequest {
+                key: b"a".to_vec(),
+                serializable,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn read_only_txns_are_recognised_through_nesting() {
+        let nested = TxnRequest {
+            success: vec![range_op(true)],
+            ..Default::default()
+        };
+        let txn = TxnRequest {
+            success: vec![
+                range_op(true),
+                RequestOp {
+                    request: Some(Op::RequestTxn(nested)),
+                },
+            ],
+            failure: vec![range_op(false)],
+            ..Default::default()
+        };
+        assert!(is_read_only(&txn));
+        assert!(!all_serializable(&txn));
+        let put = RequestOp {
+            request: Some(Op::RequestPut(PutRequest::default())),
+        };
+        let writing = TxnRequest {
+            failure: vec![put],
+            ..Default::default()
+        };
+        assert!(!is_read_only(&writing));
+    }
+}

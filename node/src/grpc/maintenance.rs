@@ -1,0 +1,109 @@
+//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm are served; the rest
+//! answer `Unimplemented` with a message that says so, until they are built.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use proto::etcdserverpb::maintenance_server::Maintenance;
+use proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use storage::EtcdError;
+use tonic::{Request, Response, Status};
+
+use crate::errors::to_status;
+use crate::handle::NodeHandle;
+
+/// The etcd server version oxcd reports: the etcd release whose API and
+/// behaviour it reproduces (clients gate features on it).
+pub const ETCD_COMPAT_VERSION: &str = "3.4.23";
+
+/// The Maintenance service.
+pub struct MaintenanceService {
+    node: NodeHandle,
+}
+
+impl MaintenanceService {
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("oxcd: Maintenance.{what} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // oxcd raises no alarms yet (no quota enforcement, no corruption
+        // check), so the list is truly empty; activating one is refused.
+        let req = request.into_inner();
+        if req.action != 0 {
+            return Err(not_yet("Alarm(ACTIVATE|DEACTIVATE)"));
+        }
+        Ok(Response::new(AlarmResponse::default()))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let (raft, store) = self.node.status().await.map_err(|e| to_status(&e))?;
+        let mut errors = Vec::new();
+        if raft.leader == 0 {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(ResponseHeader {
+                cluster_id: self.node.cluster_id,
+                member_id: self.node.member_id,
+                revision: store.revision,
+                raft_term: raft.term,
+            }),
+            version: ETCD_COMPAT_VERSION.to_string(),
+            db_size: store.db_size,
+            leader: raft.leader,
+            raft_index: raft.commit,
+            raft_term: raft.term,
+            raft_applied_index: store.applied_index,
+            errors,
+            db_size_in_use: store.db_size_in_use,
+            is_learner: raft.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Defragment"))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Hash"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("HashKV"))
+    }
+
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("MoveLeader"))
+    }
+}

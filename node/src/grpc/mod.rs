@@ -1,0 +1,52 @@
+//! The gRPC facade and the HTTP endpoints, served together on every client
+//! URL (as etcd does): gRPC over HTTP/2, `/metrics`, `/health` and
+//! `/version` over HTTP/1.1 on the same port.
+
+pub mod http;
+pub mod kv;
+pub mod maintenance;
+
+use std::net::SocketAddr;
+
+use proto::etcdserverpb::kv_server::KvServer;
+use proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tonic::service::Routes;
+
+use crate::handle::NodeHandle;
+
+/// The gRPC frame limit etcd uses: `--max-request-bytes` + 512 KiB.
+pub fn max_grpc_message(max_request_bytes: usize) -> usize {
+    max_request_bytes + 512 * 1024
+}
+
+/// Serves the client API on `addr` until the process stops.
+pub async fn serve_client(
+    addr: SocketAddr,
+    node: NodeHandle,
+    max_request_bytes: usize,
+    registry: prometheus::Registry,
+) -> Result<(), tonic::transport::Error> {
+    // The codec answers oversized messages with etcd's text; tonic's own
+    // limit sits far above it.
+    proto::codec::set_server_receive_limit(max_grpc_message(max_request_bytes));
+    let limit = proto::codec::TRANSPORT_LIMIT;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let kv = KvServer::new(kv::KvService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let grpc = Routes::new(kv)
+        .add_service(maintenance)
+        .add_service(health_service);
+    let router = http::routes(grpc.into_axum_router(), node, registry);
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(Routes::from(router))
+        .serve(addr)
+        .await
+}

@@ -1,0 +1,108 @@
+//! The gRPC facade's door into the actor graph: turns a client request into
+//! a message for the raft or apply actor and awaits the reply.
+//!
+//! 1. Writes: `Propose` to the raft actor (refused at once with
+//!    `etcdserver: too many requests` when its mailbox is full); the reply
+//!    arrives when the entry is applied, or with an error on timeout or
+//!    leader change.
+//! 2. Linearizable reads: `ReadIndex` to the raft actor.
+//! 3. Serializable reads: `Read` straight to the apply actor.
+
+use actors::Mailbox;
+use actors::apply::core::StoreStatus;
+use actors::apply::{ApplyActor, GetStoreStatus, Read};
+use actors::raft::{
+    GetStatus, PendingRead, Propose, RaftActor, RaftStatus, ReadIndex, ReadRequest, ReadResponse,
+};
+use proto::internal::{InternalRequest, internal_request};
+use storage::EtcdError;
+use storage::mvcc::ApplyResponse;
+use tokio::sync::oneshot;
+
+/// Limits the facade checks before anything reaches raft.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_txn_ops: usize,
+}
+
+/// Addresses of the actors the facade talks to, plus the ids for headers.
+#[derive(Clone)]
+pub struct NodeHandle {
+    raft: Mailbox<RaftActor>,
+    apply: Mailbox<ApplyActor>,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub limits: Limits,
+}
+
+impl NodeHandle {
+    pub fn new(
+        raft: Mailbox<RaftActor>,
+        apply: Mailbox<ApplyActor>,
+        cluster_id: u64,
+        member_id: u64,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            raft,
+            apply,
+            cluster_id,
+            member_id,
+            limits,
+        }
+    }
+
+    /// Replicates `request` and returns its applied result.
+    pub async fn write(
+        &self,
+        request: internal_request::Request,
+    ) -> Result<ApplyResponse, EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        let propose = Propose {
+            request: InternalRequest {
+                id: 0,
+                request: Some(request),
+            },
+            reply,
+        };
+        self.raft
+            .try_send(propose)
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Serves a read, linearizable (ReadIndex) or serializable (local).
+    pub async fn read(
+        &self,
+        request: ReadRequest,
+        linearizable: bool,
+    ) -> Result<ReadResponse, EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        let read = PendingRead { request, reply };
+        if linearizable {
+            self.raft
+                .try_send(ReadIndex { read })
+                .map_err(|_| EtcdError::TooManyRequests)?;
+        } else {
+            self.apply
+                .try_send(Read { read })
+                .map_err(|_| EtcdError::TooManyRequests)?;
+        }
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Raft's and the store's view, for `Maintenance.Status`.
+    pub async fn status(&self) -> Result<(RaftStatus, StoreStatus), EtcdError> {
+        let raft = self
+            .raft
+            .deliver(GetStatus)
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        let store = self
+            .apply
+            .deliver(GetStoreStatus)
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        Ok((raft, store))
+    }
+}
