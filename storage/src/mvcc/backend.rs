@@ -71,6 +71,10 @@ impl WriteBatch {
     }
 }
 
+/// The visitor of [`BackendReader::scan`]: gets each record, returns
+/// whether to go on.
+pub type ScanFn<'f> = dyn FnMut(Revision, &[u8]) -> Result<bool, StorageError> + 'f;
+
 /// A consistent read view of the committed state; dropped at the end of the
 /// call that opened it.
 pub trait BackendReader {
@@ -81,11 +85,7 @@ pub trait BackendReader {
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError>;
     /// Visits the records at or after `from` in revision order until `f`
     /// returns `Ok(false)`.
-    fn scan(
-        &self,
-        from: Revision,
-        f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool, StorageError>,
-    ) -> Result<(), StorageError>;
+    fn scan(&self, from: Revision, f: &mut ScanFn<'_>) -> Result<(), StorageError>;
 }
 
 /// Durable storage for the MVCC store.

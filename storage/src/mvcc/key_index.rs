@@ -396,7 +396,8 @@ mod tests {
     fn get_follows_generations() {
         let ki = fixture();
         // (at, expected modified main, created main, version)
-        let table: &[(i64, Option<(Revision, i64, i64)>)] = &[
+        type Row = (i64, Option<(Revision, i64, i64)>);
+        let table: &[Row] = &[
             (17, None),
             (16, None),
             (15, Some((Revision::new(14, 1), 14, 2))),

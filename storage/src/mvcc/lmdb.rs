@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, WithoutTls};
 
-use super::backend::{BackendReader, Meta, MvccBackend, WriteBatch, decode_i64, encode_i64};
+use super::backend::{
+    BackendReader, Meta, MvccBackend, ScanFn, WriteBatch, decode_i64, encode_i64,
+};
 use super::revision::Revision;
 use crate::error::StorageError;
 
@@ -193,11 +195,7 @@ impl BackendReader for LmdbReader<'_> {
         Ok(self.backend.records.get(&self.txn, &rev.to_bytes())?)
     }
 
-    fn scan(
-        &self,
-        from: Revision,
-        f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool, StorageError>,
-    ) -> Result<(), StorageError> {
+    fn scan(&self, from: Revision, f: &mut ScanFn<'_>) -> Result<(), StorageError> {
         let start = from.to_bytes();
         let bounds = (
             std::ops::Bound::Included(&start[..]),

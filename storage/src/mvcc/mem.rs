@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
-use super::backend::{BackendReader, Meta, MvccBackend, WriteBatch};
+use super::backend::{BackendReader, Meta, MvccBackend, ScanFn, WriteBatch};
 use super::lmdb::write_image;
 use super::revision::{REVISION_BYTES, Revision};
 use crate::error::StorageError;
@@ -79,11 +79,7 @@ impl BackendReader for MemReader<'_> {
         Ok(self.backend.records.get(&rev).map(Vec::as_slice))
     }
 
-    fn scan(
-        &self,
-        from: Revision,
-        f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool, StorageError>,
-    ) -> Result<(), StorageError> {
+    fn scan(&self, from: Revision, f: &mut ScanFn<'_>) -> Result<(), StorageError> {
         for (rev, value) in self
             .backend
             .records

@@ -49,8 +49,8 @@ mod conformance;
 
 pub use apply::{Applied, ApplyResponse, MAX_LEASE_TTL};
 pub use backend::{
-    BackendReader, Meta, MvccBackend, RECORD_TOMBSTONE, WriteBatch, decode_record, encode_record,
-    split_record,
+    BackendReader, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch, decode_record,
+    encode_record, split_record,
 };
 pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader};
 pub use mem::{MemBackend, MemReader};

@@ -14,7 +14,7 @@
 //! 3. Reads (`range`, `txn_read_only`, `hash_kv`, `events`) open one backend
 //!    reader for the call and drop it before returning.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
@@ -80,10 +80,7 @@ impl State {
         let mut lease_keys: LeaseKeys = HashMap::new();
         for (key, lease) in key_lease {
             if leases.contains_key(&lease) {
-                lease_keys
-                    .entry(lease)
-                    .or_insert_with(BTreeSet::new)
-                    .insert(key);
+                lease_keys.entry(lease).or_default().insert(key);
             } else {
                 tracing::warn!(lease, key = %String::from_utf8_lossy(&key), "key attached to a lease that does not exist");
             }
@@ -420,7 +417,7 @@ impl<B: MvccBackend> MvccStore<B> {
             for (r, tombstone, mut kv) in raw {
                 let prev_kv = if with_prev_kv {
                     match view.index().get(&kv.key, r.main - 1) {
-                        Some(at) if r.main - 1 >= view.first_rev() => Some(view.load(at.modified)?),
+                        Some(at) if r.main > view.first_rev() => Some(view.load(at.modified)?),
                         _ => None,
                     }
                 } else {
