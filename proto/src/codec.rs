@@ -84,7 +84,9 @@ impl<U: Message + Default> Decoder for EtcdDecoder<U> {
 fn go_reason(e: &prost::DecodeError) -> String {
     let text = e.to_string();
     let reason = text.strip_prefix("failed to decode Protobuf message: ").unwrap_or(&text);
-    if reason.ends_with("buffer underflow") {
+    // prost names the field ("PutRequest.lease: invalid varint"); grpc-go
+    // reports the reader running dry as io.ErrUnexpectedEOF.
+    if reason.ends_with("buffer underflow") || reason.ends_with("invalid varint") {
         "unexpected EOF".to_string()
     } else {
         reason.to_string()
@@ -99,6 +101,13 @@ mod tests {
     fn truncated_messages_read_as_unexpected_eof() {
         // Field 1 (bytes) claims 10 bytes but carries 2.
         let err = crate::etcdserverpb::PutRequest::decode(&[0x0a, 10, b'a', b'b'][..]).unwrap_err();
+        assert_eq!(go_reason(&err), "unexpected EOF");
+    }
+
+    #[test]
+    fn unterminated_varints_read_as_unexpected_eof() {
+        // Field 3 (varint) whose last byte still has the continuation bit.
+        let err = crate::etcdserverpb::PutRequest::decode(&[0x18, 0x80][..]).unwrap_err();
         assert_eq!(go_reason(&err), "unexpected EOF");
     }
 }

@@ -10,7 +10,7 @@ use proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use proto::internal::internal_request::Request as Replicated;
-use storage::mvcc::{ApplyResponse, validate};
+use storage::mvcc::{ApplyResponse, is_txn_read_only, validate};
 use tonic::{Request, Response, Status};
 
 use crate::errors::{mismatched_response, to_status};
@@ -27,28 +27,13 @@ impl KvService {
     }
 }
 
-/// A txn that only reads can be served without raft (etcd does the same).
-fn is_read_only(txn: &TxnRequest) -> bool {
-    txn.success
-        .iter()
-        .chain(&txn.failure)
-        .all(|op| match &op.request {
-            Some(Op::RequestRange(_)) => true,
-            Some(Op::RequestTxn(t)) => is_read_only(t),
-            _ => false,
-        })
-}
-
-/// Whether every range of a read-only txn asked for serializable reads.
+/// Whether every range of a read-only txn asked for serializable reads
+/// (etcd's `isTxnSerializable`).
 fn all_serializable(txn: &TxnRequest) -> bool {
-    txn.success
-        .iter()
-        .chain(&txn.failure)
-        .all(|op| match &op.request {
-            Some(Op::RequestRange(r)) => r.serializable,
-            Some(Op::RequestTxn(t)) => all_serializable(t),
-            _ => true,
-        })
+    txn.success.iter().chain(&txn.failure).all(|op| match &op.request {
+        Some(Op::RequestRange(r)) => r.serializable,
+        _ => false,
+    })
 }
 
 #[tonic::async_trait]
@@ -93,7 +78,7 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
         validate::txn(&req, self.node.limits.max_txn_ops).map_err(|e| to_status(&e))?;
-        if is_read_only(&req) {
+        if is_txn_read_only(&req) {
             let linearizable = !all_serializable(&req);
             return match self.node.read(ReadRequest::Txn(req), linearizable).await {
                 Ok(ReadResponse::Txn(r)) => Ok(Response::new(r)),
@@ -124,7 +109,7 @@ impl Kv for KvService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::etcdserverpb::{RequestOp, TxnRequest};
+    use proto::etcdserverpb::RequestOp;
 
     fn range_op(serializable: bool) -> RequestOp {
         RequestOp {
@@ -137,30 +122,10 @@ mod tests {
     }
 
     #[test]
-    fn read_only_txns_are_recognised_through_nesting() {
-        let nested = TxnRequest {
-            success: vec![range_op(true)],
-            ..Default::default()
-        };
-        let txn = TxnRequest {
-            success: vec![
-                range_op(true),
-                RequestOp {
-                    request: Some(Op::RequestTxn(nested)),
-                },
-            ],
-            failure: vec![range_op(false)],
-            ..Default::default()
-        };
-        assert!(is_read_only(&txn));
-        assert!(!all_serializable(&txn));
-        let put = RequestOp {
-            request: Some(Op::RequestPut(PutRequest::default())),
-        };
-        let writing = TxnRequest {
-            failure: vec![put],
-            ..Default::default()
-        };
-        assert!(!is_read_only(&writing));
+    fn serializable_only_when_every_range_is() {
+        let all = TxnRequest { success: vec![range_op(true)], failure: vec![range_op(true)], ..Default::default() };
+        assert!(all_serializable(&all));
+        let mixed = TxnRequest { success: vec![range_op(true)], failure: vec![range_op(false)], ..Default::default() };
+        assert!(!all_serializable(&mixed));
     }
 }

@@ -43,10 +43,62 @@ pub async fn serve_client(
     let grpc = Routes::new(kv)
         .add_service(maintenance)
         .add_service(health_service);
-    let router = http::routes(grpc.into_axum_router(), node, registry);
+    let router = http::routes(grpc.into_axum_router(), node, registry)
+        .layer(axum::middleware::from_fn(unknown_method_messages));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
         .serve(addr)
         .await
+}
+
+/// gRPC services served on the client port (for the "unknown service" text).
+const SERVED: &[&str] = &["etcdserverpb.KV", "etcdserverpb.Maintenance", "grpc.health.v1.Health"];
+
+/// tonic answers an unknown method or service with `Unimplemented` and no
+/// message; grpc-go (and so etcd) names what was unknown. Clients log these
+/// texts, so oxcd says the same.
+async fn unknown_method_messages(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let unimplemented = headers.get("grpc-status").is_some_and(|v| v == "12");
+    if unimplemented && !headers.contains_key("grpc-message") {
+        if let Some(message) = unknown_method_message(&path) {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&message) {
+                headers.insert("grpc-message", value);
+            }
+        }
+    }
+    response
+}
+
+fn unknown_method_message(path: &str) -> Option<String> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    Some(if SERVED.contains(&service) {
+        format!("unknown method {method} for service {service}")
+    } else {
+        format!("unknown service {service}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_method_texts_match_grpc_go() {
+        assert_eq!(
+            unknown_method_message("/etcdserverpb.KV/NoSuchMethod").as_deref(),
+            Some("unknown method NoSuchMethod for service etcdserverpb.KV")
+        );
+        assert_eq!(
+            unknown_method_message("/etcdserverpb.NoSuchService/Range").as_deref(),
+            Some("unknown service etcdserverpb.NoSuchService")
+        );
+        assert_eq!(unknown_method_message("/metrics"), None);
+    }
 }
