@@ -56,7 +56,10 @@ pub struct Applied {
     pub revision: i64,
     /// The response, or the client error (which changed nothing).
     pub result: Result<ApplyResponse, EtcdError>,
-    /// What watchers see, in change order (empty on error).
+    /// What watchers see, in change order (empty on error): PUT with the
+    /// full KeyValue, DELETE with only key and mod_revision. `prev_kv` is
+    /// always filled (the key before this request, if it existed); the
+    /// watch hub drops it for watchers that did not ask for it.
     pub events: Vec<Event>,
 }
 

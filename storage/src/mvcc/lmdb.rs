@@ -110,6 +110,11 @@ impl LmdbBackend {
     pub fn open(dir: &Path, options: &LmdbOptions) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)?;
         let (env, map_size) = open_env(dir, options)?;
+        // Reader slots left behind by a crashed process pin old pages.
+        let stale = env.clear_stale_readers()?;
+        if stale > 0 {
+            tracing::info!(stale, path = %dir.display(), "cleared stale LMDB readers");
+        }
         let wtxn = env.write_txn()?;
         let (records, meta, leases) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
