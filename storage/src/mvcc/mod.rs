@@ -35,6 +35,7 @@ mod apply;
 mod backend;
 mod hash;
 mod key_index;
+pub mod gosort;
 pub mod lmdb;
 mod mem;
 mod range;

@@ -15,6 +15,7 @@
 //! `sort.Sort`, which agrees for up to 12 kvs (insertion sort) and may order
 //! ties differently above that.
 
+use super::gosort::go_sort_by;
 use std::cmp::Ordering;
 
 use proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -147,8 +148,14 @@ pub(crate) fn range(view: &impl View, req: &RangeRequest) -> Result<RangeRespons
     if let Some(target) = target {
         let cmp = compare_by(target);
         match order {
-            Some(SortOrder::Ascend) => rr.kvs.sort_by(cmp),
-            Some(SortOrder::Descend) => rr.kvs.sort_by(|a, b| cmp(b, a)),
+            // etcd sorts with Go's unstable sort.Sort (and sort.Reverse for
+            // DESCEND); ties must land where Go puts them.
+            Some(SortOrder::Ascend) => {
+                go_sort_by(&mut rr.kvs, |a, b| cmp(a, b) == std::cmp::Ordering::Less)
+            }
+            Some(SortOrder::Descend) => {
+                go_sort_by(&mut rr.kvs, |a, b| cmp(b, a) == std::cmp::Ordering::Less)
+            }
             // NONE, or an order etcd does not know: natural key order.
             Some(SortOrder::None) | None => {}
         }
