@@ -11,9 +11,8 @@
 //! 4. Filters drop kvs, a sort orders them (a non-KEY target with order NONE
 //!    sorts ASCEND), then the limit truncates and sets `more`.
 //!
-//! Sorting is stable, so ties stay in key order. etcd uses Go's unstable
-//! `sort.Sort`, which agrees for up to 12 kvs (insertion sort) and may order
-//! ties differently above that.
+//! Sorting reproduces Go's unstable `sort.Sort` ([`super::gosort`]), so ties
+//! come back in the same order as from etcd 3.4.
 
 use super::gosort::go_sort_by;
 use std::cmp::Ordering;
