@@ -182,7 +182,7 @@ impl<S: LogStore> RaftCore<S> {
             let _ = reply.send(Err(EtcdError::TooManyRequests));
             return;
         }
-        request.id = self.ids.next();
+        request.id = self.ids.next_id();
         let data = request.encode_to_vec();
         if data.len() > self.config.max_request_bytes {
             let _ = reply.send(Err(EtcdError::RequestTooLarge));

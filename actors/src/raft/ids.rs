@@ -22,7 +22,7 @@ impl IdGen {
     }
 
     /// The next id.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_id(&mut self) -> u64 {
         self.suffix = (self.suffix + 1) & ((1 << SUFFIX_BITS) - 1);
         self.prefix | self.suffix
     }
@@ -40,8 +40,8 @@ mod tests {
     #[test]
     fn ids_are_unique_and_carry_the_member() {
         let mut ids = IdGen::new(0x8e9e_05c5_2164_694d, 1_700_000_000_000);
-        let a = ids.next();
-        let b = ids.next();
+        let a = ids.next_id();
+        let b = ids.next_id();
         assert_ne!(a, b);
         assert_eq!(a >> 48, 0x694d);
         assert_eq!(b, a + 1);
@@ -50,9 +50,9 @@ mod tests {
     #[test]
     fn restart_later_never_repeats_earlier_ids() {
         let mut first = IdGen::new(7, 1_000);
-        let last_of_first: Vec<u64> = (0..200).map(|_| first.next()).collect();
+        let last_of_first: Vec<u64> = (0..200).map(|_| first.next_id()).collect();
         let mut second = IdGen::new(7, 2_000);
-        let next = second.next();
+        let next = second.next_id();
         assert!(last_of_first.iter().all(|id| *id < next));
     }
 }

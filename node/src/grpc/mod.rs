@@ -66,12 +66,12 @@ async fn unknown_method_messages(
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let unimplemented = headers.get("grpc-status").is_some_and(|v| v == "12");
-    if unimplemented && !headers.contains_key("grpc-message") {
-        if let Some(message) = unknown_method_message(&path) {
-            if let Ok(value) = axum::http::HeaderValue::from_str(&message) {
-                headers.insert("grpc-message", value);
-            }
-        }
+    if unimplemented
+        && !headers.contains_key("grpc-message")
+        && let Some(message) = unknown_method_message(&path)
+        && let Ok(value) = axum::http::HeaderValue::from_str(&message)
+    {
+        headers.insert("grpc-message", value);
     }
     response
 }
