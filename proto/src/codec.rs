@@ -76,14 +76,19 @@ impl<U: Message + Default> Decoder for EtcdDecoder<U> {
             )));
         }
         U::decode(buf).map(Some).map_err(|e| {
-            Status::internal(format!("grpc: error unmarshalling request: {}", go_reason(&e)))
+            Status::internal(format!(
+                "grpc: error unmarshalling request: {}",
+                go_reason(&e)
+            ))
         })
     }
 }
 
 fn go_reason(e: &prost::DecodeError) -> String {
     let text = e.to_string();
-    let reason = text.strip_prefix("failed to decode Protobuf message: ").unwrap_or(&text);
+    let reason = text
+        .strip_prefix("failed to decode Protobuf message: ")
+        .unwrap_or(&text);
     // prost names the field ("PutRequest.lease: invalid varint"); grpc-go
     // reports the reader running dry as io.ErrUnexpectedEOF.
     if reason.ends_with("buffer underflow") || reason.ends_with("invalid varint") {

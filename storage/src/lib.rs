@@ -1,1 +1,20 @@
-//! storage
+//! oxcd persistence on LMDB (through `heed`): synchronous, no actix, no tokio.
+//!
+//! Two LMDB environments per member:
+//! 1. [`raft_log`]: the raft log (entries, hard state, conf state, snapshot
+//!    metadata). It implements `raft::Storage`; every write txn is fsynced
+//!    because anything acknowledged to a peer must survive a crash.
+//! 2. [`mvcc`]: the MVCC key-value store. Records are keyed by revision
+//!    (main, sub), never by user key (LMDB keys are at most 511 bytes, etcd keys
+//!    up to the request limit); the key index lives in memory and is rebuilt at
+//!    start, as etcd does. The applied raft index is written in the same write
+//!    txn as the changes it covers, so every entry is applied exactly once.
+//!
+//! Both stores sit behind traits with an in-memory twin; one conformance suite
+//! runs against both.
+
+pub mod error;
+pub mod mvcc;
+pub mod raft_log;
+
+pub use error::{EtcdError, StorageError};

@@ -30,10 +30,13 @@ impl KvService {
 /// Whether every range of a read-only txn asked for serializable reads
 /// (etcd's `isTxnSerializable`).
 fn all_serializable(txn: &TxnRequest) -> bool {
-    txn.success.iter().chain(&txn.failure).all(|op| match &op.request {
-        Some(Op::RequestRange(r)) => r.serializable,
-        _ => false,
-    })
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            _ => false,
+        })
 }
 
 #[tonic::async_trait]
@@ -123,9 +126,17 @@ mod tests {
 
     #[test]
     fn serializable_only_when_every_range_is() {
-        let all = TxnRequest { success: vec![range_op(true)], failure: vec![range_op(true)], ..Default::default() };
+        let all = TxnRequest {
+            success: vec![range_op(true)],
+            failure: vec![range_op(true)],
+            ..Default::default()
+        };
         assert!(all_serializable(&all));
-        let mixed = TxnRequest { success: vec![range_op(true)], failure: vec![range_op(false)], ..Default::default() };
+        let mixed = TxnRequest {
+            success: vec![range_op(true)],
+            failure: vec![range_op(false)],
+            ..Default::default()
+        };
         assert!(!all_serializable(&mixed));
     }
 }

@@ -53,7 +53,11 @@ pub async fn serve_client(
 }
 
 /// gRPC services served on the client port (for the "unknown service" text).
-const SERVED: &[&str] = &["etcdserverpb.KV", "etcdserverpb.Maintenance", "grpc.health.v1.Health"];
+const SERVED: &[&str] = &[
+    "etcdserverpb.KV",
+    "etcdserverpb.Maintenance",
+    "grpc.health.v1.Health",
+];
 
 /// tonic answers an unknown method or service with `Unimplemented` and no
 /// message; grpc-go (and so etcd) names what was unknown. Clients log these

@@ -33,9 +33,9 @@
 
 mod apply;
 mod backend;
+pub mod gosort;
 mod hash;
 mod key_index;
-pub mod gosort;
 pub mod lmdb;
 mod mem;
 mod range;
