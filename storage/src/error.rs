@@ -1,0 +1,73 @@
+//! Errors of the storage crate.
+//!
+//! [`EtcdError`] is the vocabulary of client-visible etcd errors. Storage
+//! produces most of them (while applying a request) and the upper crates reuse
+//! the same enum; exactly one place (in the `node` crate) maps each variant to
+//! a `tonic::Status` with etcd's code and message. [`StorageError`] is an I/O
+//! or corruption failure: fatal to the member, never shown to a client as a
+//! request error.
+
+use thiserror::Error;
+
+/// An error that etcd reports to a client. The `Display` text is etcd's message
+/// byte for byte (see `rpctypes/error.go` in etcd 3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+}
+
+/// A failure of the storage engine itself (LMDB error, I/O error, corrupt
+/// record). The member must stop and recover from its log; it is never
+/// answered to a client as if it were the client's mistake.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("lmdb: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("raft storage: {0}")]
+    Raft(#[from] raft::Error),
+}
