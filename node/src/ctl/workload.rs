@@ -1,0 +1,414 @@
+//! Workload generation for `oxcdctl bench`: which request number `i` is.
+//!
+//! 1. [`Plan::new`] validates a workload's options as etcd's benchmark does
+//!    (positive totals and key space, `--txn-ops` no larger than the key
+//!    space) and also checks that the largest key fits `--key-size`.
+//! 2. Values are random bytes drawn once from the seed; every request of
+//!    the run carries the same value, as in etcd's benchmark.
+//! 3. [`Plan::request`] builds request `i` from `i` and the seed alone, so
+//!    the key sequence is the same however the workers interleave.
+//! 4. Keys use etcd's encoding ([`encode_key`]): the key index written with
+//!    Go's `binary.PutVarint` into a zeroed `--key-size` buffer.
+
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tonic::transport::Channel;
+
+use super::CtlError;
+use super::bench::{Consistency, Workload};
+
+/// One request of a workload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Put(PutRequest),
+    Range(RangeRequest),
+    Txn(TxnRequest),
+}
+
+impl Op {
+    /// Sends the request and discards the response.
+    pub async fn send(self, kv: &mut KvClient<Channel>) -> Result<(), tonic::Status> {
+        match self {
+            Op::Put(r) => kv.put(r).await.map(drop),
+            Op::Range(r) => kv.range(r).await.map(drop),
+            Op::Txn(r) => kv.txn(r).await.map(drop),
+        }
+    }
+}
+
+/// A workload with its generated value: builds request `i` on demand.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Put {
+        key_size: usize,
+        key_space_size: u64,
+        sequential: bool,
+        value: Vec<u8>,
+        seed: u64,
+    },
+    Range(RangeRequest),
+    Txn {
+        key_size: usize,
+        key_space_size: u64,
+        txn_ops: u64,
+        value: Vec<u8>,
+    },
+}
+
+impl Plan {
+    /// Checks `workload`'s options and builds its plan; values are random
+    /// bytes drawn from `seed`, as etcd's benchmark uses random values.
+    pub fn new(workload: &Workload, seed: u64) -> Result<Self, CtlError> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut random_bytes = |len: usize| {
+            let mut v = vec![0u8; len];
+            rng.fill_bytes(&mut v);
+            v
+        };
+        match workload {
+            Workload::Put(a) => {
+                check_positive("--total", a.total)?;
+                check_keys(a.key_size, a.key_space_size)?;
+                Ok(Plan::Put {
+                    key_size: a.key_size,
+                    key_space_size: a.key_space_size,
+                    sequential: a.sequential_keys,
+                    value: random_bytes(a.val_size),
+                    seed,
+                })
+            }
+            Workload::Range(a) => {
+                check_positive("--total", a.total)?;
+                if a.key.is_empty() {
+                    return Err(CtlError::InvalidArgument(
+                        "range key must not be empty".into(),
+                    ));
+                }
+                if a.limit < 0 {
+                    return Err(CtlError::InvalidArgument(format!(
+                        "expected non-negative --limit, got ({})",
+                        a.limit
+                    )));
+                }
+                Ok(Plan::Range(RangeRequest {
+                    key: a.key.clone().into_bytes(),
+                    range_end: a.end.clone().unwrap_or_default().into_bytes(),
+                    limit: a.limit,
+                    serializable: a.consistency == Consistency::Serializable,
+                    count_only: a.count_only,
+                    ..Default::default()
+                }))
+            }
+            Workload::Txn(a) => {
+                check_positive("--total", a.total)?;
+                check_positive("--txn-ops", a.txn_ops)?;
+                check_keys(a.key_size, a.key_space_size)?;
+                if a.txn_ops > a.key_space_size {
+                    return Err(CtlError::InvalidArgument(format!(
+                        "expected --txn-ops no larger than --key-space-size, got txn-ops({}) key-space-size({})",
+                        a.txn_ops, a.key_space_size
+                    )));
+                }
+                Ok(Plan::Txn {
+                    key_size: a.key_size,
+                    key_space_size: a.key_space_size,
+                    txn_ops: a.txn_ops,
+                    value: random_bytes(a.val_size),
+                })
+            }
+        }
+    }
+
+    /// Request number `i`. Put keys are `i % key-space-size` with
+    /// `--sequential-keys`, otherwise a hash of (seed, i) in the key space;
+    /// txn `i` puts the `txn-ops` consecutive keys after `i * txn-ops`
+    /// (distinct within one txn, as etcd rejects duplicate keys).
+    pub fn request(&self, i: u64) -> Op {
+        match self {
+            Plan::Put {
+                key_size,
+                key_space_size,
+                sequential,
+                value,
+                seed,
+            } => {
+                let idx = if *sequential {
+                    i % key_space_size
+                } else {
+                    splitmix64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % key_space_size
+                };
+                Op::Put(PutRequest {
+                    key: encode_key(idx, *key_size),
+                    value: value.clone(),
+                    ..Default::default()
+                })
+            }
+            Plan::Range(r) => Op::Range(r.clone()),
+            Plan::Txn {
+                key_size,
+                key_space_size,
+                txn_ops,
+                value,
+            } => {
+                let success = (0..*txn_ops)
+                    .map(|j| RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key: encode_key(
+                                i.wrapping_mul(*txn_ops).wrapping_add(j) % key_space_size,
+                                *key_size,
+                            ),
+                            value: value.clone(),
+                            ..Default::default()
+                        })),
+                    })
+                    .collect();
+                Op::Txn(TxnRequest {
+                    success,
+                    ..Default::default()
+                })
+            }
+        }
+    }
+
+    /// Workload name and parameters in flag form, for the JSON summary.
+    pub fn describe(&self, workload: &Workload) -> (String, String) {
+        match workload {
+            Workload::Put(a) => (
+                "put".into(),
+                format!(
+                    "key-size={} val-size={} key-space-size={}{}",
+                    a.key_size,
+                    a.val_size,
+                    a.key_space_size,
+                    if a.sequential_keys {
+                        " sequential-keys"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Workload::Range(a) => (
+                "range".into(),
+                format!(
+                    "key={:?} end={:?} consistency={} limit={} count-only={}",
+                    a.key,
+                    a.end.clone().unwrap_or_default(),
+                    match a.consistency {
+                        Consistency::Linearizable => "l",
+                        Consistency::Serializable => "s",
+                    },
+                    a.limit,
+                    a.count_only
+                ),
+            ),
+            Workload::Txn(a) => (
+                "txn".into(),
+                format!(
+                    "txn-ops={} key-size={} val-size={} key-space-size={}",
+                    a.txn_ops, a.key_size, a.val_size, a.key_space_size
+                ),
+            ),
+        }
+    }
+}
+
+fn check_positive(flag: &str, v: u64) -> Result<(), CtlError> {
+    if v == 0 {
+        return Err(CtlError::InvalidArgument(format!(
+            "expected positive {flag}, got ({v})"
+        )));
+    }
+    Ok(())
+}
+
+/// The key space must be non-empty and its largest key must fit in
+/// `key_size` bytes of etcd's varint encoding.
+fn check_keys(key_size: usize, key_space_size: u64) -> Result<(), CtlError> {
+    check_positive("--key-space-size", key_space_size)?;
+    let needed = zigzag_varint(key_space_size - 1).len();
+    if key_size < needed {
+        return Err(CtlError::InvalidArgument(format!(
+            "--key-size {key_size} is too small for --key-space-size {key_space_size} (needs at least {needed} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// etcd's benchmark key: `binary.PutVarint(k, idx)` into a zeroed
+/// `key_size`-byte buffer (zigzag, then base-128 little-endian groups).
+pub fn encode_key(idx: u64, key_size: usize) -> Vec<u8> {
+    let mut key = vec![0u8; key_size];
+    let varint = zigzag_varint(idx);
+    let n = varint.len().min(key_size);
+    key[..n].copy_from_slice(&varint[..n]);
+    key
+}
+
+fn zigzag_varint(idx: u64) -> Vec<u8> {
+    // Indices stay below 2^63 (the key space is a u64 count of keys that
+    // also had to fit a key size), so the shift cannot lose the sign bit.
+    let mut v = idx << 1;
+    let mut out = Vec::with_capacity(10);
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+/// A well-mixed 64-bit hash (SplitMix64's finalizer).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::ctl::bench::{PutArgs, RangeArgs, TxnArgs};
+
+    fn put_args(total: u64, kss: u64, sequential: bool) -> Workload {
+        Workload::Put(PutArgs {
+            total,
+            key_size: 8,
+            val_size: 16,
+            key_space_size: kss,
+            sequential_keys: sequential,
+        })
+    }
+
+    fn put_key(op: Op) -> Vec<u8> {
+        match op {
+            Op::Put(p) => p.key,
+            other => panic!("expected a put, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_use_etcd_zigzag_varint_padded_to_key_size() {
+        assert_eq!(encode_key(0, 4), vec![0, 0, 0, 0]);
+        assert_eq!(encode_key(1, 4), vec![2, 0, 0, 0]);
+        assert_eq!(encode_key(63, 4), vec![126, 0, 0, 0]);
+        assert_eq!(encode_key(64, 4), vec![0x80, 1, 0, 0]);
+        assert_eq!(encode_key(99_999, 8), vec![0xBE, 0x9A, 0x0C, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn key_size_must_hold_the_key_space() {
+        assert!(check_keys(1, 64).is_ok());
+        assert!(check_keys(1, 65).is_err());
+        assert!(check_keys(3, 100_000).is_ok());
+        assert!(check_keys(2, 100_000).is_err());
+        assert!(check_keys(8, 0).is_err());
+    }
+
+    #[test]
+    fn sequential_put_keys_cycle_the_key_space() {
+        let plan = Plan::new(&put_args(10, 3, true), 1).expect("valid plan");
+        let keys: Vec<Vec<u8>> = (0..6).map(|i| put_key(plan.request(i))).collect();
+        let want: Vec<Vec<u8>> = [0, 1, 2, 0, 1, 2]
+            .iter()
+            .map(|&k| encode_key(k, 8))
+            .collect();
+        assert_eq!(keys, want);
+    }
+
+    #[test]
+    fn random_put_keys_are_seeded_and_stay_in_the_key_space() {
+        let seed = 42;
+        println!("seed {seed}");
+        let a = Plan::new(&put_args(1000, 100, false), seed).expect("valid plan");
+        let b = Plan::new(&put_args(1000, 100, false), seed).expect("valid plan");
+        let space: HashSet<Vec<u8>> = (0..100).map(|k| encode_key(k, 8)).collect();
+        let mut seen = HashSet::new();
+        for i in 0..1000 {
+            let key = put_key(a.request(i));
+            assert_eq!(
+                key,
+                put_key(b.request(i)),
+                "request {i} differs for one seed"
+            );
+            assert!(space.contains(&key), "request {i} left the key space");
+            seen.insert(key);
+        }
+        // 1000 draws over 100 keys miss a given key with probability ~4e-5.
+        assert!(seen.len() > 90, "only {} distinct keys", seen.len());
+        let Op::Put(p) = a.request(0) else {
+            panic!("expected a put");
+        };
+        assert_eq!(p.value.len(), 16);
+    }
+
+    #[test]
+    fn txn_puts_distinct_consecutive_keys() {
+        let w = Workload::Txn(TxnArgs {
+            total: 10,
+            txn_ops: 3,
+            key_size: 8,
+            val_size: 4,
+            key_space_size: 5,
+        });
+        let plan = Plan::new(&w, 9).expect("valid plan");
+        let Op::Txn(t) = plan.request(1) else {
+            panic!("expected a txn");
+        };
+        assert!(t.compare.is_empty() && t.failure.is_empty());
+        let keys: Vec<Vec<u8>> = t
+            .success
+            .into_iter()
+            .map(|op| match op.request {
+                Some(request_op::Request::RequestPut(p)) => p.key,
+                other => panic!("expected a put op, got {other:?}"),
+            })
+            .collect();
+        // Request 1 covers indices 3, 4, 5 -> 3, 4, 0 in a space of 5.
+        assert_eq!(
+            keys,
+            vec![encode_key(3, 8), encode_key(4, 8), encode_key(0, 8)]
+        );
+    }
+
+    #[test]
+    fn txn_ops_larger_than_key_space_is_rejected() {
+        let w = Workload::Txn(TxnArgs {
+            total: 1,
+            txn_ops: 4,
+            key_size: 8,
+            val_size: 4,
+            key_space_size: 3,
+        });
+        assert!(matches!(
+            Plan::new(&w, 0),
+            Err(CtlError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn range_request_carries_the_options() {
+        let w = Workload::Range(RangeArgs {
+            key: "a".into(),
+            end: Some("b".into()),
+            consistency: Consistency::Serializable,
+            total: 5,
+            limit: 10,
+            count_only: true,
+        });
+        let plan = Plan::new(&w, 0).expect("valid plan");
+        let want = RangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"b".to_vec(),
+            limit: 10,
+            serializable: true,
+            count_only: true,
+            ..Default::default()
+        };
+        assert_eq!(plan.request(3), Op::Range(want));
+    }
+}
