@@ -207,6 +207,14 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the current process is still alive (reaps it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+        }
+    }
+
     /// Opens a new gRPC channel to the client URL.
     pub async fn channel(&self) -> Result<Channel, HarnessError> {
         Ok(Endpoint::from_shared(self.endpoint())?

@@ -11,6 +11,9 @@
 //!    equal errors (gRPC code and message).
 //! 4. On the first mismatch, fail with the op index, the op and both
 //!    responses. The run is bounded by a per-op timeout and a total deadline.
+//! 5. If etcd itself answers with anything but InvalidArgument, OutOfRange
+//!    or NotFound (e.g. it crashed), fail: a dead reference would make every
+//!    later op "agree" on a transport error.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,9 +22,23 @@ use integration::kv_ops::{Generator, Op, Outcome, Reply, RpcError};
 use integration::{Kind, Server, ServerOpts, env_usize, seed_from_env};
 use proto::etcdserverpb::RangeRequest;
 use proto::etcdserverpb::kv_client::KvClient;
+use tonic::Code;
 use tonic::transport::Channel;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The only error codes a healthy single-member etcd gives to these ops.
+/// Anything else (Unavailable, Unknown "transport error", ...) means the
+/// reference itself broke, and comparing against it would prove nothing.
+const REFERENCE_ERROR_CODES: [Code; 3] = [Code::InvalidArgument, Code::OutOfRange, Code::NotFound];
+
+fn liveness(server: &mut Server) -> &'static str {
+    if server.is_running() {
+        "still running"
+    } else {
+        "gone (it exited)"
+    }
+}
 
 async fn run(op: &Op, kv: &mut KvClient<Channel>, side: &str, index: usize, seed: u64) -> Outcome {
     match tokio::time::timeout(OP_TIMEOUT, op.execute(kv)).await {
@@ -59,8 +76,8 @@ async fn kv_responses_match_etcd() {
         Server::start(Kind::Etcd, ServerOpts::default()),
         Server::start(Kind::Oxcd, ServerOpts::default())
     );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let mut reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
+    let mut candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
     let mut etcd = reference.kv().await.expect("connect to etcd");
     let mut oxcd = candidate.kv().await.expect("connect to oxcd");
 
@@ -77,12 +94,27 @@ async fn kv_responses_match_etcd() {
             run(&op, &mut etcd, "etcd", index, seed),
             run(&op, &mut oxcd, "oxcd", index, seed)
         );
+        if let Err(e) = &expected.0
+            && !REFERENCE_ERROR_CODES.contains(&e.code)
+        {
+            panic!(
+                "etcd (the reference) failed at op #{index} (seed {seed}) with {:?} {:?}; \
+                 its process is {}. The op cannot be compared: keep it out of the generator.\n\
+                 op: {}",
+                e.code,
+                e.message,
+                liveness(&mut reference),
+                op.describe()
+            );
+        }
         if expected != actual {
             panic!(
-                "mismatch at op #{index} (seed {seed}; replay with OXCD_SEED={seed})\n\
+                "mismatch at op #{index} (seed {seed}; replay with OXCD_SEED={seed}); \
+                 oxcd's process is {}\n\
                  op:   {}\n\
                  etcd: {}\n\
                  oxcd: {}",
+                liveness(&mut candidate),
                 op.describe(),
                 expected.describe(),
                 actual.describe()
@@ -109,6 +141,8 @@ async fn kv_responses_match_etcd() {
         actual.describe()
     );
 
+    assert!(reference.is_running(), "etcd exited during the run");
+    assert!(candidate.is_running(), "oxcd exited during the run");
     println!(
         "differential: {ops} ops agreed in {:?}; revision {}, compacted at {}",
         started.elapsed(),
