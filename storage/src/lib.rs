@@ -16,5 +16,6 @@
 pub mod error;
 pub mod mvcc;
 pub mod raft_log;
+pub mod snap;
 
 pub use error::{EtcdError, StorageError};

@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 
 use proto::Message as _;
 use proto::internal::InternalRequest;
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
@@ -494,9 +494,9 @@ impl<S: LogStore> RaftCore<S> {
         self.node.report_unreachable(id);
     }
 
-    /// Whether `m` is a message raft-rs wants reported when sending fails.
-    pub fn is_snapshot(m: &Message) -> bool {
-        m.get_msg_type() == MessageType::MsgSnapshot
+    /// Reports the outcome of sending a snapshot to `id`.
+    pub fn report_snapshot(&mut self, id: u64, status: raft::SnapshotStatus) {
+        self.node.report_snapshot(id, status);
     }
 }
 

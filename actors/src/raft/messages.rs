@@ -78,3 +78,20 @@ pub struct RaftStatus {
 #[derive(Message)]
 #[rtype(result = "RaftStatus")]
 pub struct GetStatus;
+
+/// The transport could not deliver to peer `id` (raft-rs then probes it
+/// more slowly instead of streaming appends into the void).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportUnreachable {
+    pub id: u64,
+}
+
+/// Outcome of streaming a snapshot to peer `id`; raft-rs needs it to resume
+/// replication to that peer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportSnapshot {
+    pub id: u64,
+    pub status: raft::SnapshotStatus,
+}

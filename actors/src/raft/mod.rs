@@ -254,3 +254,23 @@ impl Handler<GetStatus> for RaftActor {
         MessageResult(self.core.status())
     }
 }
+
+impl Handler<ReportUnreachable> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportUnreachable, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("ReportUnreachable");
+        self.core.report_unreachable(msg.id);
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<ReportSnapshot> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportSnapshot, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("ReportSnapshot");
+        self.core.report_snapshot(msg.id, msg.status);
+        self.schedule_poll(ctx);
+    }
+}

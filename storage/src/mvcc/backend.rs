@@ -106,6 +106,13 @@ pub trait MvccBackend: Send + 'static {
     /// `path` (a file); `LmdbBackend` can open a directory holding it as
     /// `data.mdb`.
     fn copy_to_file(&self, path: &Path) -> Result<(), StorageError>;
+    /// Closes the backend and waits until its files may be replaced or
+    /// reopened (installing a snapshot).
+    fn close(self)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 /// Encodes a record: flags byte, then the KeyValue.

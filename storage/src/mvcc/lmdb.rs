@@ -281,6 +281,13 @@ impl MvccBackend for LmdbBackend {
         used().map_or(0, |b| b as i64)
     }
 
+    fn close(self) {
+        // heed keeps a process-wide registry of open environments; wait
+        // until this one is really closed so the directory can be reopened.
+        let closing = self.env.prepare_for_closing();
+        closing.wait();
+    }
+
     fn copy_to_file(&self, path: &Path) -> Result<(), StorageError> {
         let file = self
             .env

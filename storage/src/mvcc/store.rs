@@ -351,6 +351,12 @@ impl<B: MvccBackend> MvccStore<B> {
             .unwrap_or_default()
     }
 
+    /// Closes the store; its files may then be replaced (snapshot install)
+    /// and reopened.
+    pub fn close(self) {
+        self.backend.close();
+    }
+
     /// Writes a consistent, compacted LMDB image of the committed store to
     /// the file `path` (a snapshot); a directory holding it as `data.mdb`
     /// opens with [`MvccStore::open`].
