@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of real etcd 3.4 and oxcd on this machine.
+#
+# 1. Build oxcdctl (and oxcd when it is a target) in release mode.
+# 2. Start every target in $TARGETS as a one-node cluster with etcd's flags,
+#    on two free loopback ports chosen by the OS and a fresh data dir; poll
+#    `etcdctl endpoint health` until each answers (bounded); write the key
+#    "foo" that the range workloads read.
+# 3. For each workload, $REPEATS rounds; in each round every target runs the
+#    workload once, the order alternating from round to round. Interleaving
+#    keeps a change in background load from favouring one target.
+# 4. Stop exactly the PIDs this script started (also on error or signal).
+# 5. Write a markdown table to stdout and bench-results/latest.md: per
+#    target the run with the median req/s, and oxcd/etcd as the median of
+#    the per-round ratios. Raw reports and JSON summaries of every run go to
+#    bench-results/<target>/.
+#
+# Environment:
+#   TARGETS="etcd oxcd"   which servers to measure (default both)
+#   REPEATS=3             rounds per workload
+#   QUICK=1               divide every request count by 10 (smoke test)
+#   SKIP_BUILD=1          use the binaries already built
+#   ETCD_BIN, ETCDCTL_BIN, OXCD_BIN, OXCDCTL_BIN   override binary paths
+#   OUT_DIR               where results go (default bench-results/)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGETS=${TARGETS:-"etcd oxcd"}
+ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
+OXCD_BIN=${OXCD_BIN:-$ROOT/target/release/oxcd}
+OXCDCTL_BIN=${OXCDCTL_BIN:-$ROOT/target/release/oxcdctl}
+OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
+QUICK=${QUICK:-0}
+REPEATS=${REPEATS:-3}
+export ETCDCTL_API=3
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+read -r -a TARGET_LIST <<<"$TARGETS"
+((${#TARGET_LIST[@]} > 0)) || die "TARGETS is empty"
+for t in "${TARGET_LIST[@]}"; do
+    case "$t" in
+        etcd | oxcd) ;;
+        *) die "unknown target '$t' (TARGETS may hold etcd and oxcd)" ;;
+    esac
+done
+[[ "$REPEATS" =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be a positive integer, got '$REPEATS'"
+
+# Workloads: name | oxcdctl bench arguments. Every target runs the same list.
+WORKLOADS=(
+    "put-c1|--clients 1 --conns 1 put --total 2000 --key-size 8 --val-size 256 --key-space-size 100000"
+    "put-c100|--clients 100 --conns 10 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+    "put-c1000|--clients 1000 --conns 100 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+    "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
+    "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
+    "txn4-c100|--clients 100 --conns 10 txn --txn-ops 4 --total 10000 --key-size 8 --val-size 256 --key-space-size 100000"
+)
+
+# --- 1. build -----------------------------------------------------------------
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    if [[ " $TARGETS " == *" oxcd "* ]]; then
+        log "building oxcd and oxcdctl (release)"
+        (cd "$ROOT" && cargo build --release -p node)
+    else
+        log "building oxcdctl (release)"
+        (cd "$ROOT" && cargo build --release -p node --bin oxcdctl)
+    fi
+fi
+[[ -x "$OXCDCTL_BIN" ]] || die "$OXCDCTL_BIN not found (build it or unset SKIP_BUILD)"
+[[ -x "$ETCDCTL_BIN" ]] || die "$ETCDCTL_BIN not found"
+command -v python3 >/dev/null || die "python3 is needed to pick ports and write the table"
+
+# --- processes this script started, stopped on exit ---------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/oxcd-bench.XXXXXX")
+declare -A PID=() ENDPOINT=()
+
+stop_server() {
+    local target=$1 pid=${PID[$1]:-}
+    [[ -n "$pid" ]] || return 0
+    PID[$target]=""
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$target (pid $pid) ignored SIGTERM for 5s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+    log "stopped $target (pid $pid)"
+}
+
+cleanup() {
+    local t
+    for t in "${!PID[@]}"; do
+        stop_server "$t"
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Two distinct free loopback ports, chosen by the OS.
+free_ports() {
+    python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+'
+}
+
+# --- 2. start the servers -----------------------------------------------------
+start_server() {
+    local target=$1 bin p_client p_peer ep
+    case "$target" in
+        etcd) bin=$ETCD_BIN ;;
+        oxcd) bin=$OXCD_BIN ;;
+    esac
+    [[ -x "$bin" ]] || die "$target binary $bin not found"
+    read -r p_client p_peer < <(free_ports)
+    ep="127.0.0.1:$p_client"
+    ENDPOINT[$target]=$ep
+    mkdir -p "$TMP/$target"
+    "$bin" --name bench --data-dir "$TMP/$target/data" \
+        --listen-client-urls "http://$ep" \
+        --advertise-client-urls "http://$ep" \
+        --listen-peer-urls "http://127.0.0.1:$p_peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$p_peer" \
+        --initial-cluster "bench=http://127.0.0.1:$p_peer" \
+        >"$TMP/$target/server.log" 2>&1 &
+    PID[$target]=$!
+    log "started $target (pid ${PID[$target]}) on $ep"
+
+    # Poll health: at most 60 tries, 0.5s apart (30s).
+    local healthy=0
+    for _ in $(seq 1 60); do
+        if ! kill -0 "${PID[$target]}" 2>/dev/null; then
+            tail -n 30 "$TMP/$target/server.log" >&2 || true
+            die "$target exited during startup"
+        fi
+        if "$ETCDCTL_BIN" --endpoints "http://$ep" --dial-timeout 1s --command-timeout 2s \
+            endpoint health >/dev/null 2>&1; then
+            healthy=1
+            break
+        fi
+        sleep 0.5
+    done
+    if ((!healthy)); then
+        tail -n 30 "$TMP/$target/server.log" >&2 || true
+        die "$target did not become healthy within 30s"
+    fi
+    log "$target is healthy"
+    # The range workloads read this key (256-byte value, like the puts).
+    "$ETCDCTL_BIN" --endpoints "http://$ep" --command-timeout 5s \
+        put foo "$(printf 'v%.0s' $(seq 1 256))" >/dev/null ||
+        die "could not write the key foo on $target"
+}
+
+# Divides the --total in an argument list by 10 when QUICK=1.
+scale_args() {
+    if [[ "$QUICK" == 1 ]]; then
+        python3 -c '
+import re, sys
+print(re.sub(r"--total (\d+)", lambda m: "--total %d" % max(1, int(m.group(1)) // 10), sys.argv[1]))
+' "$1"
+    else
+        printf '%s\n' "$1"
+    fi
+}
+
+# --- 3. run -------------------------------------------------------------------
+FAILED=0
+# run_one TARGET NAME ROUND ARGS: one oxcdctl bench run, JSON and report kept.
+run_one() {
+    local target=$1 name=$2 r=$3 args=$4 base
+    base="$OUT_DIR/$target/$name.run$r"
+    # shellcheck disable=SC2086 # $args is a list of flags on purpose
+    if "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
+        >"$base.txt" 2>"$base.err"; then
+        python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("[bench]   %s round %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d errors" % (
+    sys.argv[2], sys.argv[3], s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"],
+    s["errors"]))
+' "$base.json" "$target" "$r" >&2
+    else
+        log "  $target round $r failed:"
+        tail -n 5 "$base.err" >&2 || true
+        rm -f "$base.json"
+        FAILED=1
+    fi
+}
+
+mkdir -p "$OUT_DIR"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+for t in "${TARGET_LIST[@]}"; do
+    rm -rf "${OUT_DIR:?}/$t"
+    mkdir -p "$OUT_DIR/$t"
+    start_server "$t"
+done
+
+names=()
+for entry in "${WORKLOADS[@]}"; do
+    name=${entry%%|*}
+    names+=("$name")
+    args=$(scale_args "${entry#*|}")
+    log "$name: oxcdctl bench $args ($REPEATS rounds)"
+    for r in $(seq 1 "$REPEATS"); do
+        order=("${TARGET_LIST[@]}")
+        if ((r % 2 == 0)); then
+            order=()
+            for ((i = ${#TARGET_LIST[@]} - 1; i >= 0; i--)); do order+=("${TARGET_LIST[$i]}"); done
+        fi
+        for t in "${order[@]}"; do
+            run_one "$t" "$name" "$r" "$args"
+        done
+    done
+done
+
+# --- 4. stop ------------------------------------------------------------------
+for t in "${TARGET_LIST[@]}"; do
+    stop_server "$t"
+    cp "$TMP/$t/server.log" "$OUT_DIR/$t/server.log" 2>/dev/null || true
+done
+
+# --- 5. table -----------------------------------------------------------------
+etcd_version=$("$ETCD_BIN" --version 2>/dev/null | head -n 1 || true)
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 - "$OUT_DIR" "$QUICK" "$REPEATS" "$etcd_version" "$commit" "$load_start" "${names[@]}" \
+    >"$OUT_DIR/latest.md" <<'PY'
+import glob, json, os, platform, re, shutil, statistics, sys, time
+
+out_dir, quick, repeats, etcd_version, commit, load_start = sys.argv[1:7]
+names = sys.argv[7:]
+
+def runs(target, name):
+    """{round: summary} of the successful runs."""
+    out = {}
+    for path in glob.glob(os.path.join(out_dir, target, name + ".run*.json")):
+        r = int(re.search(r"\.run(\d+)\.json$", path).group(1))
+        with open(path) as f:
+            out[r] = json.load(f)
+    return out
+
+def median_run(target, name):
+    """The run with the median req/s, also copied to NAME.json / NAME.txt."""
+    rs = runs(target, name)
+    if not rs:
+        return None
+    ordered = sorted(rs.items(), key=lambda kv: kv[1]["rps"])
+    r, s = ordered[(len(ordered) - 1) // 2]
+    base = os.path.join(out_dir, target, name)
+    shutil.copy("%s.run%d.json" % (base, r), base + ".json")
+    shutil.copy("%s.run%d.txt" % (base, r), base + ".txt")
+    return s
+
+def ratio(name):
+    e, o = runs("etcd", name), runs("oxcd", name)
+    pairs = [o[r]["rps"] / e[r]["rps"] for r in e if r in o and e[r]["rps"] > 0]
+    return "%.2f" % statistics.median(pairs) if pairs else "n/a"
+
+def fmt(s, f, key):
+    if s is None:
+        return "n/a"
+    return f % (s[key] if key in s else s["latency_ms"][key])
+
+def all_rps(target, name):
+    rs = runs(target, name)
+    return ", ".join("%.0f" % rs[r]["rps"] for r in sorted(rs)) or "n/a"
+
+print("# oxcd vs etcd: side-by-side benchmark")
+print()
+print("- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+print("- machine: %s, %d cores; load average (1/5/15 min) at start %s, at end %s" % (
+    platform.machine(), os.cpu_count() or 0, load_start,
+    " ".join("%.2f" % x for x in os.getloadavg())))
+print("- etcd: %s; oxcd commit: %s%s" % (etcd_version or "unknown", commit,
+      "; QUICK=1 (request counts / 10)" if quick == "1" else ""))
+print("- one node each, fresh data dir, loopback; client: oxcdctl bench on the same machine")
+print("- %s rounds per workload, targets interleaved; req/s and latency columns are each"
+      " target's median run, oxcd/etcd is the median of the per-round ratios" % repeats)
+print()
+print("| workload | etcd req/s | oxcd req/s | oxcd/etcd | etcd p50 ms | oxcd p50 ms"
+      " | etcd p99 ms | oxcd p99 ms | errors etcd/oxcd |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for name in names:
+    e, o = median_run("etcd", name), median_run("oxcd", name)
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |" % (
+        name, fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"), ratio(name),
+        fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"),
+        fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
+        fmt(e, "%d", "errors"), fmt(o, "%d", "errors")))
+print()
+print("Workload parameters and req/s of every round:")
+print()
+for name in names:
+    s = median_run("etcd", name) or median_run("oxcd", name)
+    if s:
+        print("- `%s`: %s, %d clients, %d conns, %d requests (%s); etcd: %s; oxcd: %s" % (
+            name, s["op"], s["clients"], s["conns"], s["total"], s["workload"],
+            all_rps("etcd", name), all_rps("oxcd", name)))
+PY
+cat "$OUT_DIR/latest.md"
+log "table written to $OUT_DIR/latest.md"
+exit "$FAILED"
