@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Arbiter};
-use actors::apply::core::{ApplyCore, HeaderInfo};
+use actors::apply::core::{ApplyCore, HeaderInfo, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
 use actors::raft::core::{CoreConfig, RaftCore};
@@ -30,6 +30,7 @@ use raft::eraftpb::ConfState;
 use serde::{Deserialize, Serialize};
 use storage::mvcc::MvccStore;
 use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
+use storage::snap::{SnapDir, install_image};
 
 use crate::config::Config;
 use crate::handle::{Limits, NodeHandle};
@@ -126,7 +127,23 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         };
         log.initialize(&cs)?;
     }
-    let kv = MvccStore::open(&member_dir.join("kv"), mvcc_map_bytes(config))?;
+    let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
+    let kv_dir = member_dir.join("kv");
+    let map_bytes = mvcc_map_bytes(config);
+    let mut kv = MvccStore::open(&kv_dir, map_bytes)?;
+    // A snapshot received from the leader is durable in the raft log before
+    // its image replaces the store; a crash in between leaves the store
+    // behind the log's snapshot. Finish the install now.
+    let log_snapshot = log.snapshot_metadata().map_or(0, |m| m.index);
+    if log_snapshot > kv.applied_index() {
+        tracing::info!(
+            index = log_snapshot,
+            "finishing an interrupted snapshot install"
+        );
+        kv.close();
+        install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
+        kv = MvccStore::open(&kv_dir, map_bytes)?;
+    }
     let applied = kv.applied_index();
     let mut hs = log.hard_state();
     if hs.commit < applied {
@@ -177,6 +194,10 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             max_request_bytes: config.max_request_bytes,
             request_timeout_ticks: request_timeout_ms / config.heartbeat_interval,
             max_apply_lag: 5_000,
+            // etcd keeps 5000 entries behind a snapshot; with a small
+            // --snapshot-count keep half of it, so that a follower that
+            // missed more than --snapshot-count entries needs the image.
+            catch_up_entries: 5_000.min(config.snapshot_count / 2),
         },
         IdGen::new(identity.member_id, now_ms),
         applied,
@@ -187,7 +208,14 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         member_id: identity.member_id,
     };
     let apply_probe = metrics.for_actor("apply");
-    let apply_core = ApplyCore::new(kv, header);
+    let snapshots = SnapshotSettings {
+        snap_dir: snap_dir.clone(),
+        store_dir: kv_dir.clone(),
+        snapshot_count: config.snapshot_count,
+        last_snapshot: log_snapshot,
+        reopen: Box::new(move |dir| MvccStore::open(dir, map_bytes)),
+    };
+    let apply_core = ApplyCore::new(kv, header, snapshots);
     let apply_addr = ApplyActor::start_in_arbiter(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         move |_| ApplyActor::new(apply_core, probe)

@@ -9,14 +9,21 @@
 //!    (only on the member that proposed it), with the response header filled.
 //! 3. Linearizable reads wait in `waiting_reads` until the applied index
 //!    reaches their read index, then are served from a fresh read txn.
+//! 4. Every `--snapshot-count` applied entries, an image of the store is
+//!    written to the snapshot directory; the report tells the raft actor,
+//!    which records it as the raft snapshot and compacts its log.
+//! 5. A snapshot received from the leader replaces the store
+//!    ([`ApplyCore::install`]): close, swap the file, reopen.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use proto::Message as _;
 use proto::etcdserverpb::ResponseHeader;
-use proto::internal::InternalRequest;
+use proto::internal::{InternalRequest, SnapshotDescriptor};
 use raft::eraftpb::EntryType;
 use storage::mvcc::{ApplyResponse, MvccBackend, MvccStore};
+use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
 use crate::raft::core::{CommittedBatch, ReadBatch};
@@ -40,42 +47,81 @@ pub struct StoreStatus {
     pub raft_term: u64,
 }
 
+/// Reopens the store from its directory (after a snapshot install).
+pub type Reopen<B> = Box<dyn Fn(&std::path::Path) -> Result<MvccStore<B>, StorageError> + Send>;
+
+/// Where and how often the apply actor writes snapshot images.
+pub struct SnapshotSettings<B: MvccBackend> {
+    pub snap_dir: SnapDir,
+    /// The store's own directory (holding `data.mdb`).
+    pub store_dir: PathBuf,
+    /// `--snapshot-count`: applied entries between two images.
+    pub snapshot_count: u64,
+    /// Index of the newest image already taken (0 if none).
+    pub last_snapshot: u64,
+    pub reopen: Reopen<B>,
+}
+
+/// What applying a batch produced, for the raft actor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyReport {
+    pub applied: u64,
+    /// A new snapshot image, when `--snapshot-count` entries were applied
+    /// since the last one.
+    pub snapshot: Option<SnapshotDescriptor>,
+}
+
 /// The apply actor's state.
 pub struct ApplyCore<B: MvccBackend> {
-    store: MvccStore<B>,
+    /// `None` only inside [`ApplyCore::install`], while the file is swapped.
+    store: Option<MvccStore<B>>,
     header: HeaderInfo,
     term: u64,
     waiting_reads: BTreeMap<u64, Vec<PendingRead>>,
+    snapshots: SnapshotSettings<B>,
 }
 
 impl<B: MvccBackend> ApplyCore<B> {
-    pub fn new(store: MvccStore<B>, header: HeaderInfo) -> Self {
+    pub fn new(store: MvccStore<B>, header: HeaderInfo, snapshots: SnapshotSettings<B>) -> Self {
         Self {
-            store,
+            store: Some(store),
             header,
             term: 0,
             waiting_reads: BTreeMap::new(),
+            snapshots,
         }
     }
 
+    fn store(&self) -> &MvccStore<B> {
+        self.store
+            .as_ref()
+            .expect("the store is only absent during a snapshot install")
+    }
+
+    fn store_mut(&mut self) -> &mut MvccStore<B> {
+        self.store
+            .as_mut()
+            .expect("the store is only absent during a snapshot install")
+    }
+
     pub fn applied_index(&self) -> u64 {
-        self.store.applied_index()
+        self.store().applied_index()
     }
 
     pub fn status(&self) -> StoreStatus {
         StoreStatus {
-            revision: self.store.current_revision(),
-            compact_revision: self.store.compact_revision(),
-            applied_index: self.store.applied_index(),
-            db_size: self.store.db_size(),
-            db_size_in_use: self.store.db_size_in_use(),
+            revision: self.store().current_revision(),
+            compact_revision: self.store().compact_revision(),
+            applied_index: self.store().applied_index(),
+            db_size: self.store().db_size(),
+            db_size_in_use: self.store().db_size_in_use(),
             raft_term: self.term,
         }
     }
 
-    /// Applies one committed batch; returns the applied index. An `Err` is a
-    /// storage failure and fatal to the member.
-    pub fn apply(&mut self, batch: CommittedBatch) -> Result<u64, StorageError> {
+    /// Applies one committed batch; reports the applied index and any new
+    /// snapshot image. An `Err` is a storage failure and fatal to the member.
+    pub fn apply(&mut self, batch: CommittedBatch) -> Result<ApplyReport, StorageError> {
         self.term = self.term.max(batch.term);
         let requests: Vec<(u64, Option<InternalRequest>)> = batch
             .entries
@@ -99,7 +145,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             .collect();
         let refs: Vec<(u64, Option<&InternalRequest>)> =
             requests.iter().map(|(i, r)| (*i, r.as_ref())).collect();
-        let applied = self.store.apply_batch(&refs)?;
+        let applied = self.store_mut().apply_batch(&refs)?;
         let mut waiters: HashMap<u64, _> = batch.waiters.into_iter().collect();
         for result in applied {
             if let Some(reply) = waiters.remove(&result.id) {
@@ -116,7 +162,61 @@ impl<B: MvccBackend> ApplyCore<B> {
             let _ = reply.send(Err(EtcdError::LeaderChanged));
         }
         self.serve_ready_reads();
-        Ok(self.store.applied_index())
+        let applied = self.store().applied_index();
+        let snapshot = self.maybe_snapshot(applied)?;
+        Ok(ApplyReport { applied, snapshot })
+    }
+
+    fn maybe_snapshot(&mut self, applied: u64) -> Result<Option<SnapshotDescriptor>, StorageError> {
+        let s = &self.snapshots;
+        if applied < s.last_snapshot + s.snapshot_count.max(1) {
+            return Ok(None);
+        }
+        // The image is copied under one LMDB read txn, so it is the state at
+        // exactly `applied` (this actor is the only writer).
+        let store = self.store.as_ref().expect("store present outside install");
+        let descriptor = s
+            .snap_dir
+            .create(applied, |path| store.copy_to_file(path))?;
+        s.snap_dir.prune(applied)?;
+        tracing::info!(
+            index = applied,
+            size = descriptor.size,
+            "saved snapshot image"
+        );
+        self.snapshots.last_snapshot = applied;
+        Ok(Some(descriptor))
+    }
+
+    /// Replaces the store with the snapshot image `d` (received from the
+    /// leader and verified); returns the applied index it brings.
+    pub fn install(&mut self, d: &SnapshotDescriptor) -> Result<u64, StorageError> {
+        if d.index <= self.store().applied_index() {
+            return Ok(self.store().applied_index());
+        }
+        let image = self.snapshots.snap_dir.path(d.index);
+        if !self.snapshots.snap_dir.has(d) {
+            return Err(StorageError::Corrupt(format!(
+                "snapshot image {} is missing or incomplete",
+                image.display()
+            )));
+        }
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
+        install_image(&self.snapshots.store_dir, &image)?;
+        let store = (self.snapshots.reopen)(&self.snapshots.store_dir)?;
+        let applied = store.applied_index();
+        tracing::info!(
+            index = d.index,
+            applied,
+            revision = store.current_revision(),
+            "installed snapshot"
+        );
+        self.store = Some(store);
+        self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
+        self.serve_ready_reads();
+        Ok(applied)
     }
 
     /// A read index arrived for a batch of reads.
@@ -137,11 +237,11 @@ impl<B: MvccBackend> ApplyCore<B> {
 
     fn read(&self, request: &ReadRequest) -> Result<ReadResponse, EtcdError> {
         match request {
-            ReadRequest::Range(r) => self.store.range(r).map(|mut resp| {
+            ReadRequest::Range(r) => self.store().range(r).map(|mut resp| {
                 resp.header = Some(self.header(resp.header.as_ref()));
                 ReadResponse::Range(resp)
             }),
-            ReadRequest::Txn(t) => self.store.txn_read_only(t).map(|mut resp| {
+            ReadRequest::Txn(t) => self.store().txn_read_only(t).map(|mut resp| {
                 resp.header = Some(self.header(resp.header.as_ref()));
                 ReadResponse::Txn(resp)
             }),
@@ -149,7 +249,7 @@ impl<B: MvccBackend> ApplyCore<B> {
     }
 
     fn serve_ready_reads(&mut self) {
-        let applied = self.store.applied_index();
+        let applied = self.store().applied_index();
         while let Some(entry) = self.waiting_reads.first_entry() {
             if *entry.key() > applied {
                 break;
@@ -165,7 +265,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         ResponseHeader {
             cluster_id: self.header.cluster_id,
             member_id: self.header.member_id,
-            revision: revision.unwrap_or_else(|| self.store.current_revision()),
+            revision: revision.unwrap_or_else(|| self.store().current_revision()),
             raft_term: self.term,
         }
     }

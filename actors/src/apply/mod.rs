@@ -6,6 +6,7 @@
 //!    served once applied >= read index (see [`core::ApplyCore`]).
 //! 3. `Read` is a serializable read, served at once from a fresh read txn.
 //! 4. `GetStoreStatus` reports revision, applied index and db size.
+//! 5. `InstallSnapshot` swaps in a snapshot image received from the leader.
 //!
 //! A storage error while applying is fatal: the process exits and the entry
 //! is applied after restart from the durable raft log (never skipped, or
@@ -16,7 +17,7 @@ pub mod core;
 use actix::prelude::*;
 use storage::mvcc::LmdbBackend;
 
-use self::core::{ApplyCore, StoreStatus};
+use self::core::{ApplyCore, ApplyReport, StoreStatus};
 use crate::metrics::ActorProbe;
 use crate::raft::PendingRead;
 use crate::raft::core::{CommittedBatch, ReadBatch};
@@ -24,11 +25,19 @@ use crate::raft::core::{CommittedBatch, ReadBatch};
 /// Mailbox capacity of the apply actor for client reads.
 pub const APPLY_MAILBOX: usize = 4096;
 
-/// Committed entries to apply; answers the applied index.
+/// Committed entries to apply; answers what was applied.
 #[derive(Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "ApplyReport")]
 pub struct Committed {
     pub batch: CommittedBatch,
+}
+
+/// Replace the store with a verified snapshot image; answers the applied
+/// index it brings.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct InstallSnapshot {
+    pub descriptor: proto::internal::SnapshotDescriptor,
 }
 
 /// Linearizable reads whose read index is known.
@@ -78,13 +87,25 @@ impl Actor for ApplyActor {
 }
 
 impl Handler<Committed> for ApplyActor {
-    type Result = u64;
+    type Result = MessageResult<Committed>;
 
-    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> u64 {
+    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("Committed");
         match self.core.apply(msg.batch) {
-            Ok(index) => index,
+            Ok(report) => MessageResult(report),
             Err(e) => crate::fatal(&format!("apply failed: {e}")),
+        }
+    }
+}
+
+impl Handler<InstallSnapshot> for ApplyActor {
+    type Result = u64;
+
+    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> u64 {
+        let _timer = self.probe.handling("InstallSnapshot");
+        match self.core.install(&msg.descriptor) {
+            Ok(applied) => applied,
+            Err(e) => crate::fatal(&format!("snapshot install failed: {e}")),
         }
     }
 }

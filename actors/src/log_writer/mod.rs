@@ -34,11 +34,13 @@ pub struct SaveConfState {
     pub conf_state: ConfState,
 }
 
-/// Discard log entries before `index` (after a state-machine snapshot).
+/// Record a raft snapshot for a new state-machine image, then discard log
+/// entries before `compact_to`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CompactLog {
-    pub index: u64,
+pub struct SaveSnapshot {
+    pub snapshot: raft::eraftpb::Snapshot,
+    pub compact_to: u64,
 }
 
 /// The log writer actor; runs alone on its own thread.
@@ -83,12 +85,15 @@ impl Handler<SaveConfState> for LogWriter {
     }
 }
 
-impl Handler<CompactLog> for LogWriter {
+impl Handler<SaveSnapshot> for LogWriter {
     type Result = ();
 
-    fn handle(&mut self, msg: CompactLog, _: &mut Context<Self>) {
-        let _timer = self.probe.handling("CompactLog");
-        if let Err(e) = self.store.compact(msg.index) {
+    fn handle(&mut self, msg: SaveSnapshot, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("SaveSnapshot");
+        if let Err(e) = self.store.set_snapshot(&msg.snapshot) {
+            crate::fatal(&format!("raft snapshot record failed: {e}"));
+        }
+        if let Err(e) = self.store.compact(msg.compact_to) {
             crate::fatal(&format!("raft log compaction failed: {e}"));
         }
     }

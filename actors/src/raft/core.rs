@@ -2,10 +2,15 @@
 //! feeds it ticks and messages and dispatches the [`Output`] it returns.
 //!
 //! The Ready loop follows raft-rs's documented order (crate docs, "Processing
-//! the Ready State"), with asynchronous persistence:
-//! 1. `ready()` is taken only when no earlier Ready is still being persisted;
-//!    proposals arriving meanwhile pile up in raft's unstable log and go out
-//!    in the next Ready, so one fsync covers many of them (group commit).
+//! the Ready State"), with the fsync on the log writer's thread:
+//! 1. `ready()` is taken only when no earlier Ready is still being persisted.
+//!    A Ready with a write is held until the log writer reports it durable,
+//!    and only then advanced (`advance_append`): raft-rs must not be stepped
+//!    between `ready()` and its advance, and it reads advanced entries back
+//!    from storage, which has them only after the write. Inputs that arrive
+//!    meanwhile (proposals, peer messages, ticks) are queued and fed to raft
+//!    right after the advance, so one fsync covers many proposals (group
+//!    commit).
 //! 2. `take_messages()` are sent at once: raft-rs puts only messages that are
 //!    safe before local persistence there (a leader's appends; Raft thesis
 //!    §10.2.1: the leader may write its log in parallel with replicating it,
@@ -18,8 +23,16 @@
 //!    log writer reports the write durable (`on_persisted`); sending them
 //!    earlier could lose a vote or an acknowledged entry on power loss
 //!    (etcd-io/etcd#12589).
-//! 6. A Ready with nothing to persist is advanced at once (`advance_append`)
-//!    and its LightReady handled the same way.
+//! 6. The LightReady of the advance is handled the same way; conf changes
+//!    among committed entries are applied to raft only after the advance.
+//!    A Ready with nothing to persist is advanced at once.
+//!
+//! Snapshots: when the apply actor reports a new image, the core builds the
+//! raft `Snapshot` (index, term, the conf state in force at that index, and
+//! the image descriptor as data) for the log writer to store before it
+//! compacts the log. A snapshot arriving from the leader is persisted first;
+//! only once the log writer reports it durable does the apply actor swap in
+//! the image, before any entry that follows it.
 //!
 //! The commit index alone is not fsynced on every change: a member restarts
 //! from the applied index recorded in the MVCC store, and the bootstrap raises
@@ -29,7 +42,8 @@ use std::collections::{HashMap, VecDeque};
 
 use proto::Message as _;
 use proto::internal::InternalRequest;
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message};
+use proto::internal::SnapshotDescriptor;
+use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
@@ -49,6 +63,9 @@ pub struct CoreConfig {
     /// committed - applied above this refuses new proposals with
     /// `etcdserver: too many requests` (etcd: 5000).
     pub max_apply_lag: u64,
+    /// Entries kept in the log behind a snapshot, so that a slightly lagging
+    /// follower catches up from the log instead of a whole image.
+    pub catch_up_entries: u64,
 }
 
 /// Committed entries and the waiters of the proposals they carry.
@@ -80,6 +97,13 @@ pub struct Output {
     pub reads: Vec<ReadBatch>,
     /// A conf state that changed on apply of a conf change (to persist).
     pub conf_state: Option<raft::eraftpb::ConfState>,
+    /// A snapshot received from the leader, now durable in the raft log:
+    /// the apply actor must install its image before applying anything
+    /// after it.
+    pub install: Option<SnapshotDescriptor>,
+    /// A raft snapshot for a new local image, and the index below which the
+    /// log may be compacted.
+    pub save_snapshot: Option<(Snapshot, u64)>,
 }
 
 impl Output {
@@ -89,6 +113,8 @@ impl Output {
             && self.committed.is_empty()
             && self.reads.is_empty()
             && self.conf_state.is_none()
+            && self.install.is_none()
+            && self.save_snapshot.is_none()
     }
 }
 
@@ -101,6 +127,21 @@ struct ParkedProposal {
     request: InternalRequest,
     reply: WriteReply,
     deadline: u64,
+}
+
+/// An input that reached the core while a Ready was being persisted; raft
+/// takes it right after that Ready is advanced.
+enum Deferred {
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+        reply: WriteReply,
+        deadline: u64,
+    },
+    Step(Message),
+    Tick,
+    Unreachable(u64),
+    SnapshotStatus(u64, raft::SnapshotStatus),
 }
 
 struct ReadsInFlight {
@@ -119,16 +160,27 @@ pub struct RaftCore<S: LogStore> {
     pending_reads: Vec<PendingRead>,
     reads_in_flight: HashMap<Vec<u8>, ReadsInFlight>,
     read_ctx: u64,
-    persisting: Option<u64>,
-    persisted_messages: VecDeque<(u64, Vec<Message>)>,
+    /// The Ready whose write is with the log writer, with the messages that
+    /// may leave only once it is durable.
+    unpersisted: Option<(raft::Ready, Vec<Message>)>,
+    deferred: VecDeque<Deferred>,
+    /// Committed conf-change entries, applied to raft after the advance.
+    conf_changes: Vec<Entry>,
     hard_state: raft::eraftpb::HardState,
     leader: u64,
     applied: u64,
+    /// Conf states by the index that brought them in (newest last), to put
+    /// the right one into a snapshot taken at an older index.
+    conf_history: Vec<(u64, ConfState)>,
+    /// A received snapshot waiting for its Ready to be durable.
+    pending_install: Option<(u64, SnapshotDescriptor)>,
 }
 
 impl<S: LogStore> RaftCore<S> {
     pub fn new(node: RawNode<S>, config: CoreConfig, ids: IdGen, applied: u64) -> Self {
         let hard_state = node.raft.hard_state();
+        let conf_index = node.store().snapshot_metadata().map_or(0, |m| m.index);
+        let conf_history = vec![(conf_index, node.store().conf_state())];
         Self {
             node,
             config,
@@ -139,11 +191,14 @@ impl<S: LogStore> RaftCore<S> {
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             read_ctx: 0,
-            persisting: None,
-            persisted_messages: VecDeque::new(),
+            unpersisted: None,
+            deferred: VecDeque::new(),
+            conf_changes: Vec::new(),
             hard_state,
             leader: raft::INVALID_ID,
             applied,
+            conf_history,
+            pending_install: None,
         }
     }
 
@@ -197,7 +252,38 @@ impl<S: LogStore> RaftCore<S> {
             });
             return;
         }
-        self.submit(request.id, data, reply, deadline);
+        self.input(Deferred::Propose {
+            id: request.id,
+            data,
+            reply,
+            deadline,
+        });
+    }
+
+    /// Feeds `input` to raft now, or after the Ready being persisted.
+    fn input(&mut self, input: Deferred) {
+        if self.unpersisted.is_some() {
+            self.deferred.push_back(input);
+            return;
+        }
+        match input {
+            Deferred::Propose {
+                id,
+                data,
+                reply,
+                deadline,
+            } => self.submit(id, data, reply, deadline),
+            Deferred::Step(message) => {
+                if let Err(e) = self.node.step(message) {
+                    tracing::debug!(error = %e, "raft step refused a message");
+                }
+            }
+            Deferred::Tick => {
+                self.node.tick();
+            }
+            Deferred::Unreachable(id) => self.node.report_unreachable(id),
+            Deferred::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
+        }
     }
 
     fn submit(&mut self, id: u64, data: Vec<u8>, reply: WriteReply, deadline: u64) {
@@ -225,7 +311,10 @@ impl<S: LogStore> RaftCore<S> {
     }
 
     fn issue_read_index(&mut self) {
-        if self.pending_reads.is_empty() || self.leader == raft::INVALID_ID {
+        if self.pending_reads.is_empty()
+            || self.leader == raft::INVALID_ID
+            || self.unpersisted.is_some()
+        {
             return;
         }
         // A fresh context for every attempt (etcd PR #21399): a late answer
@@ -241,16 +330,14 @@ impl<S: LogStore> RaftCore<S> {
 
     /// Feeds a message from a peer.
     pub fn step(&mut self, message: Message) {
-        if let Err(e) = self.node.step(message) {
-            tracing::debug!(error = %e, "raft step refused a message");
-        }
+        self.input(Deferred::Step(message));
     }
 
     /// One logical clock tick: drives elections and heartbeats, and times out
     /// requests that waited too long.
     pub fn tick(&mut self) {
         self.now += 1;
-        self.node.tick();
+        self.input(Deferred::Tick);
         let now = self.now;
         let expired: Vec<u64> = self
             .waiters
@@ -291,21 +378,43 @@ impl<S: LogStore> RaftCore<S> {
         self.applied = self.applied.max(index);
     }
 
-    /// The log writer made Ready `number` durable.
+    /// The log writer made Ready `number` durable: advance it, then feed
+    /// raft what arrived meanwhile.
     pub fn on_persisted(&mut self, number: u64, out: &mut Output) {
-        self.node.on_persist_ready(number);
-        if self.persisting.is_some_and(|n| n <= number) {
-            self.persisting = None;
-        }
-        while self
-            .persisted_messages
-            .front()
+        let Some((rd, persisted)) = self.unpersisted.take_if(|(rd, _)| rd.number() <= number)
+        else {
+            return;
+        };
+        out.messages.extend(persisted);
+        let mut light = self.node.advance_append(rd);
+        self.after_advance(&mut light, out);
+        if self
+            .pending_install
+            .as_ref()
             .is_some_and(|(n, _)| *n <= number)
         {
-            if let Some((_, msgs)) = self.persisted_messages.pop_front() {
-                out.messages.extend(msgs);
-            }
+            out.install = self.pending_install.take().map(|(_, d)| d);
         }
+        while self.unpersisted.is_none() {
+            let Some(input) = self.deferred.pop_front() else {
+                break;
+            };
+            self.input(input);
+        }
+        if self.reads_in_flight.is_empty() {
+            self.issue_read_index();
+        }
+    }
+
+    fn after_advance(&mut self, light: &mut raft::LightReady, out: &mut Output) {
+        if let Some(commit) = light.commit_index() {
+            self.hard_state.commit = commit;
+        }
+        out.messages.extend(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.hand_over(committed, out);
+        self.apply_conf_changes(out);
+        self.node.advance_apply();
     }
 
     /// Runs the Ready loop as far as it can go without waiting for the log
@@ -315,7 +424,7 @@ impl<S: LogStore> RaftCore<S> {
         // produce another; a Ready with a write stops the loop until
         // `on_persisted`. Bounded: each round consumes raft state.
         for _ in 0..64 {
-            if self.persisting.is_some() || !self.node.has_ready() {
+            if self.unpersisted.is_some() || !self.node.has_ready() {
                 return;
             }
             let mut rd = self.node.ready();
@@ -324,6 +433,8 @@ impl<S: LogStore> RaftCore<S> {
             }
             out.messages.extend(rd.take_messages());
             let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+            // Committed entries in a Ready are already durable here: hand
+            // them to apply now (conf changes reach raft after the advance).
             let committed = rd.take_committed_entries();
             self.hand_over(committed, out);
             let read_states = rd.take_read_states();
@@ -334,10 +445,10 @@ impl<S: LogStore> RaftCore<S> {
             let persisted = rd.take_persisted_messages();
             if rd.must_sync() || snapshot.is_some() || !rd.entries().is_empty() {
                 let number = rd.number();
+                if let Some(snap) = &snapshot {
+                    self.on_snapshot_received(number, snap);
+                }
                 let entries = rd.take_entries();
-                self.node.advance_append_async(rd);
-                self.persisting = Some(number);
-                self.persisted_messages.push_back((number, persisted));
                 out.write = Some((
                     number,
                     LogWrite {
@@ -347,17 +458,12 @@ impl<S: LogStore> RaftCore<S> {
                         commit: None,
                     },
                 ));
-            } else {
-                out.messages.extend(persisted);
-                let mut light = self.node.advance_append(rd);
-                if let Some(commit) = light.commit_index() {
-                    self.hard_state.commit = commit;
-                }
-                out.messages.extend(light.take_messages());
-                let committed = light.take_committed_entries();
-                self.hand_over(committed, out);
+                self.unpersisted = Some((rd, persisted));
+                return;
             }
-            self.node.advance_apply();
+            out.messages.extend(persisted);
+            let mut light = self.node.advance_append(rd);
+            self.after_advance(&mut light, out);
         }
     }
 
@@ -401,7 +507,12 @@ impl<S: LogStore> RaftCore<S> {
         if leader != raft::INVALID_ID {
             for p in std::mem::take(&mut self.parked) {
                 let data = p.request.encode_to_vec();
-                self.submit(p.request.id, data, p.reply, p.deadline);
+                self.input(Deferred::Propose {
+                    id: p.request.id,
+                    data,
+                    reply: p.reply,
+                    deadline: p.deadline,
+                });
             }
             self.issue_read_index();
         }
@@ -426,28 +537,39 @@ impl<S: LogStore> RaftCore<S> {
                         }
                     }
                 }
-                EntryType::EntryConfChangeV2 => {
-                    let mut cc = ConfChangeV2::default();
-                    if protobuf::Message::merge_from_bytes(&mut cc, entry.get_data()).is_ok() {
-                        match self.node.apply_conf_change(&cc) {
-                            Ok(cs) => out.conf_state = Some(cs),
-                            Err(e) => tracing::error!(error = %e, "conf change refused"),
-                        }
-                    }
-                }
-                EntryType::EntryConfChange => {
-                    let mut cc = raft::eraftpb::ConfChange::default();
-                    if protobuf::Message::merge_from_bytes(&mut cc, entry.get_data()).is_ok() {
-                        match self.node.apply_conf_change(&cc) {
-                            Ok(cs) => out.conf_state = Some(cs),
-                            Err(e) => tracing::error!(error = %e, "conf change refused"),
-                        }
-                    }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.conf_changes.push(entry.clone());
                 }
             }
         }
         batch.entries = entries;
         out.committed.push(batch);
+    }
+
+    /// Applies committed conf changes to raft (only between Readys).
+    fn apply_conf_changes(&mut self, out: &mut Output) {
+        for entry in std::mem::take(&mut self.conf_changes) {
+            let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                let mut cc = ConfChangeV2::default();
+                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
+                    .map_err(|e| raft::Error::CodecError(e))
+                    .and_then(|()| self.node.apply_conf_change(&cc))
+            } else {
+                let mut cc = raft::eraftpb::ConfChange::default();
+                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
+                    .map_err(|e| raft::Error::CodecError(e))
+                    .and_then(|()| self.node.apply_conf_change(&cc))
+            };
+            match applied {
+                Ok(cs) => {
+                    self.conf_history.push((entry.get_index(), cs.clone()));
+                    out.conf_state = Some(cs);
+                }
+                Err(e) => {
+                    tracing::error!(index = entry.get_index(), error = %e, "conf change refused")
+                }
+            }
+        }
     }
 
     fn release_reads(&mut self, states: Vec<raft::ReadState>, out: &mut Output) {
@@ -467,6 +589,53 @@ impl<S: LogStore> RaftCore<S> {
         }
     }
 
+    fn on_snapshot_received(&mut self, number: u64, snap: &Snapshot) {
+        let meta = snap.get_metadata();
+        self.conf_history = vec![(meta.index, meta.get_conf_state().clone())];
+        match SnapshotDescriptor::decode(snap.get_data()) {
+            Ok(d) => self.pending_install = Some((number, d)),
+            Err(e) => crate::fatal(&format!(
+                "snapshot {} carries no image descriptor: {e}",
+                meta.index
+            )),
+        }
+    }
+
+    /// The apply actor wrote a new image: build the raft snapshot for it.
+    pub fn on_snapshot_taken(&mut self, d: SnapshotDescriptor, out: &mut Output) {
+        let index = d.index;
+        let term = match self.node.raft.raft_log.term(index) {
+            Ok(t) => t,
+            Err(e) => {
+                // The log moved past this index already (a newer snapshot
+                // was installed): the image is simply not used.
+                tracing::warn!(index, error = %e, "snapshot image older than the log; not recorded");
+                return;
+            }
+        };
+        let conf = self
+            .conf_history
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map(|(_, cs)| cs.clone())
+            .unwrap_or_else(|| self.node.store().conf_state());
+        let mut snap = Snapshot::default();
+        snap.set_data(d.encode_to_vec().into());
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf);
+        let keep_from = self
+            .conf_history
+            .iter()
+            .rposition(|(i, _)| *i <= index)
+            .unwrap_or(0);
+        self.conf_history.drain(..keep_from);
+        let compact_to = index.saturating_sub(self.config.catch_up_entries).max(1);
+        out.save_snapshot = Some((snap, compact_to));
+    }
+
     /// Fails everything still waiting (shutdown).
     pub fn shutdown(&mut self) {
         for (_, w) in self.waiters.drain() {
@@ -474,6 +643,11 @@ impl<S: LogStore> RaftCore<S> {
         }
         for p in self.parked.drain(..) {
             let _ = p.reply.send(Err(EtcdError::Stopped));
+        }
+        for input in self.deferred.drain(..) {
+            if let Deferred::Propose { reply, .. } = input {
+                let _ = reply.send(Err(EtcdError::Stopped));
+            }
         }
         for (_, batch) in self.reads_in_flight.drain() {
             fail_reads(batch.reads, EtcdError::Stopped);
@@ -491,12 +665,12 @@ impl<S: LogStore> RaftCore<S> {
 
     /// Reports a peer unreachable (transport failures).
     pub fn report_unreachable(&mut self, id: u64) {
-        self.node.report_unreachable(id);
+        self.input(Deferred::Unreachable(id));
     }
 
     /// Reports the outcome of sending a snapshot to `id`.
     pub fn report_snapshot(&mut self, id: u64, status: raft::SnapshotStatus) {
-        self.node.report_snapshot(id, status);
+        self.input(Deferred::SnapshotStatus(id, status));
     }
 }
 

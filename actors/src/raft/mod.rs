@@ -32,8 +32,8 @@ use storage::raft_log::LmdbLogStore;
 use self::core::{Output, RaftCore};
 pub use self::messages::*;
 use crate::Mailbox;
-use crate::apply::{ApplyActor, Committed, ReadReady};
-use crate::log_writer::{Append, LogWriter, SaveConfState};
+use crate::apply::{ApplyActor, Committed, InstallSnapshot, ReadReady};
+use crate::log_writer::{Append, LogWriter, SaveConfState, SaveSnapshot};
 use crate::metrics::ActorProbe;
 
 /// Mailbox capacity of the raft actor for client requests.
@@ -92,6 +92,40 @@ impl RaftActor {
     }
 
     fn dispatch(&mut self, out: Output, ctx: &mut Context<Self>) {
+        // The install goes before any committed batch: entries after a
+        // snapshot apply on top of its image (the apply mailbox is FIFO).
+        if let Some(descriptor) = out.install {
+            let apply = self.apply.clone();
+            ctx.spawn(
+                async move { apply.deliver(InstallSnapshot { descriptor }).await }
+                    .into_actor(self)
+                    .map(|res, act, ctx| match res {
+                        Ok(applied) => {
+                            act.core.on_applied(applied);
+                            act.schedule_poll(ctx);
+                        }
+                        Err(_) => crate::fatal("apply actor stopped during a snapshot install"),
+                    }),
+            );
+        }
+        if let Some((snapshot, compact_to)) = out.save_snapshot {
+            let lw = self.log_writer.clone();
+            ctx.spawn(
+                async move {
+                    lw.deliver(SaveSnapshot {
+                        snapshot,
+                        compact_to,
+                    })
+                    .await
+                }
+                .into_actor(self)
+                .map(|res, _, _| {
+                    if res.is_err() {
+                        crate::fatal("log writer stopped while saving a snapshot");
+                    }
+                }),
+            );
+        }
         if !out.messages.is_empty() {
             match &self.transport {
                 Some(t) => {
@@ -140,8 +174,13 @@ impl RaftActor {
                 async move { apply.deliver(Committed { batch }).await }
                     .into_actor(self)
                     .map(|res, act, ctx| match res {
-                        Ok(index) => {
-                            act.core.on_applied(index);
+                        Ok(report) => {
+                            act.core.on_applied(report.applied);
+                            if let Some(d) = report.snapshot {
+                                let mut out = Output::default();
+                                act.core.on_snapshot_taken(d, &mut out);
+                                act.dispatch(out, ctx);
+                            }
                             act.schedule_poll(ctx);
                         }
                         Err(_) => {
