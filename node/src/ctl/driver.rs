@@ -142,7 +142,9 @@ pub async fn drive(
             out
         });
     }
-    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    // Reserve up front for ordinary runs; a huge --total grows as it goes.
+    let reserve = total.min(1 << 20) as usize;
+    let mut latencies = Vec::with_capacity(reserve);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(joined) = set.join_next().await {
         match joined {
