@@ -19,6 +19,7 @@ pub mod log_writer;
 pub mod mailbox;
 pub mod metrics;
 pub mod raft;
+pub mod transport;
 
 pub use mailbox::Mailbox;
 pub use metrics::ActorMetrics;

@@ -13,3 +13,4 @@ pub mod errors;
 pub mod grpc;
 pub mod handle;
 pub mod membership;
+pub mod peer;

@@ -13,9 +13,7 @@
 //!
 //! Peers are labelled with their member id in hex, as etcd prints ids.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounterVec, Opts, Registry, exponential_buckets,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry, exponential_buckets};
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

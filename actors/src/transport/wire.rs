@@ -37,7 +37,9 @@ pub fn is_snapshot(message: &Message) -> bool {
 }
 
 /// The image descriptor a `MsgSnapshot` carries in its snapshot data.
-pub fn snapshot_descriptor(message: &Message) -> Result<SnapshotDescriptor, proto::prost::DecodeError> {
+pub fn snapshot_descriptor(
+    message: &Message,
+) -> Result<SnapshotDescriptor, proto::prost::DecodeError> {
     SnapshotDescriptor::decode(message.get_snapshot().get_data())
 }
 
@@ -63,10 +65,11 @@ mod tests {
         m.from = 1;
         m.term = 5;
         m.index = 9;
-        let mut e = raft::eraftpb::Entry::default();
-        e.index = 10;
-        e.data = b"payload".to_vec().into();
-        m.mut_entries().push(e);
+        m.mut_entries().push(raft::eraftpb::Entry {
+            index: 10,
+            data: b"payload".to_vec().into(),
+            ..Default::default()
+        });
         let back = decode_message(&encode_message(&m).unwrap()).unwrap();
         assert_eq!(back, m);
         assert!(!is_snapshot(&back));
