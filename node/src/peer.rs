@@ -85,11 +85,11 @@ impl<R: RaftInbox> Peer for PeerService<R> {
     ) -> Result<Response<StreamAck>, Status> {
         let remote = request.remote_addr();
         let mut batches = request.into_inner();
-        let mut dropped = 0u64;
         while let Some(batch) = batches.message().await? {
             if batch.cluster_id != self.cluster_id {
                 return Err(self.mismatch(batch.cluster_id, remote));
             }
+            let mut dropped = 0usize;
             for bytes in &batch.messages {
                 let message = wire::decode_message(bytes).map_err(|e| {
                     tracing::warn!(remote = ?remote, from = %format!("{:x}", batch.from), error = %e, "undecodable raft message");
@@ -99,9 +99,13 @@ impl<R: RaftInbox> Peer for PeerService<R> {
                     dropped += 1;
                 }
             }
-        }
-        if dropped > 0 {
-            tracing::debug!(remote = ?remote, dropped, "raft mailbox full; peer messages dropped");
+            if dropped > 0 {
+                tracing::debug!(
+                    from = %format!("{:x}", batch.from),
+                    dropped,
+                    "raft mailbox full; peer messages dropped (raft retransmits)"
+                );
+            }
         }
         Ok(Response::new(StreamAck {}))
     }
