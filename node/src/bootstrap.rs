@@ -28,7 +28,7 @@ use actors::raft::{RAFT_MAILBOX, RaftActor};
 use actors::{ActorMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use serde::{Deserialize, Serialize};
-use storage::mvcc::MvccStore;
+use storage::mvcc::{LmdbOptions, MvccStore};
 use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
 use storage::snap::{SnapDir, install_image};
 
@@ -129,8 +129,14 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
     let kv_dir = member_dir.join("kv");
-    let map_bytes = mvcc_map_bytes(config);
-    let mut kv = MvccStore::open(&kv_dir, map_bytes)?;
+    // NO_META_SYNC: a power loss may undo the last MVCC commits (never
+    // corrupt them); the applied index goes back with them and raft replays
+    // those entries from its fsynced log (or the snapshot image).
+    let kv_options = LmdbOptions {
+        no_meta_sync: true,
+        ..LmdbOptions::new(mvcc_map_bytes(config))
+    };
+    let mut kv = MvccStore::open_with(&kv_dir, &kv_options)?;
     // A snapshot received from the leader is durable in the raft log before
     // its image replaces the store; a crash in between leaves the store
     // behind the log's snapshot. Finish the install now.
@@ -142,7 +148,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         );
         kv.close();
         install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
-        kv = MvccStore::open(&kv_dir, map_bytes)?;
+        kv = MvccStore::open_with(&kv_dir, &kv_options)?;
     }
     let applied = kv.applied_index();
     let mut hs = log.hard_state();
@@ -213,7 +219,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         store_dir: kv_dir.clone(),
         snapshot_count: config.snapshot_count,
         last_snapshot: log_snapshot,
-        reopen: Box::new(move |dir| MvccStore::open(dir, map_bytes)),
+        reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
     let apply_core = ApplyCore::new(kv, header, snapshots);
     let apply_addr = ApplyActor::start_in_arbiter(&Arbiter::new().handle(), {

@@ -71,6 +71,28 @@ pub struct ApplyReport {
     pub snapshot: Option<SnapshotDescriptor>,
 }
 
+/// Completes the header of a write response: ids and term from the member,
+/// the revision from the store (or the request's revision when the store
+/// left it unset).
+fn fill(response: &mut ApplyResponse, ids: HeaderInfo, term: u64, revision: i64) {
+    let slot = match response {
+        ApplyResponse::Put(r) => &mut r.header,
+        ApplyResponse::DeleteRange(r) => &mut r.header,
+        ApplyResponse::Txn(r) => &mut r.header,
+        ApplyResponse::Compaction(r) => &mut r.header,
+        ApplyResponse::LeaseGrant(r) => &mut r.header,
+        ApplyResponse::LeaseRevoke(r) => &mut r.header,
+        ApplyResponse::Empty => return,
+    };
+    let stored = slot.as_ref().map(|h| h.revision).filter(|r| *r != 0);
+    *slot = Some(ResponseHeader {
+        cluster_id: ids.cluster_id,
+        member_id: ids.member_id,
+        revision: stored.unwrap_or(revision),
+        raft_term: term,
+    });
+}
+
 /// The apply actor's state.
 pub struct ApplyCore<B: MvccBackend> {
     /// `None` only inside [`ApplyCore::install`], while the file is swapped.
@@ -145,17 +167,23 @@ impl<B: MvccBackend> ApplyCore<B> {
             .collect();
         let refs: Vec<(u64, Option<&InternalRequest>)> =
             requests.iter().map(|(i, r)| (*i, r.as_ref())).collect();
-        let applied = self.store_mut().apply_batch(&refs)?;
         let mut waiters: HashMap<u64, _> = batch.waiters.into_iter().collect();
-        for result in applied {
-            if let Some(reply) = waiters.remove(&result.id) {
-                let answer = result.result.map(|mut r| {
-                    self.fill(&mut r);
-                    r
-                });
-                let _ = reply.send(answer);
+        let (header, term) = (self.header, self.term);
+        // Answers leave before the MVCC commit: the entries are durable in
+        // the raft log, so the commit's fsync stays off the client's path
+        // (see `MvccStore::apply_batch_with`).
+        self.store_mut().apply_batch_with(&refs, |applied| {
+            for result in applied {
+                if let Some(reply) = waiters.remove(&result.id) {
+                    let revision = result.revision;
+                    let answer = result.result.map(|mut r| {
+                        fill(&mut r, header, term, revision);
+                        r
+                    });
+                    let _ = reply.send(answer);
+                }
             }
-        }
+        })?;
         // A waiter whose entry is not in the batch cannot be answered from
         // it (its entry was replaced by a newer leader): say so.
         for (_, reply) in waiters {
@@ -268,19 +296,6 @@ impl<B: MvccBackend> ApplyCore<B> {
             revision: revision.unwrap_or_else(|| self.store().current_revision()),
             raft_term: self.term,
         }
-    }
-
-    fn fill(&self, response: &mut ApplyResponse) {
-        let slot = match response {
-            ApplyResponse::Put(r) => &mut r.header,
-            ApplyResponse::DeleteRange(r) => &mut r.header,
-            ApplyResponse::Txn(r) => &mut r.header,
-            ApplyResponse::Compaction(r) => &mut r.header,
-            ApplyResponse::LeaseGrant(r) => &mut r.header,
-            ApplyResponse::LeaseRevoke(r) => &mut r.header,
-            ApplyResponse::Empty => return,
-        };
-        *slot = Some(self.header(slot.as_ref()));
     }
 
     /// Fails every waiting read (shutdown).

@@ -277,6 +277,23 @@ impl<B: MvccBackend> MvccStore<B> {
         &mut self,
         entries: &[(u64, Option<&InternalRequest>)],
     ) -> Result<Vec<Applied>, StorageError> {
+        let mut out = Vec::new();
+        self.apply_batch_with(entries, |applied| out = applied)?;
+        Ok(out)
+    }
+
+    /// Like [`MvccStore::apply_batch`], but hands the results to
+    /// `before_commit` once every entry is applied in memory and before the
+    /// backend commit. The apply actor answers clients there: the entries
+    /// are already durable in the raft log, so a failed commit (fatal to the
+    /// member) re-applies them, with the same results, after restart; and
+    /// nothing can read the store between the answer and the commit (the
+    /// apply actor is its only user).
+    pub fn apply_batch_with(
+        &mut self,
+        entries: &[(u64, Option<&InternalRequest>)],
+        before_commit: impl FnOnce(Vec<Applied>),
+    ) -> Result<(), StorageError> {
         self.check_usable()?;
         let mut batch = WriteBatch::default();
         let mut applied = Vec::new();
@@ -300,11 +317,12 @@ impl<B: MvccBackend> MvccStore<B> {
             if applied.is_empty() {
                 return Ok(());
             }
+            before_commit(applied);
             batch.meta = self.state.meta();
             self.backend.commit(&batch)
         });
         match outcome {
-            Ok(()) => Ok(applied),
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.recover_after_failure();
                 Err(e)
