@@ -25,6 +25,9 @@ use actors::raft::core::{CoreConfig, RaftCore};
 use actors::raft::ids::IdGen;
 use actors::raft::logger::raft_logger;
 use actors::raft::{RAFT_MAILBOX, RaftActor};
+use actors::transport::core::{TransportConfig, TransportCore};
+use actors::transport::metrics::TransportMetrics;
+use actors::transport::{ConnectRaft, TransportActor};
 use actors::{ActorMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use serde::{Deserialize, Serialize};
@@ -61,11 +64,16 @@ pub struct Identity {
     pub cluster_id: u64,
 }
 
-/// A started member: the handle for the facade and the metrics registry.
+/// A started member: the handle for the facade, what the peer server needs,
+/// and the metrics registry.
 pub struct Member {
     pub handle: NodeHandle,
     pub registry: prometheus::Registry,
     pub identity: Identity,
+    /// Where the peer server steps inbound raft messages.
+    pub raft: Mailbox<RaftActor>,
+    /// Where received snapshot images go.
+    pub snap_dir: SnapDir,
 }
 
 fn identity_path(dir: &Path) -> PathBuf {
@@ -236,17 +244,50 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     });
     let log_writer = Mailbox::new(lw_addr, LOG_WRITER_MAILBOX, lw_probe);
 
+    let peers = members
+        .iter()
+        .filter(|m| m.id != identity.member_id)
+        .map(|m| (m.id, m.peer_urls.clone()))
+        .collect();
+    let transport_core = TransportCore::new(
+        identity.member_id,
+        identity.cluster_id,
+        peers,
+        TransportConfig::default(),
+        identity.member_id ^ now_ms,
+        TransportMetrics::new(&registry)?,
+    );
+    let transport: actix::Addr<TransportActor> =
+        TransportActor::start_in_arbiter(&Arbiter::new().handle(), {
+            let probe = metrics.for_actor("transport");
+            let snap_dir = snap_dir.clone();
+            move |_| TransportActor::new(transport_core, snap_dir, probe)
+        });
+
     let raft_probe = metrics.for_actor("raft");
     let tick = Duration::from_millis(config.heartbeat_interval);
     let raft_addr = RaftActor::start_in_arbiter(&Arbiter::new().handle(), {
         let probe = raft_probe.clone();
         let apply = apply.clone();
-        move |_| RaftActor::new(core, log_writer, apply, probe, tick, single_voter)
+        let transport = transport.clone().recipient();
+        move |_| {
+            let mut actor = RaftActor::new(core, log_writer, apply, probe, tick, single_voter);
+            actor.set_transport(transport);
+            actor
+        }
     });
     let raft = Mailbox::new(raft_addr, RAFT_MAILBOX, raft_probe);
+    if transport
+        .try_send(ConnectRaft { raft: raft.clone() })
+        .is_err()
+    {
+        return Err(BootstrapError::Config(
+            "peer transport did not start".into(),
+        ));
+    }
 
     let handle = NodeHandle::new(
-        raft,
+        raft.clone(),
         apply,
         identity.cluster_id,
         identity.member_id,
@@ -258,6 +299,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         handle,
         registry,
         identity,
+        raft,
+        snap_dir,
     })
 }
 

@@ -86,6 +86,9 @@ where
     }
 }
 
+/// oxcd's own package (peer transport, replicated envelope).
+const INTERNAL_PACKAGE: &str = "oxcdinternal";
+
 /// Decoder half of [`EtcdCodec`].
 #[derive(Debug)]
 pub struct EtcdDecoder<U>(PhantomData<U>);
@@ -97,7 +100,9 @@ impl<U: Message + Name + Default> Decoder for EtcdDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         let len = buf.remaining();
         let limit = RECEIVE_LIMIT.load(Ordering::Relaxed);
-        if len > limit {
+        // The client limit is etcd's; peer traffic (raft appends, snapshot
+        // chunks) has its own bounds, set by the transport.
+        if len > limit && U::PACKAGE != INTERNAL_PACKAGE {
             return Err(Status::resource_exhausted(format!(
                 "grpc: received message larger than max ({len} vs. {limit})"
             )));

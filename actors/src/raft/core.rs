@@ -552,12 +552,12 @@ impl<S: LogStore> RaftCore<S> {
             let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
                 let mut cc = ConfChangeV2::default();
                 protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                    .map_err(|e| raft::Error::CodecError(e))
+                    .map_err(raft::Error::CodecError)
                     .and_then(|()| self.node.apply_conf_change(&cc))
             } else {
                 let mut cc = raft::eraftpb::ConfChange::default();
                 protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                    .map_err(|e| raft::Error::CodecError(e))
+                    .map_err(raft::Error::CodecError)
                     .and_then(|()| self.node.apply_conf_change(&cc))
             };
             match applied {

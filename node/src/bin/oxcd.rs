@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use clap::Parser;
 use node::config::Config;
 
-fn client_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, String> {
+fn listen_addrs(urls: &[String], default_port: u16) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for u in urls {
         let url = url::Url::parse(u).map_err(|e| format!("{u}: {e}"))?;
@@ -15,7 +15,7 @@ fn client_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, String> {
             ));
         }
         let host = url.host_str().ok_or_else(|| format!("{u}: no host"))?;
-        let port = url.port().unwrap_or(2379);
+        let port = url.port().unwrap_or(default_port);
         let addrs = (host, port)
             .to_socket_addrs()
             .map_err(|e| format!("{u}: {e}"))?;
@@ -34,10 +34,17 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter())),
         )
         .init();
-    let addrs = match client_addrs(&config.listen_client_urls) {
+    let addrs = match listen_addrs(&config.listen_client_urls, 2379) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("--listen-client-urls: {e}");
+            std::process::exit(1);
+        }
+    };
+    let peer_addrs = match listen_addrs(&config.listen_peer_urls, 2380) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("--listen-peer-urls: {e}");
             std::process::exit(1);
         }
     };
@@ -57,6 +64,13 @@ fn main() {
             }
         };
         let mut servers = Vec::new();
+        for addr in peer_addrs {
+            let raft = member.raft.clone();
+            let snap_dir = member.snap_dir.clone();
+            let cluster_id = member.identity.cluster_id;
+            tracing::info!(%addr, "serving peer traffic");
+            servers.push(tokio::spawn(node::peer::serve_peer(addr, cluster_id, raft, snap_dir)));
+        }
         for addr in addrs {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
@@ -77,8 +91,8 @@ fn main() {
             res = futures::future::select_all(servers) => {
                 match res.0 {
                     Ok(Ok(())) => 0,
-                    Ok(Err(e)) => { tracing::error!("client server failed: {e:?}"); 1 }
-                    Err(e) => { tracing::error!("client server task: {e}"); 1 }
+                    Ok(Err(e)) => { tracing::error!("server failed: {e:?}"); 1 }
+                    Err(e) => { tracing::error!("server task: {e}"); 1 }
                 }
             }
         }
