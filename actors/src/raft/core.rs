@@ -164,6 +164,8 @@ pub struct RaftCore<S: LogStore> {
     /// may leave only once it is durable.
     unpersisted: Option<(raft::Ready, Vec<Message>)>,
     deferred: VecDeque<Deferred>,
+    /// True between `ready()` and its advance: raft must not be touched.
+    in_ready: bool,
     /// Committed conf-change entries, applied to raft after the advance.
     conf_changes: Vec<Entry>,
     hard_state: raft::eraftpb::HardState,
@@ -193,6 +195,7 @@ impl<S: LogStore> RaftCore<S> {
             read_ctx: 0,
             unpersisted: None,
             deferred: VecDeque::new(),
+            in_ready: false,
             conf_changes: Vec::new(),
             hard_state,
             leader: raft::INVALID_ID,
@@ -260,9 +263,29 @@ impl<S: LogStore> RaftCore<S> {
         });
     }
 
+    /// Whether a Ready is out (being handled or persisted): raft takes no
+    /// input until it is advanced.
+    fn busy(&self) -> bool {
+        self.in_ready || self.unpersisted.is_some()
+    }
+
+    /// Feeds the inputs queued while raft was busy, then starts a ReadIndex
+    /// for reads that waited.
+    fn drain_deferred(&mut self) {
+        while !self.busy() {
+            let Some(input) = self.deferred.pop_front() else {
+                break;
+            };
+            self.input(input);
+        }
+        if self.reads_in_flight.is_empty() {
+            self.issue_read_index();
+        }
+    }
+
     /// Feeds `input` to raft now, or after the Ready being persisted.
     fn input(&mut self, input: Deferred) {
-        if self.unpersisted.is_some() {
+        if self.busy() {
             self.deferred.push_back(input);
             return;
         }
@@ -311,10 +334,7 @@ impl<S: LogStore> RaftCore<S> {
     }
 
     fn issue_read_index(&mut self) {
-        if self.pending_reads.is_empty()
-            || self.leader == raft::INVALID_ID
-            || self.unpersisted.is_some()
-        {
+        if self.pending_reads.is_empty() || self.leader == raft::INVALID_ID || self.busy() {
             return;
         }
         // A fresh context for every attempt (etcd PR #21399): a late answer
@@ -428,6 +448,7 @@ impl<S: LogStore> RaftCore<S> {
                 return;
             }
             let mut rd = self.node.ready();
+            self.in_ready = true;
             if let Some(ss) = rd.ss() {
                 self.on_soft_state(ss.leader_id, ss.raft_state);
             }
@@ -459,11 +480,14 @@ impl<S: LogStore> RaftCore<S> {
                     },
                 ));
                 self.unpersisted = Some((rd, persisted));
+                self.in_ready = false;
                 return;
             }
             out.messages.extend(persisted);
             let mut light = self.node.advance_append(rd);
+            self.in_ready = false;
             self.after_advance(&mut light, out);
+            self.drain_deferred();
         }
     }
 
