@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use proto::Message as _;
-use proto::etcdserverpb::ResponseHeader;
+use proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 use proto::internal::{InternalRequest, SnapshotDescriptor};
 use raft::eraftpb::EntryType;
 use storage::mvcc::{ApplyResponse, MvccBackend, MvccStore};
@@ -273,6 +273,19 @@ impl<B: MvccBackend> ApplyCore<B> {
                 resp.header = Some(self.header(resp.header.as_ref()));
                 ReadResponse::Txn(resp)
             }),
+            ReadRequest::HashKv(h) => {
+                self.store()
+                    .hash_kv(h.revision)
+                    .map(|(hash, revision, compact_revision)| {
+                        let mut header = self.header(None);
+                        header.revision = revision;
+                        ReadResponse::HashKv(HashKvResponse {
+                            header: Some(header),
+                            hash,
+                            compact_revision,
+                        })
+                    })
+            }
         }
     }
 

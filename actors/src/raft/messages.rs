@@ -2,7 +2,9 @@
 //! requests from the gRPC facade through raft to the apply actor.
 
 use actix::Message;
-use proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use proto::etcdserverpb::{
+    HashKvRequest, HashKvResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
 use proto::internal::InternalRequest;
 use raft::eraftpb;
 use storage::EtcdError;
@@ -18,6 +20,8 @@ pub enum ReadRequest {
     Range(RangeRequest),
     /// A txn whose operations are all ranges (etcd serves those without raft).
     Txn(TxnRequest),
+    /// `Maintenance.HashKV`: the hash of the key space up to a revision.
+    HashKv(HashKvRequest),
 }
 
 /// The answer to a [`ReadRequest`].
@@ -25,6 +29,7 @@ pub enum ReadRequest {
 pub enum ReadResponse {
     Range(RangeResponse),
     Txn(TxnResponse),
+    HashKv(HashKvResponse),
 }
 
 /// Where the result of a read goes.

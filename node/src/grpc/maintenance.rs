@@ -1,4 +1,4 @@
-//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm are served; the rest
+//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm (list) are served; the rest
 //! answer `Unimplemented` with a message that says so, until they are built.
 
 use std::pin::Pin;
@@ -13,7 +13,9 @@ use proto::etcdserverpb::{
 use storage::EtcdError;
 use tonic::{Request, Response, Status};
 
-use crate::errors::to_status;
+use actors::raft::{ReadRequest, ReadResponse};
+
+use crate::errors::{mismatched_response, to_status};
 use crate::handle::NodeHandle;
 
 /// The etcd server version oxcd reports: the etcd release whose API and
@@ -86,8 +88,20 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Hash"))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("HashKV"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        // Member-local, as etcd's: every member hashes its own store.
+        match self
+            .node
+            .read(ReadRequest::HashKv(request.into_inner()), false)
+            .await
+        {
+            Ok(ReadResponse::HashKv(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
+        }
     }
 
     type SnapshotStream =
