@@ -158,6 +158,16 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
         kv = MvccStore::open_with(&kv_dir, &kv_options)?;
     }
+    let founding: Vec<proto::etcdserverpb::Member> = members
+        .iter()
+        .map(|m| proto::etcdserverpb::Member {
+            id: m.id,
+            name: m.name.clone(),
+            peer_ur_ls: m.peer_urls.clone(),
+            ..Default::default()
+        })
+        .collect();
+    kv.init_members(&founding)?;
     let applied = kv.applied_index();
     let mut hs = log.hard_state();
     if hs.commit < applied {

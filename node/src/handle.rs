@@ -91,6 +91,37 @@ impl NodeHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
+    /// Publishes this member's name and client URLs to the cluster (etcd's
+    /// "publish" at start), retrying with backoff until it is committed.
+    pub async fn publish_attributes(&self, name: String, client_urls: Vec<String>) {
+        let attrs = proto::internal::MemberAttributes {
+            member_id: self.member_id,
+            name,
+            client_urls,
+        };
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match self
+                .write(internal_request::Request::MemberAttributes(attrs.clone()))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(
+                        name = %attrs.name,
+                        client_urls = ?attrs.client_urls,
+                        "published local member to cluster"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing member attributes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     /// Raft's and the store's view, for `Maintenance.Status`.
     pub async fn status(&self) -> Result<(RaftStatus, StoreStatus), EtcdError> {
         let raft = self

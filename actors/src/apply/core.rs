@@ -273,6 +273,7 @@ impl<B: MvccBackend> ApplyCore<B> {
                 resp.header = Some(self.header(resp.header.as_ref()));
                 ReadResponse::Txn(resp)
             }),
+            ReadRequest::MemberList => Ok(ReadResponse::MemberList(self.store().members())),
             ReadRequest::HashKv(h) => {
                 self.store()
                     .hash_kv(h.revision)

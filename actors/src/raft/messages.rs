@@ -22,6 +22,8 @@ pub enum ReadRequest {
     Txn(TxnRequest),
     /// `Maintenance.HashKV`: the hash of the key space up to a revision.
     HashKv(HashKvRequest),
+    /// `Cluster.MemberList`: the member table.
+    MemberList,
 }
 
 /// The answer to a [`ReadRequest`].
@@ -30,6 +32,7 @@ pub enum ReadResponse {
     Range(RangeResponse),
     Txn(TxnResponse),
     HashKv(HashKvResponse),
+    MemberList(Vec<proto::etcdserverpb::Member>),
 }
 
 /// Where the result of a read goes.

@@ -63,6 +63,11 @@ fn main() {
                 return 1;
             }
         };
+        tokio::spawn({
+            let handle = member.handle.clone();
+            let (name, urls) = (config.name.clone(), config.advertise_client_urls.clone());
+            async move { handle.publish_attributes(name, urls).await }
+        });
         let mut servers = Vec::new();
         for addr in peer_addrs {
             let raft = member.raft.clone();

@@ -2,12 +2,14 @@
 //! URL (as etcd does): gRPC over HTTP/2, `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port.
 
+pub mod cluster;
 pub mod http;
 pub mod kv;
 pub mod maintenance;
 
 use std::net::SocketAddr;
 
+use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use tonic::service::Routes;
@@ -40,7 +42,11 @@ pub async fn serve_client(
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let grpc = Routes::new(kv)
+        .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
     let router = http::routes(grpc.into_axum_router(), node, registry)
@@ -55,6 +61,7 @@ pub async fn serve_client(
 /// gRPC services served on the client port (for the "unknown service" text).
 const SERVED: &[&str] = &[
     "etcdserverpb.KV",
+    "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
     "grpc.health.v1.Health",
 ];

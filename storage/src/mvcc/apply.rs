@@ -474,9 +474,13 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
             Some(Internal::LeaseRevoke(r)) => self
                 .lease_revoke(r)
                 .map(|(l, e)| (ApplyResponse::LeaseRevoke(l), e)),
-            Some(
-                Internal::Alarm(_) | Internal::LeaseCheckpoint(_) | Internal::MemberAttributes(_),
-            ) => Ok((ApplyResponse::Empty, Vec::new())),
+            Some(Internal::MemberAttributes(a)) => {
+                self.member_attributes(a);
+                Ok((ApplyResponse::Empty, Vec::new()))
+            }
+            Some(Internal::Alarm(_) | Internal::LeaseCheckpoint(_)) => {
+                Ok((ApplyResponse::Empty, Vec::new()))
+            }
         };
         let (result, events) = match outcome {
             Ok((resp, events)) => (Ok(resp), events),
@@ -539,6 +543,18 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
         Ok(CompactionResponse {
             header: header(self.state.current_rev),
         })
+    }
+
+    /// A member publishes its name and client URLs (etcd's attribute
+    /// update); unknown (e.g. removed) members are ignored.
+    fn member_attributes(&mut self, attrs: &proto::internal::MemberAttributes) {
+        if let Some(member) = self.state.members.get_mut(&attrs.member_id) {
+            member.name = attrs.name.clone();
+            member.client_ur_ls = attrs.client_urls.clone();
+            self.batch
+                .members
+                .insert(attrs.member_id, Some(proto::Message::encode_to_vec(member)));
+        }
     }
 
     fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse, Fault> {

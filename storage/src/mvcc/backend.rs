@@ -58,6 +58,9 @@ pub struct WriteBatch {
     pub deleted: Vec<Revision>,
     /// Lease table changes: `Some(ttl)` grants, `None` revokes.
     pub leases: BTreeMap<i64, Option<i64>>,
+    /// Member table changes: `Some(encoded etcdserverpb::Member)` sets,
+    /// `None` removes.
+    pub members: BTreeMap<u64, Option<Vec<u8>>>,
     /// The meta values after the batch.
     pub meta: Meta,
 }
@@ -81,6 +84,8 @@ pub trait BackendReader {
     fn meta(&self) -> Result<Meta, StorageError>;
     /// Every lease: (id, granted TTL), ascending by id.
     fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError>;
+    /// Every member: (id, encoded `etcdserverpb::Member`), ascending by id.
+    fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
     /// The encoded record at `rev`, if stored.
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError>;
     /// Visits the records at or after `from` in revision order until `f`

@@ -7,6 +7,7 @@
 //! 2. `meta`: `applied_index`, `current_revision`,
 //!    `scheduled_compact_revision`, `finished_compact_revision` (8 bytes BE).
 //! 3. `leases`: lease id (8 bytes BE) -> granted TTL (8 bytes BE).
+//! 4. `members`: member id (8 bytes BE) -> encoded `etcdserverpb::Member`.
 //!
 //! Durability: by default every commit fsyncs data and meta pages (full
 //! ACID), so the applied index on disk never runs behind what was
@@ -68,6 +69,7 @@ pub struct LmdbBackend {
     records: Table,
     meta: Table,
     leases: Table,
+    members: Table,
     map_size: usize,
 }
 
@@ -86,7 +88,7 @@ fn open_env(dir: &Path, options: &LmdbOptions) -> Result<(Env<WithoutTls>, usize
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
     builder
         .map_size(map_size)
-        .max_dbs(3)
+        .max_dbs(4)
         .max_readers(options.max_readers);
     if options.no_meta_sync {
         // SAFETY: MDB_NOMETASYNC keeps the database consistent (copy-on-write
@@ -116,12 +118,15 @@ impl LmdbBackend {
             tracing::info!(stale, path = %dir.display(), "cleared stale LMDB readers");
         }
         let wtxn = env.write_txn()?;
-        let (records, meta, leases) = env
+        let (records, meta, leases, members) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 let records = dbo.create_database::<Bytes, Bytes>(wtxn, Some("records"))?;
                 let meta = dbo.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
                 let leases = dbo.create_database::<Bytes, Bytes>(wtxn, Some("leases"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((records, meta, leases)))
+                let members = dbo.create_database::<Bytes, Bytes>(wtxn, Some("members"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    records, meta, leases, members,
+                )))
             })?
             .unwrap_commit();
         Ok(Self {
@@ -129,6 +134,7 @@ impl LmdbBackend {
             records,
             meta,
             leases,
+            members,
             map_size,
         })
     }
@@ -196,6 +202,15 @@ impl BackendReader for LmdbReader<'_> {
         Ok(out)
     }
 
+    fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.backend.members.iter(&self.txn)? {
+            let (id, member) = item?;
+            out.push((decode_i64(id, "member id")? as u64, member.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
         Ok(self.backend.records.get(&self.txn, &rev.to_bytes())?)
     }
@@ -250,6 +265,15 @@ impl MvccBackend for LmdbBackend {
                 }
             }
         }
+        for (id, change) in &batch.members {
+            let key = encode_i64(*id as i64);
+            match change {
+                Some(member) => self.members.put(&mut wtxn, &key, member)?,
+                None => {
+                    self.members.delete(&mut wtxn, &key)?;
+                }
+            }
+        }
         let meta = &batch.meta;
         let values = [
             (META_APPLIED_INDEX, meta.applied_index as i64),
@@ -273,7 +297,7 @@ impl MvccBackend for LmdbBackend {
             let txn = self.env.read_txn()?;
             let main = self.env.unnamed_database_stat();
             let mut bytes = main.non_free_page_size() + 2 * main.page_size as usize;
-            for table in [&self.records, &self.meta, &self.leases] {
+            for table in [&self.records, &self.meta, &self.leases, &self.members] {
                 bytes += table.stat(&txn)?.non_free_page_size();
             }
             Ok(bytes)
@@ -312,6 +336,9 @@ pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(),
     })?;
     for (id, ttl) in reader.leases()? {
         batch.leases.insert(id, Some(ttl));
+    }
+    for (id, member) in reader.members()? {
+        batch.members.insert(id, Some(member));
     }
     let scratch = scratch_dir(path);
     if scratch.exists() {

@@ -28,6 +28,7 @@ const BASE_SIZE: usize = 3 * 4096;
 pub struct MemBackend {
     records: BTreeMap<Revision, Vec<u8>>,
     leases: BTreeMap<i64, i64>,
+    members: BTreeMap<u64, Vec<u8>>,
     meta: Meta,
     in_use: usize,
     high_water: usize,
@@ -38,6 +39,7 @@ impl Default for MemBackend {
         Self {
             records: BTreeMap::new(),
             leases: BTreeMap::new(),
+            members: BTreeMap::new(),
             meta: Meta::default(),
             in_use: BASE_SIZE,
             high_water: BASE_SIZE,
@@ -72,6 +74,15 @@ impl BackendReader for MemReader<'_> {
             .leases
             .iter()
             .map(|(id, ttl)| (*id, *ttl))
+            .collect())
+    }
+
+    fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        Ok(self
+            .backend
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.clone()))
             .collect())
     }
 
@@ -122,6 +133,21 @@ impl MvccBackend for MemBackend {
                 None => {
                     if self.leases.remove(id).is_some() {
                         self.in_use -= 16 + ENTRY_OVERHEAD;
+                    }
+                }
+            }
+        }
+        for (id, change) in &batch.members {
+            match change {
+                Some(member) => {
+                    if let Some(old) = self.members.insert(*id, member.clone()) {
+                        self.in_use -= old.len() + 8 + ENTRY_OVERHEAD;
+                    }
+                    self.in_use += member.len() + 8 + ENTRY_OVERHEAD;
+                }
+                None => {
+                    if let Some(old) = self.members.remove(id) {
+                        self.in_use -= old.len() + 8 + ENTRY_OVERHEAD;
                     }
                 }
             }

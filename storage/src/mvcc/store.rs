@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use proto::Message as _;
+use proto::etcdserverpb::{Member, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use proto::internal::InternalRequest;
 use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
@@ -44,6 +45,8 @@ pub(crate) struct State {
     pub applied_index: u64,
     pub leases: LeaseTable,
     pub lease_keys: LeaseKeys,
+    /// The cluster's members, by id.
+    pub members: BTreeMap<u64, Member>,
 }
 
 impl State {
@@ -56,6 +59,7 @@ impl State {
             applied_index: meta.applied_index,
             leases: BTreeMap::new(),
             lease_keys: HashMap::new(),
+            members: BTreeMap::new(),
         }
     }
 
@@ -85,6 +89,12 @@ impl State {
                 tracing::warn!(lease, key = %String::from_utf8_lossy(&key), "key attached to a lease that does not exist");
             }
         }
+        let mut members = BTreeMap::new();
+        for (id, bytes) in reader.members()? {
+            let member = Member::decode(bytes.as_slice())
+                .map_err(|e| StorageError::Corrupt(format!("member {id:x}: {e}")))?;
+            members.insert(id, member);
+        }
         let compact_rev = meta.finished_compact_revision;
         // Compaction may have removed every record up to the compacted
         // revision; the revision never goes back.
@@ -98,6 +108,7 @@ impl State {
             applied_index: meta.applied_index,
             leases,
             lease_keys,
+            members,
         };
         Ok((state, pending))
     }
@@ -344,6 +355,34 @@ impl<B: MvccBackend> MvccStore<B> {
                 self.poisoned = true;
             }
         }
+    }
+
+    /// The cluster's members, ascending by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.state.members.values().cloned().collect()
+    }
+
+    /// Records the founding members (from `--initial-cluster`) when the
+    /// store has none yet. Every founding member derives the same list from
+    /// the same flags, so this needs no raft round; members then publish
+    /// their names and client URLs through raft (`MemberAttributes`).
+    pub fn init_members(&mut self, members: &[Member]) -> Result<(), StorageError> {
+        self.check_usable()?;
+        if !self.state.members.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch {
+            meta: self.state.meta(),
+            ..Default::default()
+        };
+        for m in members {
+            batch.members.insert(m.id, Some(m.encode_to_vec()));
+        }
+        self.backend.commit(&batch)?;
+        for m in members {
+            self.state.members.insert(m.id, m.clone());
+        }
+        Ok(())
     }
 
     /// Every lease: (id, granted TTL), ascending by id.

@@ -1,0 +1,87 @@
+//! `etcdserverpb.Cluster`: MemberList is served from the member table (local,
+//! not linearizable, as in etcd 3.4); membership changes answer
+//! `Unimplemented` until they are built.
+
+use actors::raft::{ReadRequest, ReadResponse};
+use proto::etcdserverpb::cluster_server::Cluster;
+use proto::etcdserverpb::{
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
+};
+use tonic::{Request, Response, Status};
+
+use crate::errors::{mismatched_response, to_status};
+use crate::handle::NodeHandle;
+
+/// The Cluster service.
+pub struct ClusterService {
+    node: NodeHandle,
+}
+
+impl ClusterService {
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+
+    /// Cluster responses carry no revision in etcd 3.4.
+    async fn header(&self) -> Result<ResponseHeader, Status> {
+        let (raft, _) = self.node.status().await.map_err(|e| to_status(&e))?;
+        Ok(ResponseHeader {
+            cluster_id: self.node.cluster_id,
+            member_id: self.node.member_id,
+            revision: 0,
+            raft_term: raft.term,
+        })
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("oxcd: Cluster.{what} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        _: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        Err(not_yet("MemberAdd"))
+    }
+
+    async fn member_remove(
+        &self,
+        _: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        Err(not_yet("MemberRemove"))
+    }
+
+    async fn member_update(
+        &self,
+        _: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        Err(not_yet("MemberUpdate"))
+    }
+
+    async fn member_list(
+        &self,
+        _: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        let members = match self.node.read(ReadRequest::MemberList, false).await {
+            Ok(ReadResponse::MemberList(m)) => m,
+            Ok(_) => return Err(mismatched_response()),
+            Err(e) => return Err(to_status(&e)),
+        };
+        Ok(Response::new(MemberListResponse {
+            header: Some(self.header().await?),
+            members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        _: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        Err(not_yet("MemberPromote"))
+    }
+}
