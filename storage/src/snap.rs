@@ -57,7 +57,9 @@ impl SnapDir {
     /// Opens (creating) the directory.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Where the image for raft index `index` lives.
@@ -79,7 +81,11 @@ impl SnapDir {
         let (size, sha256) = sha256_file(&tmp)?;
         fs::rename(&tmp, self.path(index))?;
         sync_dir(&self.dir)?;
-        Ok(SnapshotDescriptor { index, size, sha256 })
+        Ok(SnapshotDescriptor {
+            index,
+            size,
+            sha256,
+        })
     }
 
     /// Whether the image described by `d` is here, complete.
@@ -108,7 +114,11 @@ impl SnapDir {
         let mut images: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if let Some(hex) = name.strip_suffix(".snap") {
                 if let Ok(index) = u64::from_str_radix(hex, 16) {
                     images.push((index, path));
@@ -213,7 +223,11 @@ mod tests {
     fn corrupt_or_out_of_order_chunks_are_refused() {
         let a = tempfile::tempdir().unwrap();
         let dir = SnapDir::open(a.path()).unwrap();
-        let d = SnapshotDescriptor { index: 7, size: 4, sha256: Sha256::digest(b"abcd").to_vec() };
+        let d = SnapshotDescriptor {
+            index: 7,
+            size: 4,
+            sha256: Sha256::digest(b"abcd").to_vec(),
+        };
         let mut r = dir.receiver(&d).unwrap();
         assert!(r.write(1, b"b").is_err());
         r.write(0, b"abce").unwrap();
