@@ -218,6 +218,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             max_request_bytes: config.max_request_bytes,
             request_timeout_ticks: request_timeout_ms / config.heartbeat_interval,
             max_apply_lag: 5_000,
+            read_retry_ticks: (500 / config.heartbeat_interval).max(1),
             // etcd keeps 5000 entries behind a snapshot; with a small
             // --snapshot-count keep half of it, so that a follower that
             // missed more than --snapshot-count entries needs the image.

@@ -63,6 +63,10 @@ pub struct CoreConfig {
     /// committed - applied above this refuses new proposals with
     /// `etcdserver: too many requests` (etcd: 5000).
     pub max_apply_lag: u64,
+    /// Ticks after which an unanswered ReadIndex is sent again with a fresh
+    /// context (raft-rs drops it silently when the leader has not committed
+    /// in its term or a follower knows no leader; etcd retries after 500 ms).
+    pub read_retry_ticks: u64,
     /// Entries kept in the log behind a snapshot, so that a slightly lagging
     /// follower catches up from the log instead of a whole image.
     pub catch_up_entries: u64,
@@ -147,6 +151,8 @@ enum Deferred {
 struct ReadsInFlight {
     reads: Vec<PendingRead>,
     deadline: u64,
+    /// When the current ReadIndex attempt went out.
+    issued: u64,
 }
 
 /// The raft actor's state.
@@ -157,7 +163,8 @@ pub struct RaftCore<S: LogStore> {
     now: u64,
     waiters: HashMap<u64, Waiting>,
     parked: Vec<ParkedProposal>,
-    pending_reads: Vec<PendingRead>,
+    /// Reads waiting for the next ReadIndex, with their deadlines.
+    pending_reads: Vec<(PendingRead, u64)>,
     reads_in_flight: HashMap<Vec<u8>, ReadsInFlight>,
     read_ctx: u64,
     /// The Ready whose write is with the log writer, with the messages that
@@ -327,7 +334,8 @@ impl<S: LogStore> RaftCore<S> {
     /// Queues a linearizable read; reads that arrive while a ReadIndex is in
     /// flight share the next one.
     pub fn read_index(&mut self, read: PendingRead) {
-        self.pending_reads.push(read);
+        let deadline = self.now + self.config.request_timeout_ticks;
+        self.pending_reads.push((read, deadline));
         if self.reads_in_flight.is_empty() {
             self.issue_read_index();
         }
@@ -337,15 +345,43 @@ impl<S: LogStore> RaftCore<S> {
         if self.pending_reads.is_empty() || self.leader == raft::INVALID_ID || self.busy() {
             return;
         }
+        let pending = std::mem::take(&mut self.pending_reads);
+        let deadline = pending.iter().map(|(_, d)| *d).min().unwrap_or(self.now);
+        let reads = pending.into_iter().map(|(r, _)| r).collect();
+        self.send_read_index(ReadsInFlight {
+            reads,
+            deadline,
+            issued: self.now,
+        });
+    }
+
+    fn send_read_index(&mut self, mut batch: ReadsInFlight) {
         // A fresh context for every attempt (etcd PR #21399): a late answer
         // to an abandoned attempt must never release a newer batch.
         self.read_ctx += 1;
         let ctx = [self.ids.prefix().to_be_bytes(), self.read_ctx.to_be_bytes()].concat();
-        let reads = std::mem::take(&mut self.pending_reads);
-        let deadline = self.now + self.config.request_timeout_ticks;
-        self.reads_in_flight
-            .insert(ctx.clone(), ReadsInFlight { reads, deadline });
+        batch.issued = self.now;
+        self.reads_in_flight.insert(ctx.clone(), batch);
         self.node.read_index(ctx);
+    }
+
+    /// Sends again the ReadIndex attempts that got no answer in time.
+    fn retry_read_index(&mut self) {
+        if self.leader == raft::INVALID_ID || self.busy() {
+            return;
+        }
+        let now = self.now;
+        let stale: Vec<Vec<u8>> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, b)| now.saturating_sub(b.issued) >= self.config.read_retry_ticks)
+            .map(|(ctx, _)| ctx.clone())
+            .collect();
+        for ctx in stale {
+            if let Some(batch) = self.reads_in_flight.remove(&ctx) {
+                self.send_read_index(batch);
+            }
+        }
     }
 
     /// Feeds a message from a peer.
@@ -388,6 +424,15 @@ impl<S: LogStore> RaftCore<S> {
                 fail_reads(batch.reads, EtcdError::Timeout);
             }
         }
+        let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reads)
+            .into_iter()
+            .partition(|(_, deadline)| *deadline > now);
+        self.pending_reads = keep;
+        fail_reads(
+            expired.into_iter().map(|(r, _)| r).collect(),
+            EtcdError::Timeout,
+        );
+        self.retry_read_index();
         if self.reads_in_flight.is_empty() {
             self.issue_read_index();
         }
@@ -676,7 +721,11 @@ impl<S: LogStore> RaftCore<S> {
         for (_, batch) in self.reads_in_flight.drain() {
             fail_reads(batch.reads, EtcdError::Stopped);
         }
-        fail_reads(std::mem::take(&mut self.pending_reads), EtcdError::Stopped);
+        let pending = std::mem::take(&mut self.pending_reads);
+        fail_reads(
+            pending.into_iter().map(|(r, _)| r).collect(),
+            EtcdError::Stopped,
+        );
     }
 
     pub fn is_leader(&self) -> bool {

@@ -23,6 +23,8 @@ pub mod core;
 pub mod ids;
 pub mod logger;
 pub mod messages;
+#[cfg(test)]
+mod sim_tests;
 
 use std::time::Duration;
 
