@@ -126,9 +126,6 @@ impl<B: MvccBackend> ApplyCore<B> {
             .expect("the store is only absent during a snapshot install")
     }
 
-    pub fn applied_index(&self) -> u64 {
-        self.store().applied_index()
-    }
 
     pub fn status(&self) -> StoreStatus {
         StoreStatus {

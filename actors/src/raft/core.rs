@@ -44,7 +44,7 @@ use proto::Message as _;
 use proto::internal::InternalRequest;
 use proto::internal::SnapshotDescriptor;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::RawNode;
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
 
@@ -235,9 +235,6 @@ impl<S: LogStore> RaftCore<S> {
         }
     }
 
-    pub fn in_flight_proposals(&self) -> usize {
-        self.waiters.len() + self.parked.len()
-    }
 
     /// Proposes `request`; its reply is answered on apply, on failure, or
     /// on timeout.
@@ -495,7 +492,7 @@ impl<S: LogStore> RaftCore<S> {
             let mut rd = self.node.ready();
             self.in_ready = true;
             if let Some(ss) = rd.ss() {
-                self.on_soft_state(ss.leader_id, ss.raft_state);
+                self.on_soft_state(ss.leader_id);
             }
             out.messages.extend(rd.take_messages());
             let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
@@ -536,7 +533,7 @@ impl<S: LogStore> RaftCore<S> {
         }
     }
 
-    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+    fn on_soft_state(&mut self, leader: u64) {
         if leader == self.leader {
             return;
         }
@@ -585,7 +582,6 @@ impl<S: LogStore> RaftCore<S> {
             }
             self.issue_read_index();
         }
-        let _ = role;
     }
 
     fn hand_over(&mut self, entries: Vec<Entry>, out: &mut Output) {
@@ -728,9 +724,6 @@ impl<S: LogStore> RaftCore<S> {
         );
     }
 
-    pub fn is_leader(&self) -> bool {
-        self.node.raft.state == StateRole::Leader
-    }
 
     pub fn raw(&self) -> &RawNode<S> {
         &self.node
