@@ -22,9 +22,11 @@
 //! malformed and unknown requests answered as etcd does).
 
 pub mod binaries;
+pub mod cluster;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
+pub mod lin;
 pub mod raw;
 pub mod server;
 pub mod show;
