@@ -186,6 +186,12 @@ impl Cluster {
         &self.binary
     }
 
+    /// The temp dir holding every member's dir (kept after a failed test
+    /// when `OXCD_KEEP_DIRS=1`), for files a test wants kept beside the logs.
+    pub fn dir(&self) -> &Path {
+        self.root()
+    }
+
     /// Number of members.
     pub fn size(&self) -> usize {
         self.members.len()

@@ -99,12 +99,82 @@ pub enum Response {
 pub struct Op {
     /// The client that issued it (one outstanding request per client).
     pub client: u32,
+    /// The cluster member the request was sent to (for diagnostics only).
+    pub member: usize,
     /// When the request was sent, in nanoseconds on the recorder's clock.
     pub call: i64,
     /// When the answer arrived; `i64::MAX` for [`Response::Unknown`].
     pub ret: i64,
     pub request: Request,
     pub response: Response,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Request::Put { key, value } => write!(f, "put({}, {})", text(key), text(value)),
+            Request::Get { key } => write!(f, "get({})", text(key)),
+            Request::CasPut {
+                key,
+                expected_mod_revision,
+                value,
+            } => write!(
+                f,
+                "txn(if mod({}) == {expected_mod_revision} then put({0}, {}) else get({0}))",
+                text(key),
+                text(value)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Versioned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{}",
+            String::from_utf8_lossy(&self.value),
+            self.mod_revision
+        )
+    }
+}
+
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = |kv: &Option<Versioned>| kv.as_ref().map_or("-".to_string(), |v| v.to_string());
+        match self {
+            Response::Put { revision } => write!(f, "ok rev {revision}"),
+            Response::Get { revision, kv } => write!(f, "{} rev {revision}", held(kv)),
+            Response::CasPut {
+                succeeded: true,
+                revision,
+                ..
+            } => write!(f, "succeeded rev {revision}"),
+            Response::CasPut {
+                succeeded: false,
+                revision,
+                kv,
+            } => write!(f, "failed, {} rev {revision}", held(kv)),
+            Response::Unknown => write!(f, "unknown"),
+        }
+    }
+}
+
+/// One line: client, call and return times (ns), request and response.
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ret = if self.ret == i64::MAX {
+            "-".to_string()
+        } else {
+            self.ret.to_string()
+        };
+        write!(
+            f,
+            "c{}@m{} [{} .. {ret}] {} -> {}",
+            self.client, self.member, self.call, self.request, self.response
+        )
+    }
 }
 
 /// The model's state: the whole key space and its revision.
@@ -219,12 +289,14 @@ impl Recorder {
         i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX - 1)
     }
 
-    /// Records a request sent at `call` whose outcome just arrived (step 3 of
-    /// the module doc). Returns the response as recorded: `None` for a read
-    /// that failed (dropped), [`Response::Unknown`] for a write that failed.
+    /// Records a request sent at `call` to `member` whose outcome just
+    /// arrived (step 3 of the module doc). Returns the response as recorded:
+    /// `None` for a read that failed (dropped), [`Response::Unknown`] for a
+    /// write that failed.
     pub fn record(
         &self,
         client: u32,
+        member: usize,
         call: i64,
         request: Request,
         outcome: Result<Response, String>,
@@ -237,6 +309,7 @@ impl Recorder {
         };
         let op = Op {
             client,
+            member,
             call,
             ret,
             request,
@@ -593,14 +666,14 @@ mod tests {
     fn failed_reads_are_dropped_and_failed_writes_are_maybe_applied() {
         let rec = Recorder::new();
         let t = rec.now();
-        assert_eq!(rec.record(0, t, get("a"), Err("down".into())), None);
+        assert_eq!(rec.record(0, 0, t, get("a"), Err("down".into())), None);
         assert_eq!(
-            rec.record(0, t, put("a", "1"), Err("timed out".into())),
+            rec.record(0, 1, t, put("a", "1"), Err("timed out".into())),
             Some(Response::Unknown)
         );
         let ok = Response::Put { revision: 2 };
         assert_eq!(
-            rec.record(1, t, put("a", "2"), Ok(ok.clone())),
+            rec.record(1, 2, t, put("a", "2"), Ok(ok.clone())),
             Some(ok.clone())
         );
         let history = rec.history();
@@ -655,6 +728,31 @@ mod tests {
             ),
             "{cas:?}"
         );
+    }
+
+    #[test]
+    fn ops_print_as_one_readable_line() {
+        let op = Op {
+            client: 3,
+            member: 1,
+            call: 10,
+            ret: i64::MAX,
+            request: Request::CasPut {
+                key: b"k".to_vec(),
+                expected_mod_revision: 4,
+                value: b"v".to_vec(),
+            },
+            response: Response::Unknown,
+        };
+        assert_eq!(
+            op.to_string(),
+            "c3@m1 [10 .. -] txn(if mod(k) == 4 then put(k, v) else get(k)) -> unknown"
+        );
+        let got = Response::Get {
+            revision: 7,
+            kv: held("x", 5),
+        };
+        assert_eq!(got.to_string(), "x@5 rev 7");
     }
 
     #[test]
