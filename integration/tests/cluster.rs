@@ -39,7 +39,7 @@
 //! The cluster tests share two cores, so they take turns (one lock) rather
 //! than run at once; every wait is a bounded poll on a condition.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,6 +160,14 @@ async fn statuses(cluster: &Cluster) -> String {
     lines.join("\n")
 }
 
+/// Member `i`'s current revision (0 if it does not answer).
+async fn member_revision(cluster: &Cluster, i: usize) -> i64 {
+    match cluster.status(i).await {
+        Ok(s) => s.header.map_or(0, |h| h.revision),
+        Err(_) => 0,
+    }
+}
+
 /// Where members `a` and `b` first differ at or below `upto`: the lowest
 /// revision whose `HashKV` differs (binary search) and the write each member
 /// holds at that revision.
@@ -206,14 +214,20 @@ async fn divergence(cluster: &Cluster, a: usize, b: usize, upto: i64) -> String 
 async fn assert_members_agree(cluster: &Cluster, revision: i64, context: &str) {
     for i in 0..cluster.size() {
         if let Err(e) = cluster.wait_revision(i, revision, CATCH_UP_TIMEOUT).await {
+            let mut revisions = HashMap::new();
+            for j in 0..cluster.size() {
+                revisions.insert(j, member_revision(cluster, j).await);
+            }
             let good = (0..cluster.size())
-                .find(|&j| j != i)
+                .filter(|&j| j != i)
+                .max_by_key(|j| revisions[j])
                 .expect("another member");
+            let upto = revisions[&good].min(revisions[&i]);
             panic!(
                 "{context}: {} does not catch up: {e}\nstatus of every member:\n{}\n{}",
                 cluster.name(i),
                 statuses(cluster).await,
-                divergence(cluster, good, i, revision - 1).await
+                divergence(cluster, good, i, upto).await
             );
         }
     }
