@@ -2,26 +2,35 @@
 # Side-by-side benchmark of real etcd 3.4 and oxcd on this machine.
 #
 # 1. Build oxcdctl (and oxcd when it is a target) in release mode.
-# 2. Start every target in $TARGETS as a one-node cluster with etcd's flags,
-#    on two free loopback ports chosen by the OS and a fresh data dir; poll
-#    `etcdctl endpoint health` until each answers (bounded); write the key
-#    "foo" that the range workloads read.
+# 2. Start every target in $TARGETS as a cluster of $MEMBERS members with
+#    etcd's flags, on free loopback ports chosen by the OS (two per member, all
+#    picked before anything starts) and fresh data dirs; poll `etcdctl
+#    endpoint health` over all members until every one answers (bounded);
+#    write the key "foo" that the range workloads read; note each cluster's
+#    leader and raft term (`etcdctl endpoint status`).
 # 3. For each workload, $REPEATS rounds; in each round every target runs the
 #    workload once, the order alternating from round to round. Interleaving
 #    keeps a change in background load from favouring one target.
-# 4. Stop exactly the PIDs this script started (also on error or signal).
-# 5. Write a markdown table to stdout and bench-results/latest.md: per
-#    target the run with the median req/s, and oxcd/etcd as the median of
-#    the per-round ratios. Raw reports and JSON summaries of every run go to
-#    bench-results/<target>/.
+# 4. Note the leader and term again (a leader change during the run shows as
+#    a new term), then stop exactly the PIDs this script started (also on
+#    error or signal).
+# 5. Write a markdown table to stdout and $OUT_DIR/latest.md: per target the
+#    run with the median req/s, oxcd/etcd as the median of the per-round
+#    ratios, and the failed requests summed over all rounds. Raw reports, JSON
+#    summaries of every run, `endpoint status` at start and end, and the
+#    servers' logs go to $OUT_DIR/<target>/.
 #
 # Environment:
 #   TARGETS="etcd oxcd"   which servers to measure (default both)
+#   MEMBERS=1             members per target: 1, or 3 (a three-member
+#                         cluster; oxcdctl bench spreads its connections over
+#                         the three client URLs round robin)
 #   REPEATS=3             rounds per workload
 #   QUICK=1               divide every request count by 10 (smoke test)
 #   SKIP_BUILD=1          use the binaries already built
 #   ETCD_BIN, ETCDCTL_BIN, OXCD_BIN, OXCDCTL_BIN   override binary paths
-#   OUT_DIR               where results go (default bench-results/)
+#   OUT_DIR               where results go (default bench-results/, or
+#                         bench-results/3-members/ when MEMBERS=3)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,9 +39,14 @@ ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
 ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 OXCD_BIN=${OXCD_BIN:-$ROOT/target/release/oxcd}
 OXCDCTL_BIN=${OXCDCTL_BIN:-$ROOT/target/release/oxcdctl}
-OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
+MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
+if [[ "$MEMBERS" == 3 ]]; then
+    OUT_DIR=${OUT_DIR:-$ROOT/bench-results/3-members}
+else
+    OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
+fi
 export ETCDCTL_API=3
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -50,16 +64,31 @@ for t in "${TARGET_LIST[@]}"; do
     esac
 done
 [[ "$REPEATS" =~ ^[1-9][0-9]*$ ]] || die "REPEATS must be a positive integer, got '$REPEATS'"
+# Member names: one member keeps the name it always had.
+case "$MEMBERS" in
+    1) MEMBER_NAMES=(bench) ;;
+    3) MEMBER_NAMES=(a b c) ;;
+    *) die "MEMBERS must be 1 or 3, got '$MEMBERS'" ;;
+esac
 
 # Workloads: name | oxcdctl bench arguments. Every target runs the same list.
-WORKLOADS=(
-    "put-c1|--clients 1 --conns 1 put --total 2000 --key-size 8 --val-size 256 --key-space-size 100000"
-    "put-c100|--clients 100 --conns 10 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
-    "put-c1000|--clients 1000 --conns 100 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
-    "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
-    "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
-    "txn4-c100|--clients 100 --conns 10 txn --txn-ops 4 --total 10000 --key-size 8 --val-size 256 --key-space-size 100000"
-)
+if [[ "$MEMBERS" == 1 ]]; then
+    WORKLOADS=(
+        "put-c1|--clients 1 --conns 1 put --total 2000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "put-c100|--clients 100 --conns 10 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "put-c1000|--clients 1000 --conns 100 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
+        "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
+        "txn4-c100|--clients 100 --conns 10 txn --txn-ops 4 --total 10000 --key-size 8 --val-size 256 --key-space-size 100000"
+    )
+else
+    WORKLOADS=(
+        "put-c100|--clients 100 --conns 10 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "put-c1000|--clients 1000 --conns 100 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
+        "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
+    )
+fi
 
 # --- 1. build -----------------------------------------------------------------
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -72,17 +101,38 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     fi
 fi
 [[ -x "$OXCDCTL_BIN" ]] || die "$OXCDCTL_BIN not found (build it or unset SKIP_BUILD)"
+# The commit the binaries were built from, read now: others may commit while
+# the workloads run. Tracked files with uncommitted changes are listed, since
+# the build includes them.
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null |
+    awk '{print $NF}' | paste -sd, - || true)
+if [[ -n "$dirty" ]]; then
+    commit+=" (uncommitted changes in: $dirty)"
+fi
 [[ -x "$ETCDCTL_BIN" ]] || die "$ETCDCTL_BIN not found"
 command -v python3 >/dev/null || die "python3 is needed to pick ports and write the table"
 
 # --- processes this script started, stopped on exit ---------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/oxcd-bench.XXXXXX")
-declare -A PID=() ENDPOINT=()
+# PID is keyed by "target/member"; ENDPOINT and ETCDCTL_EP by target, each a
+# comma-separated list of the target's client URLs (host:port for oxcdctl,
+# http://host:port for etcdctl).
+declare -A PID=() ENDPOINT=() ETCDCTL_EP=()
+
+# The directory of one member: the target's own for a single member.
+member_dir() {
+    if ((${#MEMBER_NAMES[@]} == 1)); then
+        printf '%s\n' "$TMP/$1"
+    else
+        printf '%s\n' "$TMP/$1/$2"
+    fi
+}
 
 stop_server() {
-    local target=$1 pid=${PID[$1]:-}
+    local key=$1 pid=${PID[$1]:-}
     [[ -n "$pid" ]] || return 0
-    PID[$target]=""
+    PID[$key]=""
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do
@@ -90,65 +140,102 @@ stop_server() {
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            log "$target (pid $pid) ignored SIGTERM for 5s; sending SIGKILL"
+            log "$key (pid $pid) ignored SIGTERM for 5s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
     wait "$pid" 2>/dev/null || true
-    log "stopped $target (pid $pid)"
+    log "stopped $key (pid $pid)"
+}
+
+# Stops every member of one target.
+stop_target() {
+    local name
+    for name in "${MEMBER_NAMES[@]}"; do
+        stop_server "$1/$name"
+    done
 }
 
 cleanup() {
-    local t
-    for t in "${!PID[@]}"; do
-        stop_server "$t"
+    local k
+    for k in "${!PID[@]}"; do
+        stop_server "$k"
     done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Two distinct free loopback ports, chosen by the OS.
+# N distinct free loopback ports, chosen by the OS. All N sockets are bound
+# at once, so no port is handed out twice.
 free_ports() {
     python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
-'
+' "$1"
+}
+
+# Prints the last lines of every member's log of a target.
+tail_logs() {
+    local name
+    for name in "${MEMBER_NAMES[@]}"; do
+        log "--- $1/$name log (last 30 lines)"
+        tail -n 30 "$(member_dir "$1" "$name")/server.log" >&2 || true
+    done
 }
 
 # --- 2. start the servers -----------------------------------------------------
 start_server() {
-    local target=$1 bin p_client p_peer ep
+    local target=$1 bin n=${#MEMBER_NAMES[@]} i name dir ports=() initial="" eps=() ctl_eps=()
+    local extra=()
     case "$target" in
         etcd) bin=$ETCD_BIN ;;
         oxcd) bin=$OXCD_BIN ;;
     esac
     [[ -x "$bin" ]] || die "$target binary $bin not found"
-    read -r p_client p_peer < <(free_ports)
-    ep="127.0.0.1:$p_client"
-    ENDPOINT[$target]=$ep
-    mkdir -p "$TMP/$target"
-    "$bin" --name bench --data-dir "$TMP/$target/data" \
-        --listen-client-urls "http://$ep" \
-        --advertise-client-urls "http://$ep" \
-        --listen-peer-urls "http://127.0.0.1:$p_peer" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$p_peer" \
-        --initial-cluster "bench=http://127.0.0.1:$p_peer" \
-        >"$TMP/$target/server.log" 2>&1 &
-    PID[$target]=$!
-    log "started $target (pid ${PID[$target]}) on $ep"
+    # All ports first: ports[i] is member i's client port, ports[n+i] its peer port.
+    read -r -a ports < <(free_ports $((2 * n)))
+    ((${#ports[@]} == 2 * n)) || die "could not pick $((2 * n)) free ports"
+    for ((i = 0; i < n; i++)); do
+        initial+="${initial:+,}${MEMBER_NAMES[$i]}=http://127.0.0.1:${ports[$((n + i))]}"
+        eps+=("127.0.0.1:${ports[$i]}")
+        ctl_eps+=("http://127.0.0.1:${ports[$i]}")
+    done
+    ENDPOINT[$target]=$(IFS=,; printf '%s' "${eps[*]}")
+    ETCDCTL_EP[$target]=$(IFS=,; printf '%s' "${ctl_eps[*]}")
+    if ((n > 1)); then
+        extra=(--initial-cluster-token "bench-$target-$$" --initial-cluster-state new)
+    fi
+    for ((i = 0; i < n; i++)); do
+        name=${MEMBER_NAMES[$i]}
+        dir=$(member_dir "$target" "$name")
+        mkdir -p "$dir"
+        "$bin" --name "$name" --data-dir "$dir/data" \
+            --listen-client-urls "http://${eps[$i]}" \
+            --advertise-client-urls "http://${eps[$i]}" \
+            --listen-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
+            --initial-cluster "$initial" "${extra[@]}" \
+            >"$dir/server.log" 2>&1 &
+        PID[$target/$name]=$!
+        printf '%s http://%s\n' "$name" "${eps[$i]}" >>"$OUT_DIR/$target/members.txt"
+        log "started $target/$name (pid ${PID[$target/$name]}) on ${eps[$i]}"
+    done
 
-    # Poll health: at most 60 tries, 0.5s apart (30s).
+    # Poll health of every member: at most 60 tries, 0.5s apart (30s).
+    # `endpoint health` fails unless each endpoint serves a read.
     local healthy=0
     for _ in $(seq 1 60); do
-        if ! kill -0 "${PID[$target]}" 2>/dev/null; then
-            tail -n 30 "$TMP/$target/server.log" >&2 || true
-            die "$target exited during startup"
-        fi
-        if "$ETCDCTL_BIN" --endpoints "http://$ep" --dial-timeout 1s --command-timeout 2s \
+        for name in "${MEMBER_NAMES[@]}"; do
+            if ! kill -0 "${PID[$target/$name]}" 2>/dev/null; then
+                tail_logs "$target"
+                die "$target/$name exited during startup"
+            fi
+        done
+        if "$ETCDCTL_BIN" --endpoints "${ETCDCTL_EP[$target]}" --dial-timeout 1s --command-timeout 2s \
             endpoint health >/dev/null 2>&1; then
             healthy=1
             break
@@ -156,14 +243,26 @@ start_server() {
         sleep 0.5
     done
     if ((!healthy)); then
-        tail -n 30 "$TMP/$target/server.log" >&2 || true
+        tail_logs "$target"
         die "$target did not become healthy within 30s"
     fi
-    log "$target is healthy"
+    log "$target is healthy ($n member(s): ${ENDPOINT[$target]})"
     # The range workloads read this key (256-byte value, like the puts).
-    "$ETCDCTL_BIN" --endpoints "http://$ep" --command-timeout 5s \
+    "$ETCDCTL_BIN" --endpoints "${ETCDCTL_EP[$target]}" --command-timeout 5s \
         put foo "$(printf 'v%.0s' $(seq 1 256))" >/dev/null ||
         die "could not write the key foo on $target"
+}
+
+# Writes `etcdctl endpoint status -w json` of a target's members to FILE
+# (an empty file when it fails: the table then says "unknown").
+record_status() {
+    local target=$1 file=$2
+    if ! "$ETCDCTL_BIN" --endpoints "${ETCDCTL_EP[$target]}" --dial-timeout 1s --command-timeout 2s \
+        endpoint status -w json >"$file" 2>"$file.err"; then
+        log "endpoint status of $target failed: $(tail -n 1 "$file.err")"
+        : >"$file"
+    fi
+    rm -f "$file.err"
 }
 
 # Divides the --total in an argument list by 10 when QUICK=1.
@@ -208,6 +307,7 @@ for t in "${TARGET_LIST[@]}"; do
     rm -rf "${OUT_DIR:?}/$t"
     mkdir -p "$OUT_DIR/$t"
     start_server "$t"
+    record_status "$t" "$OUT_DIR/$t/status.start.json"
 done
 
 names=()
@@ -230,19 +330,25 @@ done
 
 # --- 4. stop ------------------------------------------------------------------
 for t in "${TARGET_LIST[@]}"; do
-    stop_server "$t"
-    cp "$TMP/$t/server.log" "$OUT_DIR/$t/server.log" 2>/dev/null || true
+    record_status "$t" "$OUT_DIR/$t/status.end.json"
+    stop_target "$t"
+    for name in "${MEMBER_NAMES[@]}"; do
+        if ((${#MEMBER_NAMES[@]} == 1)); then
+            cp "$TMP/$t/server.log" "$OUT_DIR/$t/server.log" 2>/dev/null || true
+        else
+            cp "$(member_dir "$t" "$name")/server.log" "$OUT_DIR/$t/server.$name.log" 2>/dev/null || true
+        fi
+    done
 done
 
 # --- 5. table -----------------------------------------------------------------
 etcd_version=$("$ETCD_BIN" --version 2>/dev/null | head -n 1 || true)
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-python3 - "$OUT_DIR" "$QUICK" "$REPEATS" "$etcd_version" "$commit" "$load_start" "${names[@]}" \
-    >"$OUT_DIR/latest.md" <<'PY'
+python3 - "$OUT_DIR" "$QUICK" "$REPEATS" "$etcd_version" "$commit" "$load_start" "$MEMBERS" \
+    "$TARGETS" "${names[@]}" >"$OUT_DIR/latest.md" <<'PY'
 import glob, json, os, platform, re, shutil, statistics, sys, time
 
-out_dir, quick, repeats, etcd_version, commit, load_start = sys.argv[1:7]
-names = sys.argv[7:]
+out_dir, quick, repeats, etcd_version, commit, load_start, members, targets = sys.argv[1:9]
+names = sys.argv[9:]
 
 def runs(target, name):
     """{round: summary} of the successful runs."""
@@ -275,9 +381,36 @@ def fmt(s, f, key):
         return "n/a"
     return f % (s[key] if key in s else s["latency_ms"][key])
 
+def status(target, when):
+    """'leader <member> term <t>' from etcdctl endpoint status, or why not."""
+    path = os.path.join(out_dir, target, "status.%s.json" % when)
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except (OSError, ValueError):
+        return "unknown (endpoint status failed)"
+    # members.txt maps each client URL to its member name.
+    with open(os.path.join(out_dir, target, "members.txt")) as f:
+        url_name = dict(reversed(line.split()) for line in f if line.strip())
+    ids = {e["Status"]["header"].get("member_id", 0): url_name.get(e["Endpoint"], e["Endpoint"])
+           for e in entries}
+    leaders = sorted({ids.get(e["Status"].get("leader", 0), "id %x" % e["Status"].get("leader", 0))
+                      for e in entries})
+    terms = sorted({e["Status"].get("raftTerm", e["Status"]["header"].get("raft_term", 0))
+                    for e in entries})
+    return "leader %s, term %s (%d member(s) answered)" % (
+        "/".join(leaders), "/".join(str(t) for t in terms), len(entries))
+
 def all_rps(target, name):
+    """req/s of every round, with the errors of a round that had any."""
     rs = runs(target, name)
-    return ", ".join("%.0f" % rs[r]["rps"] for r in sorted(rs)) or "n/a"
+    return ", ".join("%.0f" % rs[r]["rps"] + (" (%d errors)" % rs[r]["errors"] if rs[r]["errors"] else "")
+                     for r in sorted(rs)) or "n/a"
+
+def all_errors(target, name):
+    """Failed requests summed over every round (not only the median one)."""
+    rs = runs(target, name)
+    return "%d" % sum(s["errors"] for s in rs.values()) if rs else "n/a"
 
 print("# oxcd vs etcd: side-by-side benchmark")
 print()
@@ -287,9 +420,17 @@ print("- machine: %s, %d cores; load average (1/5/15 min) at start %s, at end %s
     " ".join("%.2f" % x for x in os.getloadavg())))
 print("- etcd: %s; oxcd commit: %s%s" % (etcd_version or "unknown", commit,
       "; QUICK=1 (request counts / 10)" if quick == "1" else ""))
-print("- one node each, fresh data dir, loopback; client: oxcdctl bench on the same machine")
+if members == "1":
+    print("- one node each, fresh data dir, loopback; client: oxcdctl bench on the same machine")
+else:
+    print("- a %s-member cluster each (127.0.0.1, fresh data dirs); client: oxcdctl bench on the"
+          " same machine, its connections spread over the %s client URLs round robin"
+          % (members, members))
+for t in targets.split():
+    print("- %s cluster at start: %s; at end: %s" % (t, status(t, "start"), status(t, "end")))
 print("- %s rounds per workload, targets interleaved; req/s and latency columns are each"
-      " target's median run, oxcd/etcd is the median of the per-round ratios" % repeats)
+      " target's median run, oxcd/etcd is the median of the per-round ratios; errors are"
+      " summed over all rounds" % repeats)
 print()
 print("| workload | etcd req/s | oxcd req/s | oxcd/etcd | etcd p50 ms | oxcd p50 ms"
       " | etcd p99 ms | oxcd p99 ms | errors etcd/oxcd |")
@@ -300,7 +441,7 @@ for name in names:
         name, fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"), ratio(name),
         fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"),
         fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
-        fmt(e, "%d", "errors"), fmt(o, "%d", "errors")))
+        all_errors("etcd", name), all_errors("oxcd", name)))
 print()
 print("Workload parameters and req/s of every round:")
 print()
