@@ -2,8 +2,16 @@
 //! [`Mailbox`], which counts the depth and refuses sends beyond the actor's
 //! capacity instead of letting memory grow. Callers turn a refusal into etcd's
 //! `etcdserver: too many requests`.
+//!
+//! Actors are started with [`start_on`], whose actix channel never parks a
+//! sender: the bound is the `Mailbox`'s, and every send is enqueued at once,
+//! in call order. Order matters: committed batches must reach the apply
+//! actor in log order (an actix channel that parks a sender re-sends the
+//! held message later, after newer ones).
 
+use actix::dev::channel;
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 
 use crate::metrics::ActorProbe;
 
@@ -63,10 +71,11 @@ impl<A: Actor> Mailbox<A> {
         }
     }
 
-    /// Sends a control message that must not be lost (e.g. `Persisted`): it
-    /// waits for room instead of failing. Used only between actors, for
-    /// messages whose count is bounded by the sender's own in-flight limit.
-    pub async fn deliver<M>(&self, msg: M) -> Result<M::Result, MailboxError>
+    /// Enqueues a message that must not be lost, now and in call order, and
+    /// returns the future of its answer. Used only between actors, for
+    /// messages whose number the sender bounds itself (one `Append` in
+    /// flight; committed entries bounded by the apply-lag check).
+    pub fn deliver<M>(&self, msg: M) -> actix::dev::Request<A, M>
     where
         M: Message + Send + 'static,
         M::Result: Send,
@@ -74,11 +83,31 @@ impl<A: Actor> Mailbox<A> {
         A::Context: actix::dev::ToEnvelope<A, M>,
     {
         self.probe.enqueued();
-        self.addr.send(msg).await
+        self.addr.send(msg)
     }
 
     /// The underlying address (for `connected()` checks and tests).
     pub fn addr(&self) -> &Addr<A> {
         &self.addr
     }
+}
+
+/// Starts the actor built by `factory` on `arbiter`, with an actix channel
+/// that never parks senders (see the module docs).
+pub fn start_on<A, F>(arbiter: &ArbiterHandle, factory: F) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+    F: FnOnce(&mut Context<A>) -> A + Send + 'static,
+{
+    let (tx, rx) = channel::channel::<A>(0);
+    let addr = Addr::new(tx);
+    let started = arbiter.spawn_fn(move || {
+        let mut ctx = Context::with_receiver(rx);
+        let actor = factory(&mut ctx);
+        ctx.run(actor);
+    });
+    if !started {
+        crate::fatal("actor thread is gone before its actor started");
+    }
+    addr
 }

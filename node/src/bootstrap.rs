@@ -17,10 +17,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::{Actor, Arbiter};
+use actix::Arbiter;
 use actors::apply::core::{ApplyCore, HeaderInfo, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
+use actors::mailbox::start_on;
 use actors::raft::core::{CoreConfig, RaftCore};
 use actors::raft::ids::IdGen;
 use actors::raft::logger::raft_logger;
@@ -241,14 +242,14 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
     let apply_core = ApplyCore::new(kv, header, snapshots);
-    let apply_addr = ApplyActor::start_in_arbiter(&Arbiter::new().handle(), {
+    let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         move |_| ApplyActor::new(apply_core, probe)
     });
     let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
 
     let lw_probe = metrics.for_actor("log_writer");
-    let lw_addr = LogWriter::start_in_arbiter(&Arbiter::new().handle(), {
+    let lw_addr = start_on(&Arbiter::new().handle(), {
         let probe = lw_probe.clone();
         let log = log.clone();
         move |_| LogWriter::new(log, probe)
@@ -268,16 +269,15 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.member_id ^ now_ms,
         TransportMetrics::new(&registry)?,
     );
-    let transport: actix::Addr<TransportActor> =
-        TransportActor::start_in_arbiter(&Arbiter::new().handle(), {
-            let probe = metrics.for_actor("transport");
-            let snap_dir = snap_dir.clone();
-            move |_| TransportActor::new(transport_core, snap_dir, probe)
-        });
+    let transport: actix::Addr<TransportActor> = start_on(&Arbiter::new().handle(), {
+        let probe = metrics.for_actor("transport");
+        let snap_dir = snap_dir.clone();
+        move |_| TransportActor::new(transport_core, snap_dir, probe)
+    });
 
     let raft_probe = metrics.for_actor("raft");
     let tick = Duration::from_millis(config.heartbeat_interval);
-    let raft_addr = RaftActor::start_in_arbiter(&Arbiter::new().handle(), {
+    let raft_addr = start_on(&Arbiter::new().handle(), {
         let probe = raft_probe.clone();
         let apply = apply.clone();
         let transport = transport.clone().recipient();

@@ -126,7 +126,6 @@ impl<B: MvccBackend> ApplyCore<B> {
             .expect("the store is only absent during a snapshot install")
     }
 
-
     pub fn status(&self) -> StoreStatus {
         StoreStatus {
             revision: self.store().current_revision(),
@@ -142,6 +141,16 @@ impl<B: MvccBackend> ApplyCore<B> {
     /// snapshot image. An `Err` is a storage failure and fatal to the member.
     pub fn apply(&mut self, batch: CommittedBatch) -> Result<ApplyReport, StorageError> {
         self.term = self.term.max(batch.term);
+        // Batches arrive in log order; a gap would silently skip committed
+        // entries on this member only. Refuse loudly instead.
+        let applied = self.store().applied_index();
+        if let Some(first) = batch.entries.first().map(|e| e.get_index())
+            && first > applied + 1
+        {
+            return Err(StorageError::Corrupt(format!(
+                "committed entries start at {first} but only {applied} are applied"
+            )));
+        }
         let requests: Vec<(u64, Option<InternalRequest>)> = batch
             .entries
             .iter()

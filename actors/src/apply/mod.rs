@@ -74,12 +74,6 @@ impl ApplyActor {
 impl Actor for ApplyActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Bounded by `Mailbox` for client reads; committed batches are
-        // bounded by the raft core's apply-lag check.
-        ctx.set_mailbox_capacity(0);
-    }
-
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.core.shutdown();
         Running::Stop

@@ -57,10 +57,6 @@ impl LogWriter {
 
 impl Actor for LogWriter {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(LOG_WRITER_MAILBOX);
-    }
 }
 
 impl Handler<Append> for LogWriter {

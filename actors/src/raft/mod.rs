@@ -97,36 +97,25 @@ impl RaftActor {
         // The install goes before any committed batch: entries after a
         // snapshot apply on top of its image (the apply mailbox is FIFO).
         if let Some(descriptor) = out.install {
-            let apply = self.apply.clone();
-            ctx.spawn(
-                async move { apply.deliver(InstallSnapshot { descriptor }).await }
-                    .into_actor(self)
-                    .map(|res, act, ctx| match res {
-                        Ok(applied) => {
-                            act.core.on_applied(applied);
-                            act.schedule_poll(ctx);
-                        }
-                        Err(_) => crate::fatal("apply actor stopped during a snapshot install"),
-                    }),
-            );
+            let request = self.apply.deliver(InstallSnapshot { descriptor });
+            ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
+                Ok(applied) => {
+                    act.core.on_applied(applied);
+                    act.schedule_poll(ctx);
+                }
+                Err(_) => crate::fatal("apply actor stopped during a snapshot install"),
+            }));
         }
         if let Some((snapshot, compact_to)) = out.save_snapshot {
-            let lw = self.log_writer.clone();
-            ctx.spawn(
-                async move {
-                    lw.deliver(SaveSnapshot {
-                        snapshot,
-                        compact_to,
-                    })
-                    .await
+            let request = self.log_writer.deliver(SaveSnapshot {
+                snapshot,
+                compact_to,
+            });
+            ctx.spawn(request.into_actor(self).map(|res, _, _| {
+                if res.is_err() {
+                    crate::fatal("log writer stopped while saving a snapshot");
                 }
-                .into_actor(self)
-                .map(|res, _, _| {
-                    if res.is_err() {
-                        crate::fatal("log writer stopped while saving a snapshot");
-                    }
-                }),
-            );
+            }));
         }
         if !out.messages.is_empty() {
             match &self.transport {
@@ -148,21 +137,17 @@ impl RaftActor {
             }
         }
         if let Some(cs) = out.conf_state {
-            let lw = self.log_writer.clone();
-            ctx.spawn(
-                async move { lw.deliver(SaveConfState { conf_state: cs }).await }
-                    .into_actor(self)
-                    .map(|res, _, _| {
-                        if res.is_err() {
-                            crate::fatal("log writer stopped while saving the conf state");
-                        }
-                    }),
-            );
+            let request = self.log_writer.deliver(SaveConfState { conf_state: cs });
+            ctx.spawn(request.into_actor(self).map(|res, _, _| {
+                if res.is_err() {
+                    crate::fatal("log writer stopped while saving the conf state");
+                }
+            }));
         }
         if let Some((number, write)) = out.write {
-            let lw = self.log_writer.clone();
+            let request = self.log_writer.deliver(Append { number, write });
             ctx.spawn(
-                async move { lw.deliver(Append { number, write }).await }
+                request
                     .into_actor(self)
                     .map(move |res, act, ctx| match res {
                         Ok(()) => act.persisted(number, ctx),
@@ -171,37 +156,27 @@ impl RaftActor {
             );
         }
         for batch in out.committed {
-            let apply = self.apply.clone();
-            ctx.spawn(
-                async move { apply.deliver(Committed { batch }).await }
-                    .into_actor(self)
-                    .map(|res, act, ctx| match res {
-                        Ok(report) => {
-                            act.core.on_applied(report.applied);
-                            if let Some(d) = report.snapshot {
-                                let mut out = Output::default();
-                                act.core.on_snapshot_taken(d, &mut out);
-                                act.dispatch(out, ctx);
-                            }
-                            act.schedule_poll(ctx);
-                        }
-                        Err(_) => {
-                            crate::fatal("apply actor stopped with committed entries in flight")
-                        }
-                    }),
-            );
+            let request = self.apply.deliver(Committed { batch });
+            ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
+                Ok(report) => {
+                    act.core.on_applied(report.applied);
+                    if let Some(d) = report.snapshot {
+                        let mut out = Output::default();
+                        act.core.on_snapshot_taken(d, &mut out);
+                        act.dispatch(out, ctx);
+                    }
+                    act.schedule_poll(ctx);
+                }
+                Err(_) => crate::fatal("apply actor stopped with committed entries in flight"),
+            }));
         }
         for batch in out.reads {
-            let apply = self.apply.clone();
-            ctx.spawn(
-                async move { apply.deliver(ReadReady { batch }).await }
-                    .into_actor(self)
-                    .map(|res, _, _| {
-                        if res.is_err() {
-                            crate::fatal("apply actor stopped with reads in flight");
-                        }
-                    }),
-            );
+            let request = self.apply.deliver(ReadReady { batch });
+            ctx.spawn(request.into_actor(self).map(|res, _, _| {
+                if res.is_err() {
+                    crate::fatal("apply actor stopped with reads in flight");
+                }
+            }));
         }
     }
 
@@ -223,9 +198,6 @@ impl Actor for RaftActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Bounded by `Mailbox` (client requests) and by the core's protocol
-        // (actor-to-actor replies); see the module docs.
-        ctx.set_mailbox_capacity(0);
         ctx.run_interval(self.tick, |act, ctx| {
             let _timer = act.probe.timing("Tick");
             act.core.tick();
