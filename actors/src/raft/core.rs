@@ -43,8 +43,8 @@ use std::collections::{HashMap, VecDeque};
 use proto::Message as _;
 use proto::internal::InternalRequest;
 use proto::internal::SnapshotDescriptor;
-use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::RawNode;
+use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
 
@@ -234,7 +234,6 @@ impl<S: LogStore> RaftCore<S> {
                 .contains(&self.config.id),
         }
     }
-
 
     /// Proposes `request`; its reply is answered on apply, on failure, or
     /// on timeout.
@@ -723,7 +722,6 @@ impl<S: LogStore> RaftCore<S> {
             EtcdError::Stopped,
         );
     }
-
 
     pub fn raw(&self) -> &RawNode<S> {
         &self.node
