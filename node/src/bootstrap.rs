@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::Arbiter;
-use actors::apply::core::{ApplyCore, HeaderInfo, SnapshotSettings};
+use actors::apply::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
 use actors::mailbox::start_on;
@@ -241,7 +241,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         last_snapshot: log_snapshot,
         reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
-    let apply_core = ApplyCore::new(kv, header, snapshots);
+    let sizes = SizeGauges::new(&registry)?;
+    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone());
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         move |_| ApplyActor::new(apply_core, probe)
@@ -304,7 +305,9 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.member_id,
         Limits {
             max_txn_ops: config.max_txn_ops,
+            quota_bytes: config.quota_bytes(),
         },
+        sizes.in_use,
     );
     Ok(Member {
         handle,

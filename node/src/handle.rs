@@ -23,7 +23,16 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes` (0 already replaced by etcd's 2 GiB default).
+    pub quota_bytes: i64,
 }
+
+/// What etcd charges a request against the quota: key + value + 256 bytes
+/// per put (`etcdserver/quota.go`: `kvOverhead`).
+pub const KV_OVERHEAD: i64 = 256;
+
+/// What etcd charges a lease grant against the quota.
+pub const LEASE_OVERHEAD: i64 = 64;
 
 /// Addresses of the actors the facade talks to, plus the ids for headers.
 #[derive(Clone)]
@@ -33,6 +42,8 @@ pub struct NodeHandle {
     pub cluster_id: u64,
     pub member_id: u64,
     pub limits: Limits,
+    /// Bytes the store holds, published by the apply actor after each batch.
+    db_in_use: prometheus::IntGauge,
 }
 
 impl NodeHandle {
@@ -42,6 +53,7 @@ impl NodeHandle {
         cluster_id: u64,
         member_id: u64,
         limits: Limits,
+        db_in_use: prometheus::IntGauge,
     ) -> Self {
         Self {
             raft,
@@ -49,6 +61,7 @@ impl NodeHandle {
             cluster_id,
             member_id,
             limits,
+            db_in_use,
         }
     }
 
@@ -69,6 +82,27 @@ impl NodeHandle {
             .try_send(propose)
             .map_err(|_| EtcdError::TooManyRequests)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// etcd's quota check before proposing a request that adds `cost`
+    /// bytes: over the quota, raise the NOSPACE alarm for this member and
+    /// refuse with `etcdserver: mvcc: database space exceeded`. oxcd counts
+    /// the bytes in use rather than the file size (etcd's check), so that
+    /// compaction alone makes room again: LMDB reuses freed pages, and no
+    /// defragmentation is needed before the alarm can be disarmed.
+    pub async fn check_quota(&self, cost: i64) -> Result<(), EtcdError> {
+        if cost <= 0 || self.db_in_use.get() + cost <= self.limits.quota_bytes {
+            return Ok(());
+        }
+        let raise = proto::etcdserverpb::AlarmRequest {
+            action: proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member_id,
+            alarm: proto::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.write(internal_request::Request::Alarm(raise)).await {
+            tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
+        }
+        Err(EtcdError::NoSpace)
     }
 
     /// Serves a read, linearizable (ReadIndex) or serializable (local).

@@ -37,7 +37,7 @@ pub struct HeaderInfo {
 }
 
 /// What `Maintenance.Status` needs from the store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStatus {
     pub revision: i64,
     pub compact_revision: i64,
@@ -45,6 +45,34 @@ pub struct StoreStatus {
     pub db_size: i64,
     pub db_size_in_use: i64,
     pub raft_term: u64,
+    /// Active alarms: (member id, `AlarmType` value).
+    pub alarms: Vec<(u64, i32)>,
+}
+
+/// The store's size, published after every batch as etcd's gauges
+/// (`etcd_mvcc_db_total_size_in_bytes`, `..._in_use_in_bytes`); the facade
+/// reads the in-use one for its quota check.
+#[derive(Clone)]
+pub struct SizeGauges {
+    pub total: prometheus::IntGauge,
+    pub in_use: prometheus::IntGauge,
+}
+
+impl SizeGauges {
+    /// Creates the gauges and registers them in `registry`.
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let total = prometheus::IntGauge::new(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+        )?;
+        let in_use = prometheus::IntGauge::new(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+        )?;
+        registry.register(Box::new(total.clone()))?;
+        registry.register(Box::new(in_use.clone()))?;
+        Ok(Self { total, in_use })
+    }
 }
 
 /// Reopens the store from its directory (after a snapshot install).
@@ -82,7 +110,8 @@ fn fill(response: &mut ApplyResponse, ids: HeaderInfo, term: u64, revision: i64)
         ApplyResponse::Compaction(r) => &mut r.header,
         ApplyResponse::LeaseGrant(r) => &mut r.header,
         ApplyResponse::LeaseRevoke(r) => &mut r.header,
-        ApplyResponse::Empty => return,
+        // etcd 3.4 sends AlarmResponse without a header.
+        ApplyResponse::Alarm(_) | ApplyResponse::Empty => return,
     };
     let stored = slot.as_ref().map(|h| h.revision).filter(|r| *r != 0);
     *slot = Some(ResponseHeader {
@@ -101,17 +130,26 @@ pub struct ApplyCore<B: MvccBackend> {
     term: u64,
     waiting_reads: BTreeMap<u64, Vec<PendingRead>>,
     snapshots: SnapshotSettings<B>,
+    sizes: SizeGauges,
 }
 
 impl<B: MvccBackend> ApplyCore<B> {
-    pub fn new(store: MvccStore<B>, header: HeaderInfo, snapshots: SnapshotSettings<B>) -> Self {
-        Self {
+    pub fn new(
+        store: MvccStore<B>,
+        header: HeaderInfo,
+        snapshots: SnapshotSettings<B>,
+        sizes: SizeGauges,
+    ) -> Self {
+        let core = Self {
             store: Some(store),
             header,
             term: 0,
             waiting_reads: BTreeMap::new(),
             snapshots,
-        }
+            sizes,
+        };
+        core.publish_size();
+        core
     }
 
     fn store(&self) -> &MvccStore<B> {
@@ -134,7 +172,13 @@ impl<B: MvccBackend> ApplyCore<B> {
             db_size: self.store().db_size(),
             db_size_in_use: self.store().db_size_in_use(),
             raft_term: self.term,
+            alarms: self.store().alarms(),
         }
+    }
+
+    fn publish_size(&self) {
+        self.sizes.total.set(self.store().db_size());
+        self.sizes.in_use.set(self.store().db_size_in_use());
     }
 
     /// Applies one committed batch; reports the applied index and any new
@@ -196,6 +240,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             let _ = reply.send(Err(EtcdError::LeaderChanged));
         }
         self.serve_ready_reads();
+        self.publish_size();
         let applied = self.store().applied_index();
         let snapshot = self.maybe_snapshot(applied)?;
         Ok(ApplyReport { applied, snapshot })
@@ -248,6 +293,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             "installed snapshot"
         );
         self.store = Some(store);
+        self.publish_size();
         self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
         self.serve_ready_reads();
         Ok(applied)

@@ -14,7 +14,7 @@ use storage::mvcc::{ApplyResponse, is_txn_read_only, validate};
 use tonic::{Request, Response, Status};
 
 use crate::errors::{mismatched_response, to_status};
-use crate::handle::NodeHandle;
+use crate::handle::{KV_OVERHEAD, NodeHandle};
 
 /// The KV service.
 pub struct KvService {
@@ -39,6 +39,19 @@ fn all_serializable(txn: &TxnRequest) -> bool {
         })
 }
 
+/// etcd's `costTxn`: the larger branch's top-level puts.
+fn txn_cost(txn: &TxnRequest) -> i64 {
+    let branch = |ops: &[proto::etcdserverpb::RequestOp]| -> i64 {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(Op::RequestPut(p)) => KV_OVERHEAD + (p.key.len() + p.value.len()) as i64,
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&txn.success).max(branch(&txn.failure))
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(
@@ -58,6 +71,10 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         validate::put(&req).map_err(|e| to_status(&e))?;
+        self.node
+            .check_quota(KV_OVERHEAD + (req.key.len() + req.value.len()) as i64)
+            .await
+            .map_err(|e| to_status(&e))?;
         match self.node.write(Replicated::Put(req)).await {
             Ok(ApplyResponse::Put(r)) => Ok(Response::new(r)),
             Ok(_) => Err(mismatched_response()),
@@ -89,6 +106,10 @@ impl Kv for KvService {
                 Err(e) => Err(to_status(&e)),
             };
         }
+        self.node
+            .check_quota(txn_cost(&req))
+            .await
+            .map_err(|e| to_status(&e))?;
         match self.node.write(Replicated::Txn(req)).await {
             Ok(ApplyResponse::Txn(r)) => Ok(Response::new(r)),
             Ok(_) => Err(mismatched_response()),

@@ -1,4 +1,4 @@
-//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm (list) are served; the rest
+//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm are served; the rest
 //! answer `Unimplemented` with a message that says so, until they are built.
 
 use std::pin::Pin;
@@ -14,6 +14,9 @@ use storage::EtcdError;
 use tonic::{Request, Response, Status};
 
 use actors::raft::{ReadRequest, ReadResponse};
+use proto::etcdserverpb::AlarmType;
+use proto::internal::internal_request::Request as Replicated;
+use storage::mvcc::ApplyResponse;
 
 use crate::errors::{mismatched_response, to_status};
 use crate::handle::NodeHandle;
@@ -43,13 +46,17 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // oxcd raises no alarms yet (no quota enforcement, no corruption
-        // check), so the list is truly empty; activating one is refused.
-        let req = request.into_inner();
-        if req.action != 0 {
-            return Err(not_yet("Alarm(ACTIVATE|DEACTIVATE)"));
+        // Every action goes through raft, as in etcd (alarms are replicated
+        // state; GET is then linearizable).
+        match self
+            .node
+            .write(Replicated::Alarm(request.into_inner()))
+            .await
+        {
+            Ok(ApplyResponse::Alarm(r)) => Ok(Response::new(r)),
+            Ok(_) => Err(mismatched_response()),
+            Err(e) => Err(to_status(&e)),
         }
-        Ok(Response::new(AlarmResponse::default()))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -57,6 +64,11 @@ impl Maintenance for MaintenanceService {
         let mut errors = Vec::new();
         if raft.leader == 0 {
             errors.push(EtcdError::NoLeader.to_string());
+        }
+        // etcd lists each alarm in Go's proto text form.
+        for (member, alarm) in &store.alarms {
+            let name = AlarmType::try_from(*alarm).map_or("UNKNOWN", |a| a.as_str_name());
+            errors.push(format!("memberID:{member} alarm:{name} "));
         }
         Ok(Response::new(StatusResponse {
             header: Some(ResponseHeader {

@@ -72,6 +72,7 @@ pub enum ApplyResponse {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(proto::etcdserverpb::AlarmResponse),
     /// Entries without a request, and requests the store does not own
     /// (alarms, lease checkpoints, member attributes).
     Empty,
@@ -458,7 +459,17 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
         req: Option<&InternalRequest>,
     ) -> Result<Applied, StorageError> {
         let id = req.map_or(0, |r| r.id);
-        let outcome = match req.and_then(|r| r.request.as_ref()) {
+        let request = req.and_then(|r| r.request.as_ref());
+        if let Some(refused) = request.and_then(|r| self.refused_by_alarm(r)) {
+            return Ok(Applied {
+                index,
+                id,
+                revision: self.state.current_rev,
+                result: Err(refused),
+                events: Vec::new(),
+            });
+        }
+        let outcome = match request {
             None => Ok((ApplyResponse::Empty, Vec::new())),
             Some(Internal::Put(r)) => self.put(r).map(|(p, e)| (ApplyResponse::Put(p), e)),
             Some(Internal::DeleteRange(r)) => self
@@ -478,9 +489,8 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
                 self.member_attributes(a);
                 Ok((ApplyResponse::Empty, Vec::new()))
             }
-            Some(Internal::Alarm(_) | Internal::LeaseCheckpoint(_)) => {
-                Ok((ApplyResponse::Empty, Vec::new()))
-            }
+            Some(Internal::Alarm(a)) => Ok((ApplyResponse::Alarm(self.alarm(a)), Vec::new())),
+            Some(Internal::LeaseCheckpoint(_)) => Ok((ApplyResponse::Empty, Vec::new())),
         };
         let (result, events) = match outcome {
             Ok((resp, events)) => (Ok(resp), events),
@@ -543,6 +553,84 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
         Ok(CompactionResponse {
             header: header(self.state.current_rev),
         })
+    }
+
+    /// etcd's capped appliers: with a CORRUPT alarm every KV and lease write
+    /// fails; with a NOSPACE alarm, requests that add data (puts, txns with
+    /// puts at the top level, lease grants) fail while deletes and
+    /// compactions still work. Alarms are replicated, so every member
+    /// refuses the same entries.
+    fn refused_by_alarm(&self, request: &Internal) -> Option<EtcdError> {
+        use proto::etcdserverpb::AlarmType;
+        let active = |t: AlarmType| self.state.alarms.iter().any(|(_, a)| *a == t as i32);
+        let is_kv_or_lease = matches!(
+            request,
+            Internal::Put(_)
+                | Internal::DeleteRange(_)
+                | Internal::Txn(_)
+                | Internal::Compaction(_)
+                | Internal::LeaseGrant(_)
+                | Internal::LeaseRevoke(_)
+        );
+        if is_kv_or_lease && active(AlarmType::Corrupt) {
+            return Some(EtcdError::Corrupt);
+        }
+        let adds_data = match request {
+            Internal::Put(_) | Internal::LeaseGrant(_) => true,
+            Internal::Txn(t) => t
+                .success
+                .iter()
+                .chain(&t.failure)
+                .any(|op| matches!(op.request, Some(Request::RequestPut(_)))),
+            _ => false,
+        };
+        (adds_data && active(AlarmType::Nospace)).then_some(EtcdError::NoSpace)
+    }
+
+    /// `Maintenance.Alarm`: GET lists the active alarms (all, or one
+    /// member's, or one type's); ACTIVATE raises one and answers it;
+    /// DEACTIVATE clears one and answers it (nothing when it was not raised).
+    fn alarm(
+        &mut self,
+        req: &proto::etcdserverpb::AlarmRequest,
+    ) -> proto::etcdserverpb::AlarmResponse {
+        use proto::etcdserverpb::alarm_request::AlarmAction;
+        use proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType};
+        let member = |(m, a): (u64, i32)| AlarmMember {
+            member_id: m,
+            alarm: a,
+        };
+        let mut resp = AlarmResponse::default();
+        match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => {
+                resp.alarms = self
+                    .state
+                    .alarms
+                    .iter()
+                    .filter(|(m, a)| {
+                        (req.member_id == 0 || *m == req.member_id)
+                            && (req.alarm == AlarmType::None as i32 || *a == req.alarm)
+                    })
+                    .map(|x| member(*x))
+                    .collect();
+            }
+            Ok(AlarmAction::Activate) if req.alarm != AlarmType::None as i32 => {
+                let key = (req.member_id, req.alarm);
+                if self.state.alarms.insert(key) {
+                    self.batch.alarms.insert(key, true);
+                }
+                resp.alarms.push(member(key));
+            }
+            Ok(AlarmAction::Deactivate) => {
+                let key = (req.member_id, req.alarm);
+                if self.state.alarms.remove(&key) {
+                    self.batch.alarms.insert(key, false);
+                    resp.alarms.push(member(key));
+                }
+            }
+            _ => {}
+        }
+        resp
     }
 
     /// A member publishes its name and client URLs (etcd's attribute

@@ -61,6 +61,9 @@ pub struct WriteBatch {
     /// Member table changes: `Some(encoded etcdserverpb::Member)` sets,
     /// `None` removes.
     pub members: BTreeMap<u64, Option<Vec<u8>>>,
+    /// Alarm changes, keyed by (member id, `AlarmType` value): `true` raises,
+    /// `false` clears.
+    pub alarms: BTreeMap<(u64, i32), bool>,
     /// The meta values after the batch.
     pub meta: Meta,
 }
@@ -86,6 +89,8 @@ pub trait BackendReader {
     fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError>;
     /// Every member: (id, encoded `etcdserverpb::Member`), ascending by id.
     fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
+    /// Every active alarm: (member id, `AlarmType` value), ascending.
+    fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError>;
     /// The encoded record at `rev`, if stored.
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError>;
     /// Visits the records at or after `from` in revision order until `f`

@@ -1545,7 +1545,8 @@ fn applied_index<B: MvccBackend>(c: &mut Case<B>) {
         vec![
             (1, 1, 2, false),
             (2, 0, 2, true),
-            (3, 2, 2, true),
+            // An alarm GET answers an AlarmResponse and bumps nothing.
+            (3, 2, 2, false),
             (4, 3, 3, false)
         ]
     );
@@ -1643,6 +1644,63 @@ fn copy_to_file<B: MvccBackend>(c: &mut Case<B>) {
     }
 }
 
+fn alarm_req(action: i32, member: u64, alarm: i32) -> Internal {
+    Internal::Alarm(AlarmRequest {
+        action,
+        member_id: member,
+        alarm,
+    })
+}
+
+fn alarm_response(applied: Applied) -> Vec<(u64, i32)> {
+    match applied.result {
+        Ok(ApplyResponse::Alarm(r)) => r.alarms.iter().map(|a| (a.member_id, a.alarm)).collect(),
+        other => panic!("not an alarm response: {other:?}"),
+    }
+}
+
+fn alarms<B: MvccBackend>(c: &mut Case<B>) {
+    // AlarmAction GET=0, ACTIVATE=1, DEACTIVATE=2; AlarmType NOSPACE=1, CORRUPT=2.
+    c.put("a", "1");
+    c.grant(7, 60).unwrap();
+    assert_eq!(alarm_response(c.apply(alarm_req(1, 9, 1))), vec![(9, 1)]);
+    // Raising it again answers it again and changes nothing.
+    assert_eq!(alarm_response(c.apply(alarm_req(1, 9, 1))), vec![(9, 1)]);
+    assert_eq!(alarm_response(c.apply(alarm_req(0, 0, 0))), vec![(9, 1)]);
+    assert_eq!(c.store.alarms(), vec![(9, 1)]);
+
+    // NOSPACE: data-adding requests fail, deletes and compaction work.
+    let rev = c.store.current_revision();
+    assert_eq!(c.try_put(put("b", "1")).unwrap_err(), EtcdError::NoSpace);
+    assert_eq!(c.grant(8, 60).unwrap_err(), EtcdError::NoSpace);
+    let with_put = txn(vec![], vec![], vec![op_put("b", "1")]);
+    assert_eq!(c.txn(with_put).unwrap_err(), EtcdError::NoSpace);
+    let reads_only = txn(vec![], vec![op_range(rreq("a", ""))], vec![]);
+    assert!(c.txn(reads_only).is_ok());
+    assert_eq!(c.store.current_revision(), rev);
+    assert_eq!(c.delete("a", "").deleted, 1);
+    assert!(c.compact(c.store.current_revision()).is_ok());
+    assert!(c.revoke(7).is_ok());
+
+    // Disarm: writes work again; clearing an absent alarm answers nothing.
+    assert_eq!(alarm_response(c.apply(alarm_req(2, 9, 1))), vec![(9, 1)]);
+    assert_eq!(alarm_response(c.apply(alarm_req(2, 9, 1))), vec![]);
+    assert!(c.try_put(put("b", "1")).is_ok());
+
+    // CORRUPT: every KV and lease write fails.
+    c.apply(alarm_req(1, 4, 2));
+    assert_eq!(c.try_put(put("c", "1")).unwrap_err(), EtcdError::Corrupt);
+    let del = c.apply(Internal::DeleteRange(DeleteRangeRequest {
+        key: b("b"),
+        ..Default::default()
+    }));
+    assert_eq!(del.result.unwrap_err(), EtcdError::Corrupt);
+    // GET filtered by member and by type.
+    c.apply(alarm_req(1, 9, 1));
+    assert_eq!(alarm_response(c.apply(alarm_req(0, 4, 0))), vec![(4, 2)]);
+    assert_eq!(alarm_response(c.apply(alarm_req(0, 0, 1))), vec![(9, 1)]);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod lmdb_backend {
@@ -1685,6 +1743,7 @@ conformance!(
     applied_index,
     big_batch_and_big_keys,
     copy_to_file,
+    alarms,
 );
 
 // ---------------------------------------------------------------- LMDB only

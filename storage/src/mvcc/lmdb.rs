@@ -8,6 +8,7 @@
 //!    `scheduled_compact_revision`, `finished_compact_revision` (8 bytes BE).
 //! 3. `leases`: lease id (8 bytes BE) -> granted TTL (8 bytes BE).
 //! 4. `members`: member id (8 bytes BE) -> encoded `etcdserverpb::Member`.
+//! 5. `alarms`: member id (8 bytes BE) + alarm type (4 bytes BE) -> empty.
 //!
 //! Durability: by default every commit fsyncs data and meta pages (full
 //! ACID), so the applied index on disk never runs behind what was
@@ -70,6 +71,7 @@ pub struct LmdbBackend {
     meta: Table,
     leases: Table,
     members: Table,
+    alarms: Table,
     map_size: usize,
 }
 
@@ -88,7 +90,7 @@ fn open_env(dir: &Path, options: &LmdbOptions) -> Result<(Env<WithoutTls>, usize
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
     builder
         .map_size(map_size)
-        .max_dbs(4)
+        .max_dbs(5)
         .max_readers(options.max_readers);
     if options.no_meta_sync {
         // SAFETY: MDB_NOMETASYNC keeps the database consistent (copy-on-write
@@ -118,14 +120,15 @@ impl LmdbBackend {
             tracing::info!(stale, path = %dir.display(), "cleared stale LMDB readers");
         }
         let wtxn = env.write_txn()?;
-        let (records, meta, leases, members) = env
+        let (records, meta, leases, members, alarms) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_, heed::Error> {
                 let records = dbo.create_database::<Bytes, Bytes>(wtxn, Some("records"))?;
                 let meta = dbo.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
                 let leases = dbo.create_database::<Bytes, Bytes>(wtxn, Some("leases"))?;
                 let members = dbo.create_database::<Bytes, Bytes>(wtxn, Some("members"))?;
+                let alarms = dbo.create_database::<Bytes, Bytes>(wtxn, Some("alarms"))?;
                 Ok(CommitOrAbort::<_, ()>::Commit((
-                    records, meta, leases, members,
+                    records, meta, leases, members, alarms,
                 )))
             })?
             .unwrap_commit();
@@ -135,6 +138,7 @@ impl LmdbBackend {
             meta,
             leases,
             members,
+            alarms,
             map_size,
         })
     }
@@ -211,6 +215,15 @@ impl BackendReader for LmdbReader<'_> {
         Ok(out)
     }
 
+    fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.backend.alarms.iter(&self.txn)? {
+            let (key, _) = item?;
+            out.push(decode_alarm_key(key)?);
+        }
+        Ok(out)
+    }
+
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
         Ok(self.backend.records.get(&self.txn, &rev.to_bytes())?)
     }
@@ -274,6 +287,14 @@ impl MvccBackend for LmdbBackend {
                 }
             }
         }
+        for ((member, alarm), raised) in &batch.alarms {
+            let key = encode_alarm_key(*member, *alarm);
+            if *raised {
+                self.alarms.put(&mut wtxn, &key, &[])?;
+            } else {
+                self.alarms.delete(&mut wtxn, &key)?;
+            }
+        }
         let meta = &batch.meta;
         let values = [
             (META_APPLIED_INDEX, meta.applied_index as i64),
@@ -297,7 +318,13 @@ impl MvccBackend for LmdbBackend {
             let txn = self.env.read_txn()?;
             let main = self.env.unnamed_database_stat();
             let mut bytes = main.non_free_page_size() + 2 * main.page_size as usize;
-            for table in [&self.records, &self.meta, &self.leases, &self.members] {
+            for table in [
+                &self.records,
+                &self.meta,
+                &self.leases,
+                &self.members,
+                &self.alarms,
+            ] {
                 bytes += table.stat(&txn)?.non_free_page_size();
             }
             Ok(bytes)
@@ -321,6 +348,26 @@ impl MvccBackend for LmdbBackend {
     }
 }
 
+fn encode_alarm_key(member: u64, alarm: i32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&member.to_be_bytes());
+    key[8..].copy_from_slice(&alarm.to_be_bytes());
+    key
+}
+
+fn decode_alarm_key(key: &[u8]) -> Result<(u64, i32), StorageError> {
+    let bad = || StorageError::Corrupt(format!("alarm key of {} bytes", key.len()));
+    let member = key
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let alarm = key
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    Ok((u64::from_be_bytes(member), i32::from_be_bytes(alarm)))
+}
+
 /// Writes the committed state seen by `reader` as a fresh LMDB data file at
 /// `path` (used by backends that are not LMDB themselves).
 pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(), StorageError> {
@@ -339,6 +386,9 @@ pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(),
     }
     for (id, member) in reader.members()? {
         batch.members.insert(id, Some(member));
+    }
+    for alarm in reader.alarms()? {
+        batch.alarms.insert(alarm, true);
     }
     let scratch = scratch_dir(path);
     if scratch.exists() {

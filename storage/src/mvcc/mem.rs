@@ -29,6 +29,7 @@ pub struct MemBackend {
     records: BTreeMap<Revision, Vec<u8>>,
     leases: BTreeMap<i64, i64>,
     members: BTreeMap<u64, Vec<u8>>,
+    alarms: std::collections::BTreeSet<(u64, i32)>,
     meta: Meta,
     in_use: usize,
     high_water: usize,
@@ -40,6 +41,7 @@ impl Default for MemBackend {
             records: BTreeMap::new(),
             leases: BTreeMap::new(),
             members: BTreeMap::new(),
+            alarms: std::collections::BTreeSet::new(),
             meta: Meta::default(),
             in_use: BASE_SIZE,
             high_water: BASE_SIZE,
@@ -84,6 +86,10 @@ impl BackendReader for MemReader<'_> {
             .iter()
             .map(|(id, m)| (*id, m.clone()))
             .collect())
+    }
+
+    fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
+        Ok(self.backend.alarms.iter().copied().collect())
     }
 
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
@@ -150,6 +156,13 @@ impl MvccBackend for MemBackend {
                         self.in_use -= old.len() + 8 + ENTRY_OVERHEAD;
                     }
                 }
+            }
+        }
+        for (alarm, raised) in &batch.alarms {
+            if *raised {
+                self.alarms.insert(*alarm);
+            } else {
+                self.alarms.remove(alarm);
             }
         }
         self.meta = batch.meta;

@@ -47,6 +47,8 @@ pub(crate) struct State {
     pub lease_keys: LeaseKeys,
     /// The cluster's members, by id.
     pub members: BTreeMap<u64, Member>,
+    /// Active alarms: (member id, `AlarmType` value).
+    pub alarms: std::collections::BTreeSet<(u64, i32)>,
 }
 
 impl State {
@@ -60,6 +62,7 @@ impl State {
             leases: BTreeMap::new(),
             lease_keys: HashMap::new(),
             members: BTreeMap::new(),
+            alarms: Default::default(),
         }
     }
 
@@ -95,6 +98,7 @@ impl State {
                 .map_err(|e| StorageError::Corrupt(format!("member {id:x}: {e}")))?;
             members.insert(id, member);
         }
+        let alarms = reader.alarms()?.into_iter().collect();
         let compact_rev = meta.finished_compact_revision;
         // Compaction may have removed every record up to the compacted
         // revision; the revision never goes back.
@@ -109,6 +113,7 @@ impl State {
             leases,
             lease_keys,
             members,
+            alarms,
         };
         Ok((state, pending))
     }
@@ -355,6 +360,11 @@ impl<B: MvccBackend> MvccStore<B> {
                 self.poisoned = true;
             }
         }
+    }
+
+    /// Active alarms: (member id, `AlarmType` value), ascending.
+    pub fn alarms(&self) -> Vec<(u64, i32)> {
+        self.state.alarms.iter().copied().collect()
     }
 
     /// The cluster's members, ascending by id.
