@@ -13,6 +13,8 @@
 //! members would diverge).
 
 pub mod core;
+#[cfg(test)]
+mod tests;
 
 use actix::prelude::*;
 use storage::mvcc::LmdbBackend;

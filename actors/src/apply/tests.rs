@@ -1,0 +1,168 @@
+//! Tests of [`ApplyCore`] without actix, on LMDB stores in temp dirs.
+
+use proto::Message as _;
+use proto::etcdserverpb::{PutRequest, RangeRequest};
+use proto::internal::{InternalRequest, internal_request};
+use raft::eraftpb::Entry;
+use storage::mvcc::{ApplyResponse, LmdbBackend, MvccStore};
+use storage::snap::SnapDir;
+use tokio::sync::oneshot;
+
+use super::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
+use crate::raft::core::{CommittedBatch, ReadBatch};
+use crate::raft::{PendingRead, ReadRequest, ReadResponse};
+
+const MAP: usize = 64 << 20;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    core: ApplyCore<LmdbBackend>,
+    snap: SnapDir,
+}
+
+fn fixture(snapshot_count: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let kv_dir = dir.path().join("kv");
+    let snap = SnapDir::open(&dir.path().join("snap")).unwrap();
+    let store = MvccStore::open(&kv_dir, MAP).unwrap();
+    let settings = SnapshotSettings {
+        snap_dir: snap.clone(),
+        store_dir: kv_dir,
+        snapshot_count,
+        last_snapshot: 0,
+        reopen: Box::new(|d| MvccStore::open(d, MAP)),
+    };
+    let header = HeaderInfo {
+        cluster_id: 7,
+        member_id: 9,
+    };
+    let sizes = SizeGauges::new(&prometheus::Registry::new()).unwrap();
+    Fixture {
+        _dir: dir,
+        core: ApplyCore::new(store, header, settings, sizes),
+        snap,
+    }
+}
+
+fn entry(index: u64, id: u64, key: &str) -> Entry {
+    let request = InternalRequest {
+        id,
+        request: Some(internal_request::Request::Put(PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let mut e = Entry::default();
+    e.index = index;
+    e.term = 2;
+    e.set_data(request.encode_to_vec().into());
+    e
+}
+
+fn range(
+    key: &str,
+) -> (
+    PendingRead,
+    oneshot::Receiver<Result<ReadResponse, storage::EtcdError>>,
+) {
+    let (reply, rx) = oneshot::channel();
+    let request = ReadRequest::Range(RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    });
+    (PendingRead { request, reply }, rx)
+}
+
+#[test]
+fn waiters_get_their_results_with_full_headers() {
+    let mut f = fixture(1_000);
+    let (tx, mut rx) = oneshot::channel();
+    let batch = CommittedBatch {
+        entries: vec![entry(1, 11, "a"), entry(2, 12, "b")],
+        waiters: vec![(12, tx)],
+        term: 2,
+    };
+    let report = f.core.apply(batch).unwrap();
+    assert_eq!(report.applied, 2);
+    assert!(report.snapshot.is_none());
+    match rx.try_recv() {
+        Ok(Ok(ApplyResponse::Put(p))) => {
+            let h = p.header.unwrap();
+            assert_eq!(
+                (h.cluster_id, h.member_id, h.revision, h.raft_term),
+                (7, 9, 3, 2)
+            );
+        }
+        other => panic!("unexpected answer: {other:?}"),
+    }
+}
+
+#[test]
+fn linearizable_reads_wait_for_their_read_index() {
+    let mut f = fixture(1_000);
+    let (read, mut rx) = range("a");
+    f.core.read_ready(ReadBatch {
+        index: 1,
+        reads: vec![read],
+        term: 2,
+    });
+    assert!(
+        rx.try_recv().is_err(),
+        "served before the read index was applied"
+    );
+    f.core
+        .apply(CommittedBatch {
+            entries: vec![entry(1, 1, "a")],
+            waiters: vec![],
+            term: 2,
+        })
+        .unwrap();
+    match rx.try_recv() {
+        Ok(Ok(ReadResponse::Range(r))) => assert_eq!(r.kvs.len(), 1),
+        other => panic!("unexpected answer: {other:?}"),
+    }
+}
+
+#[test]
+fn a_gap_in_committed_entries_is_refused() {
+    let mut f = fixture(1_000);
+    let gap = CommittedBatch {
+        entries: vec![entry(3, 1, "a")],
+        waiters: vec![],
+        term: 2,
+    };
+    assert!(f.core.apply(gap).is_err());
+}
+
+#[test]
+fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
+    let mut f = fixture(3);
+    let entries: Vec<Entry> = (1..=4).map(|i| entry(i, i, &format!("k{i}"))).collect();
+    let report = f
+        .core
+        .apply(CommittedBatch {
+            entries,
+            waiters: vec![],
+            term: 2,
+        })
+        .unwrap();
+    let descriptor = report.snapshot.expect("an image after 3 entries");
+    assert_eq!(descriptor.index, 4);
+    assert!(f.snap.has(&descriptor));
+
+    // A second member installs the image received from the first.
+    let mut g = fixture(1_000);
+    let mut receiver = g.snap.receiver(&descriptor).unwrap();
+    let bytes = std::fs::read(f.snap.path(descriptor.index)).unwrap();
+    receiver.write(0, &bytes).unwrap();
+    receiver.finish().unwrap();
+    assert_eq!(g.core.install(&descriptor).unwrap(), 4);
+    let (read, mut rx) = range("k4");
+    g.core.serve(read);
+    match rx.try_recv() {
+        Ok(Ok(ReadResponse::Range(r))) => assert_eq!(r.kvs.len(), 1),
+        other => panic!("unexpected answer: {other:?}"),
+    }
+    assert_eq!(g.core.status().applied_index, 4);
+}
