@@ -53,9 +53,11 @@ fn entry(index: u64, id: u64, key: &str) -> Entry {
             ..Default::default()
         })),
     };
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = 2;
+    let mut e = Entry {
+        index,
+        term: 2,
+        ..Default::default()
+    };
     e.set_data(request.encode_to_vec().into());
     e
 }
