@@ -22,7 +22,7 @@ pub mod raft;
 pub mod transport;
 
 pub use mailbox::Mailbox;
-pub use metrics::ActorMetrics;
+pub use metrics::{ActorMetrics, EtcdMetrics};
 
 /// Stops the process after a failure that leaves this member's state unknown
 /// (an LMDB write or fsync error, an actor that owns durable state gone).

@@ -5,6 +5,9 @@
 //! - `oxcd_actor_mailbox_depth{actor}`: messages accepted and not yet handled;
 //! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full;
 //! - `oxcd_actor_restarts_total{actor}`: restarts by the supervisor.
+//!
+//! [`EtcdMetrics`] adds the server and disk metrics etcd exposes, under
+//! etcd's names.
 
 use std::time::Instant;
 
@@ -175,5 +178,84 @@ mod tests {
             .find(|f| f.name() == "oxcd_actor_messages_total")
             .unwrap();
         assert_eq!(handled.get_metric()[0].get_counter().get_value(), 1.0);
+    }
+}
+
+/// The etcd metrics dashboards and alerts are written against, under
+/// etcd's names, so an operator's existing Grafana panels work unchanged.
+#[derive(Clone)]
+pub struct EtcdMetrics {
+    pub has_leader: prometheus::IntGauge,
+    pub is_leader: prometheus::IntGauge,
+    pub leader_changes: prometheus::IntCounter,
+    pub proposals_committed: prometheus::IntGauge,
+    pub proposals_applied: prometheus::IntGauge,
+    /// Raft log writes (one fsynced LMDB txn each), etcd's WAL fsync.
+    pub wal_fsync: prometheus::Histogram,
+    /// Apply batches (one MVCC LMDB txn each), etcd's backend commit.
+    pub backend_commit: prometheus::Histogram,
+}
+
+impl EtcdMetrics {
+    /// Creates the families and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        use prometheus::{Histogram, IntCounter, IntGauge};
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help);
+        let has_leader = gauge(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+        )?;
+        let is_leader = gauge(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        )?;
+        let leader_changes = IntCounter::new(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+        )?;
+        let proposals_committed = gauge(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+        )?;
+        let proposals_applied = gauge(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+        )?;
+        let buckets = exponential_buckets(0.001, 2.0, 14)?;
+        let wal_fsync = Histogram::with_opts(
+            HistogramOpts::new(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+            )
+            .buckets(buckets.clone()),
+        )?;
+        let backend_commit = Histogram::with_opts(
+            HistogramOpts::new(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend.",
+            )
+            .buckets(buckets),
+        )?;
+        registry.register(Box::new(has_leader.clone()))?;
+        registry.register(Box::new(is_leader.clone()))?;
+        registry.register(Box::new(leader_changes.clone()))?;
+        registry.register(Box::new(proposals_committed.clone()))?;
+        registry.register(Box::new(proposals_applied.clone()))?;
+        registry.register(Box::new(wal_fsync.clone()))?;
+        registry.register(Box::new(backend_commit.clone()))?;
+        Ok(Self {
+            has_leader,
+            is_leader,
+            leader_changes,
+            proposals_committed,
+            proposals_applied,
+            wal_fsync,
+            backend_commit,
+        })
+    }
+
+    /// Metrics nobody scrapes (tests).
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).expect("fresh registry accepts every family")
     }
 }

@@ -29,7 +29,7 @@ use actors::raft::{RAFT_MAILBOX, RaftActor};
 use actors::transport::core::{TransportConfig, TransportCore};
 use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
-use actors::{ActorMetrics, Mailbox};
+use actors::{ActorMetrics, EtcdMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use serde::{Deserialize, Serialize};
 use storage::mvcc::{LmdbOptions, MvccStore};
@@ -190,6 +190,12 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
 
     let registry = prometheus::Registry::new();
     let metrics = ActorMetrics::new(&registry)?;
+    let etcd_metrics = EtcdMetrics::new(&registry)?;
+    // process_resident_memory_bytes and friends (etcdctl check datascale
+    // reads it from /metrics).
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
 
     let election_ticks = (config.election_timeout / config.heartbeat_interval).max(2) as usize;
     let raft_config = raft::Config {
@@ -245,7 +251,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone());
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
-        move |_| ApplyActor::new(apply_core, probe)
+        let commit = etcd_metrics.backend_commit.clone();
+        move |_| ApplyActor::new(apply_core, probe, commit)
     });
     let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
 
@@ -253,7 +260,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let lw_addr = start_on(&Arbiter::new().handle(), {
         let probe = lw_probe.clone();
         let log = log.clone();
-        move |_| LogWriter::new(log, probe)
+        let fsync = etcd_metrics.wal_fsync.clone();
+        move |_| LogWriter::new(log, probe, fsync)
     });
     let log_writer = Mailbox::new(lw_addr, LOG_WRITER_MAILBOX, lw_probe);
 
@@ -283,7 +291,15 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         let apply = apply.clone();
         let transport = transport.clone().recipient();
         move |_| {
-            let mut actor = RaftActor::new(core, log_writer, apply, probe, tick, single_voter);
+            let mut actor = RaftActor::new(
+                core,
+                log_writer,
+                apply,
+                probe,
+                etcd_metrics,
+                tick,
+                single_voter,
+            );
             actor.set_transport(transport);
             actor
         }

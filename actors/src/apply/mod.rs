@@ -65,11 +65,22 @@ pub struct GetStoreStatus;
 pub struct ApplyActor {
     core: ApplyCore<LmdbBackend>,
     probe: ActorProbe,
+    commit: prometheus::Histogram,
 }
 
 impl ApplyActor {
-    pub fn new(core: ApplyCore<LmdbBackend>, probe: ActorProbe) -> Self {
-        Self { core, probe }
+    /// `commit` observes each applied batch (etcd's
+    /// `etcd_disk_backend_commit_duration_seconds`).
+    pub fn new(
+        core: ApplyCore<LmdbBackend>,
+        probe: ActorProbe,
+        commit: prometheus::Histogram,
+    ) -> Self {
+        Self {
+            core,
+            probe,
+            commit,
+        }
     }
 }
 
@@ -87,6 +98,7 @@ impl Handler<Committed> for ApplyActor {
 
     fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("Committed");
+        let _commit = self.commit.start_timer();
         match self.core.apply(msg.batch) {
             Ok(report) => MessageResult(report),
             Err(e) => crate::fatal(&format!("apply failed: {e}")),

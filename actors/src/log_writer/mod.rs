@@ -47,11 +47,17 @@ pub struct SaveSnapshot {
 pub struct LogWriter {
     store: LmdbLogStore,
     probe: ActorProbe,
+    fsync: prometheus::Histogram,
 }
 
 impl LogWriter {
-    pub fn new(store: LmdbLogStore, probe: ActorProbe) -> Self {
-        Self { store, probe }
+    /// `fsync` observes each write (etcd's `etcd_disk_wal_fsync_duration_seconds`).
+    pub fn new(store: LmdbLogStore, probe: ActorProbe, fsync: prometheus::Histogram) -> Self {
+        Self {
+            store,
+            probe,
+            fsync,
+        }
     }
 }
 
@@ -64,6 +70,7 @@ impl Handler<Append> for LogWriter {
 
     fn handle(&mut self, msg: Append, _: &mut Context<Self>) {
         let _timer = self.probe.handling("Append");
+        let _fsync = self.fsync.start_timer();
         if let Err(e) = self.store.write(&msg.write) {
             crate::fatal(&format!("raft log write failed: {e}"));
         }

@@ -60,6 +60,8 @@ pub struct RaftActor {
     apply: Mailbox<ApplyActor>,
     transport: Option<Recipient<Outbound>>,
     probe: ActorProbe,
+    etcd: crate::EtcdMetrics,
+    last_leader: u64,
     tick: Duration,
     poll_scheduled: bool,
     campaign_at_start: bool,
@@ -71,6 +73,7 @@ impl RaftActor {
         log_writer: Mailbox<LogWriter>,
         apply: Mailbox<ApplyActor>,
         probe: ActorProbe,
+        etcd: crate::EtcdMetrics,
         tick: Duration,
         campaign_at_start: bool,
     ) -> Self {
@@ -80,10 +83,27 @@ impl RaftActor {
             apply,
             transport: None,
             probe,
+            etcd,
+            last_leader: 0,
             tick,
             poll_scheduled: false,
             campaign_at_start,
         }
+    }
+
+    /// Refreshes etcd's server gauges from the core (every tick).
+    fn report(&mut self) {
+        let status = self.core.status();
+        self.etcd.has_leader.set(i64::from(status.leader != 0));
+        self.etcd
+            .is_leader
+            .set(i64::from(status.leader == status.id));
+        if status.leader != 0 && status.leader != self.last_leader {
+            self.etcd.leader_changes.inc();
+        }
+        self.last_leader = status.leader;
+        self.etcd.proposals_committed.set(status.commit as i64);
+        self.etcd.proposals_applied.set(status.applied as i64);
     }
 
     fn schedule_poll(&mut self, ctx: &mut Context<Self>) {
@@ -201,6 +221,7 @@ impl Actor for RaftActor {
         ctx.run_interval(self.tick, |act, ctx| {
             let _timer = act.probe.timing("Tick");
             act.core.tick();
+            act.report();
             act.schedule_poll(ctx);
         });
         if self.campaign_at_start {
