@@ -10,7 +10,7 @@
 
 use actors::Mailbox;
 use actors::apply::core::StoreStatus;
-use actors::apply::{ApplyActor, GetStoreStatus, Read};
+use actors::apply::{ApplyActor, Defragment, GetStoreStatus, Read};
 use actors::raft::{
     GetStatus, PendingRead, Propose, RaftActor, RaftStatus, ReadIndex, ReadRequest, ReadResponse,
 };
@@ -153,6 +153,18 @@ impl NodeHandle {
                     delay = (delay * 2).min(std::time::Duration::from_secs(2));
                 }
             }
+        }
+    }
+
+    /// Defragments this member's store.
+    pub async fn defragment(&self) -> Result<(i64, i64), EtcdError> {
+        match self.apply.deliver(Defragment).await {
+            Ok(Ok(sizes)) => Ok(sizes),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "defragmentation failed");
+                Err(EtcdError::Stopped)
+            }
+            Err(_) => Err(EtcdError::Stopped),
         }
     }
 

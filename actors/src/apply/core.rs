@@ -299,6 +299,30 @@ impl<B: MvccBackend> ApplyCore<B> {
         Ok(applied)
     }
 
+    /// etcd's Defragment: rewrites the store compactly (an LMDB compacting
+    /// copy beside the live file, fsynced, renamed over it) so the file
+    /// gives its free pages back. Member-local and blocking, as in etcd.
+    /// Returns the file size before and after.
+    pub fn defragment(&mut self) -> Result<(i64, i64), StorageError> {
+        let before = self.store().db_size();
+        let image = self.snapshots.store_dir.join("data.mdb.defrag");
+        let _ = std::fs::remove_file(&image);
+        self.store().copy_to_file(&image)?;
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
+        let installed = install_image(&self.snapshots.store_dir, &image);
+        let _ = std::fs::remove_file(&image);
+        // Reopen whatever is in place (the old file if the swap failed), so
+        // a failed defragmentation leaves a working member.
+        self.store = Some((self.snapshots.reopen)(&self.snapshots.store_dir)?);
+        installed?;
+        self.publish_size();
+        let after = self.store().db_size();
+        tracing::info!(before, after, "defragmented the store");
+        Ok((before, after))
+    }
+
     /// A read index arrived for a batch of reads.
     pub fn read_ready(&mut self, batch: ReadBatch) {
         self.term = self.term.max(batch.term);

@@ -7,6 +7,7 @@
 //! 3. `Read` is a serializable read, served at once from a fresh read txn.
 //! 4. `GetStoreStatus` reports revision, applied index and db size.
 //! 5. `InstallSnapshot` swaps in a snapshot image received from the leader.
+//! 6. `Defragment` rewrites the store compactly (member-local).
 //!
 //! A storage error while applying is fatal: the process exits and the entry
 //! is applied after restart from the durable raft log (never skipped, or
@@ -55,6 +56,12 @@ pub struct ReadReady {
 pub struct Read {
     pub read: PendingRead,
 }
+
+/// Rewrite the store compactly (etcd's Defragment); answers the file size
+/// before and after.
+#[derive(Message)]
+#[rtype(result = "Result<(i64, i64), storage::StorageError>")]
+pub struct Defragment;
 
 /// Ask for [`StoreStatus`].
 #[derive(Message)]
@@ -142,5 +149,14 @@ impl Handler<GetStoreStatus> for ApplyActor {
     fn handle(&mut self, _: GetStoreStatus, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("GetStoreStatus");
         MessageResult(self.core.status())
+    }
+}
+
+impl Handler<Defragment> for ApplyActor {
+    type Result = Result<(i64, i64), storage::StorageError>;
+
+    fn handle(&mut self, _: Defragment, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("Defragment");
+        self.core.defragment()
     }
 }

@@ -168,3 +168,84 @@ fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
     }
     assert_eq!(g.core.status().applied_index, 4);
 }
+
+#[test]
+fn defragment_shrinks_the_file_and_keeps_the_data() {
+    let mut f = fixture(1_000_000);
+    let big = |index: u64, key: &str| {
+        let request = InternalRequest {
+            id: index,
+            request: Some(internal_request::Request::Put(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: vec![b'x'; 100_000],
+                ..Default::default()
+            })),
+        };
+        let mut e = Entry {
+            index,
+            term: 2,
+            ..Default::default()
+        };
+        e.set_data(request.encode_to_vec().into());
+        e
+    };
+    let entries: Vec<Entry> = (1..=30).map(|i| big(i, &format!("k{i:02}"))).collect();
+    f.core
+        .apply(CommittedBatch {
+            entries,
+            waiters: vec![],
+            term: 2,
+        })
+        .unwrap();
+    let delete = InternalRequest {
+        id: 31,
+        request: Some(internal_request::Request::DeleteRange(
+            proto::etcdserverpb::DeleteRangeRequest {
+                key: b"k01".to_vec(),
+                range_end: b"k30".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    let mut e = Entry {
+        index: 31,
+        term: 2,
+        ..Default::default()
+    };
+    e.set_data(delete.encode_to_vec().into());
+    let compact = InternalRequest {
+        id: 32,
+        request: Some(internal_request::Request::Compaction(
+            proto::etcdserverpb::CompactionRequest {
+                revision: 32,
+                physical: true,
+            },
+        )),
+    };
+    let mut c = Entry {
+        index: 32,
+        term: 2,
+        ..Default::default()
+    };
+    c.set_data(compact.encode_to_vec().into());
+    f.core
+        .apply(CommittedBatch {
+            entries: vec![e, c],
+            waiters: vec![],
+            term: 2,
+        })
+        .unwrap();
+    assert_eq!(f.core.status().compact_revision, 32);
+    let (before, after) = f.core.defragment().unwrap();
+    assert!(
+        after * 4 < before,
+        "defragmentation did not shrink the file: {before} -> {after}"
+    );
+    let (read, mut rx) = range("k30");
+    f.core.serve(read);
+    match rx.try_recv() {
+        Ok(Ok(ReadResponse::Range(r))) => assert_eq!(r.kvs.len(), 1),
+        other => panic!("unexpected answer: {other:?}"),
+    }
+    assert_eq!(f.core.status().applied_index, 32);
+}

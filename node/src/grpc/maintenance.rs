@@ -1,4 +1,4 @@
-//! `etcdserverpb.Maintenance`: Status, HashKV and Alarm are served; the rest
+//! `etcdserverpb.Maintenance`: Status, HashKV, Alarm and Defragment are served; the rest
 //! answer `Unimplemented` with a message that says so, until they are built.
 
 use std::pin::Pin;
@@ -93,7 +93,16 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Defragment"))
+        self.node.defragment().await.map_err(|e| to_status(&e))?;
+        let (raft, store) = self.node.status().await.map_err(|e| to_status(&e))?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(ResponseHeader {
+                cluster_id: self.node.cluster_id,
+                member_id: self.node.member_id,
+                revision: store.revision,
+                raft_term: raft.term,
+            }),
+        }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
