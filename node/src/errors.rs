@@ -17,10 +17,12 @@ fn code(e: &EtcdError) -> Code {
         Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
         NoSpace => Code::ResourceExhausted,
         LeaseNotFound => Code::NotFound,
-        LeaseExist | NotLeader => Code::FailedPrecondition,
+        LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
         // etcd 3.4 declares ResourceExhausted but maps it to a client-side
         // error, so grpc-go sends Unknown; clients see Unknown.
         TooManyRequests => Code::Unknown,
+        // Not in etcd 3.4's rpctypes map either, so it also goes out as Unknown.
+        LeaderTransferTimeout => Code::Unknown,
         NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail => Code::Unavailable,
         Corrupt => Code::DataLoss,
     }
@@ -128,6 +130,16 @@ mod tests {
                 "etcdserver: request timed out, possibly due to previous leader failure",
             ),
             (Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
+            (
+                BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                LeaderTransferTimeout,
+                Code::Unknown,
+                "etcdserver: request timed out, leader transfer took too long",
+            ),
         ];
         for (err, code, message) in table {
             let s = to_status(err);
@@ -158,9 +170,11 @@ mod tests {
                 | Stopped
                 | Timeout
                 | TimeoutDueToLeaderFail
-                | Corrupt => {}
+                | Corrupt
+                | BadLeaderTransferee
+                | LeaderTransferTimeout => {}
             }
         }
-        assert_eq!(table.len(), 21);
+        assert_eq!(table.len(), 23);
     }
 }

@@ -13,6 +13,7 @@ use actors::apply::core::StoreStatus;
 use actors::apply::{ApplyActor, Defragment, GetStoreStatus, Read};
 use actors::raft::{
     GetStatus, PendingRead, Propose, RaftActor, RaftStatus, ReadIndex, ReadRequest, ReadResponse,
+    TransferLeader,
 };
 use proto::internal::{InternalRequest, internal_request};
 use storage::EtcdError;
@@ -154,6 +155,15 @@ impl NodeHandle {
                 }
             }
         }
+    }
+
+    /// Hands leadership to `target` (this member must lead).
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        self.raft
+            .try_send(TransferLeader { target, reply })
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
     /// Defragments this member's store.

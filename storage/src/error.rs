@@ -55,6 +55,10 @@ pub enum EtcdError {
     TimeoutDueToLeaderFail,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 /// A failure of the storage engine itself (LMDB error, I/O error, corrupt

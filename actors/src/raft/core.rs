@@ -50,6 +50,7 @@ use storage::raft_log::{LogStore, LogWrite};
 
 use super::ids::IdGen;
 use super::messages::{PendingRead, RaftStatus, WriteReply};
+use tokio::sync::oneshot;
 
 /// Static settings of the raft core.
 #[derive(Debug, Clone)]
@@ -146,6 +147,7 @@ enum Deferred {
     Tick,
     Unreachable(u64),
     SnapshotStatus(u64, raft::SnapshotStatus),
+    TransferLeader(u64),
 }
 
 struct ReadsInFlight {
@@ -181,6 +183,8 @@ pub struct RaftCore<S: LogStore> {
     /// Conf states by the index that brought them in (newest last), to put
     /// the right one into a snapshot taken at an older index.
     conf_history: Vec<(u64, ConfState)>,
+    /// MoveLeader requests: (target, reply, deadline tick).
+    transfers: Vec<(u64, oneshot::Sender<Result<(), EtcdError>>, u64)>,
     /// A received snapshot waiting for its Ready to be durable.
     pending_install: Option<(u64, SnapshotDescriptor)>,
 }
@@ -209,6 +213,7 @@ impl<S: LogStore> RaftCore<S> {
             applied,
             conf_history,
             pending_install: None,
+            transfers: Vec::new(),
         }
     }
 
@@ -309,6 +314,7 @@ impl<S: LogStore> RaftCore<S> {
             }
             Deferred::Unreachable(id) => self.node.report_unreachable(id),
             Deferred::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
+            Deferred::TransferLeader(target) => self.node.transfer_leader(target),
         }
     }
 
@@ -325,6 +331,35 @@ impl<S: LogStore> RaftCore<S> {
                 let _ = reply.send(Err(EtcdError::Stopped));
             }
         }
+    }
+
+    /// etcd's MoveLeader: only the leader may hand leadership over, and only
+    /// to a voter; the answer comes once `target` leads, or after the
+    /// request timeout with etcd's "leader transfer took too long".
+    pub fn transfer_leader(&mut self, target: u64, reply: oneshot::Sender<Result<(), EtcdError>>) {
+        if self.leader != self.config.id {
+            let _ = reply.send(Err(EtcdError::NotLeader));
+            return;
+        }
+        if target == self.config.id {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if !self
+            .node
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .voters
+            .contains(&target)
+        {
+            let _ = reply.send(Err(EtcdError::BadLeaderTransferee));
+            return;
+        }
+        let deadline = self.now + self.config.request_timeout_ticks;
+        self.transfers.push((target, reply, deadline));
+        self.input(Deferred::TransferLeader(target));
     }
 
     /// Queues a linearizable read; reads that arrive while a ReadIndex is in
@@ -428,6 +463,13 @@ impl<S: LogStore> RaftCore<S> {
             expired.into_iter().map(|(r, _)| r).collect(),
             EtcdError::Timeout,
         );
+        let (keep, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
+            .into_iter()
+            .partition(|(_, _, d)| *d > now);
+        self.transfers = keep;
+        for (_, reply, _) in expired {
+            let _ = reply.send(Err(EtcdError::LeaderTransferTimeout));
+        }
         self.retry_read_index();
         if self.reads_in_flight.is_empty() {
             self.issue_read_index();
@@ -557,6 +599,13 @@ impl<S: LogStore> RaftCore<S> {
         }
         let had_leader = self.leader != raft::INVALID_ID;
         self.leader = leader;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers)
+            .into_iter()
+            .partition(|(t, _, _)| *t == leader);
+        self.transfers = waiting;
+        for (_, reply, _) in done {
+            let _ = reply.send(Ok(()));
+        }
         if had_leader {
             // Proposals and reads of the old leadership may never complete:
             // fail them with a retryable error instead of letting them hang

@@ -103,3 +103,12 @@ pub struct ReportSnapshot {
     pub id: u64,
     pub status: raft::SnapshotStatus,
 }
+
+/// `Maintenance.MoveLeader`: hand leadership to `target`; answered once it
+/// leads, or with etcd's error.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TransferLeader {
+    pub target: u64,
+    pub reply: oneshot::Sender<Result<(), EtcdError>>,
+}

@@ -308,3 +308,13 @@ impl Handler<ReportSnapshot> for RaftActor {
         self.schedule_poll(ctx);
     }
 }
+
+impl Handler<TransferLeader> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TransferLeader, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("TransferLeader");
+        self.core.transfer_leader(msg.target, msg.reply);
+        self.schedule_poll(ctx);
+    }
+}

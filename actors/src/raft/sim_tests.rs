@@ -298,3 +298,41 @@ fn linearizable_reads_through_a_follower_and_without_quorum() {
         "{got:?}"
     );
 }
+
+#[test]
+fn move_leader_hands_over_and_refuses_bad_requests() {
+    let mut sim = Sim::new(3);
+    sim.run_until(100, |s| s.leaders().len() == 1);
+    let leader = sim.leaders()[0];
+    let li = sim
+        .nodes
+        .iter()
+        .position(|(id, _, _)| *id == leader)
+        .unwrap();
+    let fi = sim
+        .nodes
+        .iter()
+        .position(|(id, _, _)| *id != leader)
+        .unwrap();
+    let target = sim.nodes[fi].0;
+
+    let (tx, mut rx) = oneshot::channel();
+    sim.nodes[fi].1.transfer_leader(leader, tx);
+    assert!(matches!(rx.try_recv(), Ok(Err(EtcdError::NotLeader))));
+    let (tx, mut rx) = oneshot::channel();
+    sim.nodes[li].1.transfer_leader(99, tx);
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Err(EtcdError::BadLeaderTransferee))
+    ));
+    let (tx, mut rx) = oneshot::channel();
+    sim.nodes[li].1.transfer_leader(leader, tx);
+    assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+
+    let (tx, mut rx) = oneshot::channel();
+    sim.nodes[li].1.transfer_leader(target, tx);
+    sim.poll_all();
+    sim.deliver();
+    sim.run_until(50, |s| s.leaders() == vec![target]);
+    assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+}

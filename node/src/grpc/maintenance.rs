@@ -1,4 +1,4 @@
-//! `etcdserverpb.Maintenance`: Status, HashKV, Alarm and Defragment are served; the rest
+//! `etcdserverpb.Maintenance`: Status, HashKV, Alarm, Defragment and MoveLeader are served; the rest
 //! answer `Unimplemented` with a message that says so, until they are built.
 
 use std::pin::Pin;
@@ -137,8 +137,21 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("MoveLeader"))
+        let target = request.into_inner().target_id;
+        self.node
+            .move_leader(target)
+            .await
+            .map_err(|e| to_status(&e))?;
+        let (raft, store) = self.node.status().await.map_err(|e| to_status(&e))?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(ResponseHeader {
+                cluster_id: self.node.cluster_id,
+                member_id: self.node.member_id,
+                revision: store.revision,
+                raft_term: raft.term,
+            }),
+        }))
     }
 }
