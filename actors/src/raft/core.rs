@@ -52,6 +52,9 @@ use super::ids::IdGen;
 use super::messages::{PendingRead, RaftStatus, WriteReply};
 use tokio::sync::oneshot;
 
+/// Where the answer to a MoveLeader goes.
+pub type TransferReply = oneshot::Sender<Result<(), EtcdError>>;
+
 /// Static settings of the raft core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -184,7 +187,7 @@ pub struct RaftCore<S: LogStore> {
     /// the right one into a snapshot taken at an older index.
     conf_history: Vec<(u64, ConfState)>,
     /// MoveLeader requests: (target, reply, deadline tick).
-    transfers: Vec<(u64, oneshot::Sender<Result<(), EtcdError>>, u64)>,
+    transfers: Vec<(u64, TransferReply, u64)>,
     /// A received snapshot waiting for its Ready to be durable.
     pending_install: Option<(u64, SnapshotDescriptor)>,
 }
@@ -336,7 +339,7 @@ impl<S: LogStore> RaftCore<S> {
     /// etcd's MoveLeader: only the leader may hand leadership over, and only
     /// to a voter; the answer comes once `target` leads, or after the
     /// request timeout with etcd's "leader transfer took too long".
-    pub fn transfer_leader(&mut self, target: u64, reply: oneshot::Sender<Result<(), EtcdError>>) {
+    pub fn transfer_leader(&mut self, target: u64, reply: TransferReply) {
         if self.leader != self.config.id {
             let _ = reply.send(Err(EtcdError::NotLeader));
             return;
