@@ -324,6 +324,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             quota_bytes: config.quota_bytes(),
         },
         sizes.in_use,
+        member_dir.join("snap"),
     );
     Ok(Member {
         handle,

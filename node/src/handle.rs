@@ -10,7 +10,7 @@
 
 use actors::Mailbox;
 use actors::apply::core::StoreStatus;
-use actors::apply::{ApplyActor, Defragment, GetStoreStatus, Read};
+use actors::apply::{ApplyActor, Backup, Defragment, GetStoreStatus, Read};
 use actors::raft::{
     GetStatus, PendingRead, Propose, RaftActor, RaftStatus, ReadIndex, ReadRequest, ReadResponse,
     TransferLeader,
@@ -45,6 +45,9 @@ pub struct NodeHandle {
     pub limits: Limits,
     /// Bytes the store holds, published by the apply actor after each batch.
     db_in_use: prometheus::IntGauge,
+    /// Where snapshot images for `Maintenance.Snapshot` are written (on the
+    /// data disk, beside the store).
+    pub backup_dir: std::path::PathBuf,
 }
 
 impl NodeHandle {
@@ -55,6 +58,7 @@ impl NodeHandle {
         member_id: u64,
         limits: Limits,
         db_in_use: prometheus::IntGauge,
+        backup_dir: std::path::PathBuf,
     ) -> Self {
         Self {
             raft,
@@ -63,6 +67,7 @@ impl NodeHandle {
             member_id,
             limits,
             db_in_use,
+            backup_dir,
         }
     }
 
@@ -164,6 +169,18 @@ impl NodeHandle {
             .try_send(TransferLeader { target, reply })
             .map_err(|_| EtcdError::TooManyRequests)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Writes an image of this member's store to `path`.
+    pub async fn backup(&self, path: std::path::PathBuf) -> Result<(), EtcdError> {
+        match self.apply.deliver(Backup { path }).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "snapshot image failed");
+                Err(EtcdError::Stopped)
+            }
+            Err(_) => Err(EtcdError::Stopped),
+        }
     }
 
     /// Defragments this member's store.

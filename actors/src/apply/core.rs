@@ -299,6 +299,12 @@ impl<B: MvccBackend> ApplyCore<B> {
         Ok(applied)
     }
 
+    /// Writes a consistent image of the store to `path` (for
+    /// `Maintenance.Snapshot`); the caller streams and removes it.
+    pub fn backup(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        self.store().copy_to_file(path)
+    }
+
     /// etcd's Defragment: rewrites the store compactly (an LMDB compacting
     /// copy beside the live file, fsynced, renamed over it) so the file
     /// gives its free pages back. Member-local and blocking, as in etcd.

@@ -8,6 +8,7 @@
 //! 4. `GetStoreStatus` reports revision, applied index and db size.
 //! 5. `InstallSnapshot` swaps in a snapshot image received from the leader.
 //! 6. `Defragment` rewrites the store compactly (member-local).
+//! 7. `Backup` writes an image of the store for `Maintenance.Snapshot`.
 //!
 //! A storage error while applying is fatal: the process exits and the entry
 //! is applied after restart from the durable raft log (never skipped, or
@@ -62,6 +63,13 @@ pub struct Read {
 #[derive(Message)]
 #[rtype(result = "Result<(i64, i64), storage::StorageError>")]
 pub struct Defragment;
+
+/// Write a consistent image of the store to `path` (etcd's snapshot save).
+#[derive(Message)]
+#[rtype(result = "Result<(), storage::StorageError>")]
+pub struct Backup {
+    pub path: std::path::PathBuf,
+}
 
 /// Ask for [`StoreStatus`].
 #[derive(Message)]
@@ -158,5 +166,14 @@ impl Handler<Defragment> for ApplyActor {
     fn handle(&mut self, _: Defragment, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("Defragment");
         self.core.defragment()
+    }
+}
+
+impl Handler<Backup> for ApplyActor {
+    type Result = Result<(), storage::StorageError>;
+
+    fn handle(&mut self, msg: Backup, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("Backup");
+        self.core.backup(&msg.path)
     }
 }
