@@ -6,7 +6,9 @@
 //!    records the applied index: an entry is applied exactly once across
 //!    crashes.
 //! 2. Each result goes to the waiter registered under the entry's request id
-//!    (only on the member that proposed it), with the response header filled.
+//!    (only on the member that proposed it), with the response header filled,
+//!    before the MVCC commit: the entries are already durable in the raft
+//!    log, so that fsync stays off the client's path.
 //! 3. Linearizable reads wait in `waiting_reads` until the applied index
 //!    reaches their read index, then are served from a fresh read txn.
 //! 4. Every `--snapshot-count` applied entries, an image of the store is
@@ -14,6 +16,10 @@
 //!    which records it as the raft snapshot and compacts its log.
 //! 5. A snapshot received from the leader replaces the store
 //!    ([`ApplyCore::install`]): close, swap the file, reopen.
+//! 6. Maintenance work on the store: [`ApplyCore::defragment`] (compacting
+//!    rewrite) and [`ApplyCore::backup`] (an image for `snapshot save`).
+//! 7. After every batch the store's sizes are published ([`SizeGauges`]),
+//!    for `/metrics` and for the facade's quota check.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
