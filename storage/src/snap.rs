@@ -109,7 +109,9 @@ impl SnapDir {
     }
 
     /// Deletes all but the newest [`KEEP_IMAGES`] images and any leftover
-    /// temp files; never the image for `keep`.
+    /// temp files (`.snap.tmp`, `.snap.recv`); never the image for `keep`.
+    /// Other files (e.g. `Maintenance.Snapshot` backups being streamed) are
+    /// left alone.
     pub fn prune(&self, keep: u64) -> Result<(), StorageError> {
         let mut images: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&self.dir)? {

@@ -189,7 +189,7 @@ impl Maintenance for MaintenanceService {
         let path = self
             .node
             .backup_dir
-            .join(format!("backup-{:x}.snap.tmp", rand::random::<u64>()));
+            .join(format!("backup-{:x}.image", rand::random::<u64>()));
         self.node
             .backup(path.clone())
             .await
