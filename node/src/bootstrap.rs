@@ -137,6 +137,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         log.initialize(&cs)?;
     }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
+    snap_dir.clear_backups()?;
     let kv_dir = member_dir.join("kv");
     // NO_META_SYNC: a power loss may undo the last MVCC commits (never
     // corrupt them); the applied index goes back with them and raft replays

@@ -108,6 +108,22 @@ impl SnapDir {
         })
     }
 
+    /// Removes `backup-*.image` files a crash left behind (images written
+    /// for `Maintenance.Snapshot` streams); called once at start.
+    pub fn clear_backups(&self) -> Result<(), StorageError> {
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with("backup-") && name.ends_with(".image") {
+                fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes all but the newest [`KEEP_IMAGES`] images and any leftover
     /// temp files (`.snap.tmp`, `.snap.recv`); never the image for `keep`.
     /// Other files (e.g. `Maintenance.Snapshot` backups being streamed) are
