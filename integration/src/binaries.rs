@@ -68,6 +68,16 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| manifest.to_path_buf())
 }
 
+/// The `oxcdctl` binary next to `oxcd` (or `OXCDCTL_BIN`), checked to exist.
+pub fn oxcdctl_binary() -> Result<PathBuf, HarnessError> {
+    let default = default_oxcd_path().with_file_name("oxcdctl");
+    existing(
+        "oxcdctl",
+        env_path("OXCDCTL_BIN").unwrap_or(default),
+        "run `cargo build -p node --bins` first (or set OXCDCTL_BIN)",
+    )
+}
+
 fn default_oxcd_path() -> PathBuf {
     let target = env_path("CARGO_TARGET_DIR").unwrap_or_else(|| workspace_root().join("target"));
     let target = if target.is_relative() {

@@ -31,7 +31,7 @@ pub mod raw;
 pub mod server;
 pub mod show;
 
-pub use binaries::{Kind, etcdctl_binary, workspace_root};
+pub use binaries::{Kind, etcdctl_binary, oxcdctl_binary, workspace_root};
 pub use error::HarnessError;
 pub use server::{Server, ServerOpts};
 

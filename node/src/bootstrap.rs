@@ -81,9 +81,21 @@ fn identity_path(dir: &Path) -> PathBuf {
     dir.join("identity.json")
 }
 
+/// Where a member keeps its state under `--data-dir`: `member/` holds
+/// `raft/` (raft log env), `kv/` (MVCC env), `snap/` (images) and
+/// `identity.json`.
+pub fn member_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member")
+}
+
+/// The MVCC store's directory under a member directory.
+pub fn kv_dir(member_dir: &Path) -> PathBuf {
+    member_dir.join("kv")
+}
+
 /// Reads the recorded identity, or derives and records it (written to a
 /// temp file, fsynced, then renamed, so a crash leaves the old or the new).
-fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity, BootstrapError> {
+pub fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity, BootstrapError> {
     let path = identity_path(dir);
     if let Ok(bytes) = std::fs::read(&path) {
         return serde_json::from_slice(&bytes)
@@ -123,7 +135,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         cluster_id: cluster_id(&voters),
     };
 
-    let member_dir = config.data_dir().join("member");
+    let member_dir = member_dir(&config.data_dir());
     std::fs::create_dir_all(member_dir.join("raft"))?;
     std::fs::create_dir_all(member_dir.join("kv"))?;
     let identity = load_or_create_identity(&member_dir, derived)?;
@@ -138,7 +150,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
     snap_dir.clear_backups()?;
-    let kv_dir = member_dir.join("kv");
+    let kv_dir = kv_dir(&member_dir);
     // NO_META_SYNC: a power loss may undo the last MVCC commits (never
     // corrupt them); the applied index goes back with them and raft replays
     // those entries from its fsynced log (or the snapshot image).

@@ -266,7 +266,9 @@ mod tests {
              --key-space-size 100000 --val-size 256",
         )
         .expect("parses");
-        let Command::Bench(b) = cli.command;
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
         assert_eq!((b.clients, b.conns), (7, 3));
         assert_eq!(b.endpoints, vec!["a:1".to_string(), "b:2".to_string()]);
         let Workload::Put(p) = b.workload else {
@@ -278,7 +280,9 @@ mod tests {
         );
 
         let cli = parse("oxcdctl bench txn-put --txn-ops 2").expect("txn-put alias parses");
-        let Command::Bench(b) = cli.command;
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
         assert!(matches!(
             b.workload,
             Workload::Txn(TxnArgs { txn_ops: 2, .. })
@@ -286,7 +290,9 @@ mod tests {
 
         let cli = parse("oxcdctl bench range foo fop --consistency s --json /tmp/x")
             .expect("range parses");
-        let Command::Bench(b) = cli.command;
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
         assert_eq!(b.json, Some(PathBuf::from("/tmp/x")));
         let Workload::Range(r) = b.workload else {
             panic!("expected range");

@@ -2,8 +2,8 @@
 //!
 //! 1. `src/bin/oxcdctl.rs` parses the command line into [`Cli`] and starts a
 //!    multi-thread tokio runtime.
-//! 2. [`run`] dispatches the subcommand; today that is `bench` (see
-//!    [`bench`]), the etcd `tools/benchmark` work-alike.
+//! 2. [`run`] dispatches the subcommand: `bench` (see [`bench`]), the etcd
+//!    `tools/benchmark` work-alike, and `snapshot restore` (see [`snapshot`]).
 //! 3. Every failure comes back as a [`CtlError`]; the binary prints it to
 //!    stderr and exits with status 1. Nothing in here panics on bad input or
 //!    an unreachable server.
@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod driver;
 pub mod report;
+pub mod snapshot;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Low-level benchmark over etcd's v3 gRPC API (like etcd's tools/benchmark).
     Bench(bench::BenchArgs),
+    /// Snapshot files written by `etcdctl snapshot save` against oxcd.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// Errors of `oxcdctl` commands.
@@ -60,5 +64,6 @@ pub enum CtlError {
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Bench(args) => bench::run(args).await,
+        Command::Snapshot(snapshot::SnapshotCommand::Restore(args)) => snapshot::restore(args),
     }
 }

@@ -372,6 +372,29 @@ impl<B: MvccBackend> MvccStore<B> {
         self.state.members.values().cloned().collect()
     }
 
+    /// Prepares a restored image to found a new cluster (etcdctl's
+    /// `snapshot restore`): the applied index goes back to 0 (the new
+    /// cluster's raft log starts empty, so its entries must all apply), and
+    /// the old cluster's members and alarms go (member ids change; the new
+    /// members are recorded at the first start). Keys, revisions and leases
+    /// stay.
+    pub fn reset_for_restore(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let mut batch = WriteBatch::default();
+        for id in self.state.members.keys() {
+            batch.members.insert(*id, None);
+        }
+        for alarm in &self.state.alarms {
+            batch.alarms.insert(*alarm, false);
+        }
+        self.state.applied_index = 0;
+        batch.meta = self.state.meta();
+        self.backend.commit(&batch)?;
+        self.state.members.clear();
+        self.state.alarms.clear();
+        Ok(())
+    }
+
     /// Records the founding members (from `--initial-cluster`) when the
     /// store has none yet. Every founding member derives the same list from
     /// the same flags, so this needs no raft round; members then publish
