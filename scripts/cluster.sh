@@ -18,7 +18,17 @@ PEER=(2380 12380 22380)
 ENDPOINTS="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
 INITIAL="infra1=http://127.0.0.1:2380,infra2=http://127.0.0.1:12380,infra3=http://127.0.0.1:22380"
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A member runs when its recorded PID is alive, not a zombie, and still an
+# oxcd process (PIDs get reused).
+running() {
+  [ -f "$1" ] || return 1
+  local pid state
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q oxcd
+}
 
 start() {
   [ -x "$OXCD" ] || { echo "no oxcd binary at $OXCD (run: cargo build -p node --bins)" >&2; exit 1; }
