@@ -576,7 +576,17 @@ mod tests {
             eventually(|| sender.metrics.link_failure_count(2) >= 3).await,
             "the link never failed three times"
         );
-        // Several failures, one episode: one report.
+        // Several failures, one episode: one report. The report travels
+        // apart from the failure counter, so wait for it before counting.
+        assert!(
+            sender
+                .raft
+                .wait("unreachable report", DEADLINE, |s| {
+                    s.iter().any(|e| matches!(e, Seen::Unreachable(2)))
+                })
+                .await,
+            "no unreachable report"
+        );
         assert_eq!(sender.raft.count(|s| matches!(s, Seen::Unreachable(2))), 1);
 
         // A snapshot for a down peer fails and is reported as such.
