@@ -289,8 +289,15 @@ impl<B: MvccBackend> ApplyCore<B> {
         if let Some(store) = self.store.take() {
             store.close();
         }
-        install_image(&self.snapshots.store_dir, &image)?;
-        let store = (self.snapshots.reopen)(&self.snapshots.store_dir)?;
+        if let Err(e) = install_image(&self.snapshots.store_dir, &image) {
+            crate::fatal(&format!("snapshot install failed: {e}"));
+        }
+        let store = match (self.snapshots.reopen)(&self.snapshots.store_dir) {
+            Ok(store) => store,
+            Err(e) => crate::fatal(&format!(
+                "store cannot be reopened after a snapshot install: {e}"
+            )),
+        };
         let applied = store.applied_index();
         tracing::info!(
             index = d.index,
@@ -326,8 +333,14 @@ impl<B: MvccBackend> ApplyCore<B> {
         let installed = install_image(&self.snapshots.store_dir, &image);
         let _ = std::fs::remove_file(&image);
         // Reopen whatever is in place (the old file if the swap failed), so
-        // a failed defragmentation leaves a working member.
-        self.store = Some((self.snapshots.reopen)(&self.snapshots.store_dir)?);
+        // a failed defragmentation leaves a working member; a store that
+        // cannot be reopened stops the member.
+        match (self.snapshots.reopen)(&self.snapshots.store_dir) {
+            Ok(store) => self.store = Some(store),
+            Err(e) => crate::fatal(&format!(
+                "store cannot be reopened after defragmentation: {e}"
+            )),
+        }
         installed?;
         self.publish_size();
         let after = self.store().db_size();

@@ -27,6 +27,14 @@ fn listen_addrs(urls: &[String], default_port: u16) -> Result<Vec<SocketAddr>, S
 }
 
 fn main() {
+    // A panic is a bug: stop the whole member (an actor thread dying alone
+    // would leave a server that accepts requests it can never answer) and
+    // let raft recovery on restart do its job.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(70);
+    }));
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
