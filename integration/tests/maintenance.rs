@@ -75,8 +75,37 @@ async fn snapshot_defrag_and_move_leader_through_etcdctl() {
     .unwrap();
     assert!(out.stdout.starts_with("value-19-"), "{out:?}");
 
-    // 3. move-leader
+    // 3. move-leader (and Hash, which etcdctl has no command for)
     let mut maintenance = server.maintenance().await.unwrap();
+    let hash = |r: tonic::Response<proto::etcdserverpb::HashResponse>| r.into_inner().hash;
+    let before = hash(
+        maintenance
+            .hash(proto::etcdserverpb::HashRequest {})
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        before,
+        hash(
+            maintenance
+                .hash(proto::etcdserverpb::HashRequest {})
+                .await
+                .unwrap()
+        )
+    );
+    let out = run_etcdctl(&ep, &["put", "hash-me", "x"], None, CTL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_ne!(
+        before,
+        hash(
+            maintenance
+                .hash(proto::etcdserverpb::HashRequest {})
+                .await
+                .unwrap()
+        )
+    );
     let me = maintenance
         .status(StatusRequest {})
         .await

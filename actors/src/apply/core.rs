@@ -375,6 +375,16 @@ impl<B: MvccBackend> ApplyCore<B> {
                 ReadResponse::Txn(resp)
             }),
             ReadRequest::MemberList => Ok(ReadResponse::MemberList(self.store().members())),
+            ReadRequest::Hash => match self.store().hash() {
+                Ok(hash) => Ok(ReadResponse::Hash(proto::etcdserverpb::HashResponse {
+                    header: Some(self.header(None)),
+                    hash,
+                })),
+                Err(e) => {
+                    tracing::error!(error = %e, "hashing the store failed");
+                    Err(EtcdError::Corrupt)
+                }
+            },
             ReadRequest::HashKv(h) => {
                 self.store()
                     .hash_kv(h.revision)

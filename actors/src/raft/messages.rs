@@ -24,6 +24,8 @@ pub enum ReadRequest {
     HashKv(HashKvRequest),
     /// `Cluster.MemberList`: the member table.
     MemberList,
+    /// `Maintenance.Hash`: the hash of the whole store.
+    Hash,
 }
 
 /// The answer to a [`ReadRequest`].
@@ -33,6 +35,7 @@ pub enum ReadResponse {
     Txn(TxnResponse),
     HashKv(HashKvResponse),
     MemberList(Vec<proto::etcdserverpb::Member>),
+    Hash(proto::etcdserverpb::HashResponse),
 }
 
 /// Where the result of a read goes.

@@ -1644,6 +1644,20 @@ fn copy_to_file<B: MvccBackend>(c: &mut Case<B>) {
     }
 }
 
+fn whole_store_hash<B: MvccBackend>(c: &mut Case<B>) {
+    let empty = c.store.hash().unwrap();
+    c.put("a", "1");
+    let one = c.store.hash().unwrap();
+    assert_ne!(empty, one);
+    // A request that changes nothing changes no hash; the applied index
+    // moving on does not count.
+    let unchanged = c.delete("zzz", "");
+    assert_eq!(unchanged.deleted, 0);
+    assert_eq!(c.store.hash().unwrap(), one);
+    c.grant(3, 30).unwrap();
+    assert_ne!(c.store.hash().unwrap(), one);
+}
+
 fn alarm_req(action: i32, member: u64, alarm: i32) -> Internal {
     Internal::Alarm(AlarmRequest {
         action,
@@ -1744,6 +1758,7 @@ conformance!(
     big_batch_and_big_keys,
     copy_to_file,
     alarms,
+    whole_store_hash,
 );
 
 // ---------------------------------------------------------------- LMDB only

@@ -441,6 +441,47 @@ impl<B: MvccBackend> MvccStore<B> {
             .unwrap_or_default()
     }
 
+    /// etcd's `Maintenance.Hash`: CRC-32C over the whole store (every table,
+    /// in key order), leaving out the applied index as etcd leaves out its
+    /// consistent index, so members holding the same replicated state hash
+    /// alike.
+    pub fn hash(&self) -> Result<u32, StorageError> {
+        self.check_usable()?;
+        let reader = self.backend.reader()?;
+        let mut h = super::hash::Crc32c::new();
+        h.update(b"key");
+        reader.scan(Revision::default(), &mut |rev, bytes| {
+            h.update(&rev.to_bytes());
+            h.update(bytes);
+            Ok(true)
+        })?;
+        h.update(b"lease");
+        for (id, ttl) in reader.leases()? {
+            h.update(&id.to_be_bytes());
+            h.update(&ttl.to_be_bytes());
+        }
+        h.update(b"members");
+        for (id, member) in reader.members()? {
+            h.update(&id.to_be_bytes());
+            h.update(&member);
+        }
+        h.update(b"alarm");
+        for (member, alarm) in reader.alarms()? {
+            h.update(&member.to_be_bytes());
+            h.update(&alarm.to_be_bytes());
+        }
+        h.update(b"meta");
+        let meta = reader.meta()?;
+        for value in [
+            meta.current_revision,
+            meta.scheduled_compact_revision,
+            meta.finished_compact_revision,
+        ] {
+            h.update(&value.to_be_bytes());
+        }
+        Ok(h.finish())
+    }
+
     /// Closes the store; its files may then be replaced (snapshot install)
     /// and reopened.
     pub fn close(self) {
