@@ -195,6 +195,22 @@ impl NodeHandle {
         }
     }
 
+    /// A response header as etcd fills it: this member's ids, the current
+    /// term and, when `with_revision`, the current store revision (Cluster
+    /// responses carry none in etcd 3.4).
+    pub async fn header(
+        &self,
+        with_revision: bool,
+    ) -> Result<proto::etcdserverpb::ResponseHeader, EtcdError> {
+        let (raft, store) = self.status().await?;
+        Ok(proto::etcdserverpb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision: if with_revision { store.revision } else { 0 },
+            raft_term: raft.term,
+        })
+    }
+
     /// Raft's and the store's view, for `Maintenance.Status`.
     pub async fn status(&self) -> Result<(RaftStatus, StoreStatus), EtcdError> {
         let raft = self

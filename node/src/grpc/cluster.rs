@@ -26,13 +26,7 @@ impl ClusterService {
 
     /// Cluster responses carry no revision in etcd 3.4.
     async fn header(&self) -> Result<ResponseHeader, Status> {
-        let (raft, _) = self.node.status().await.map_err(|e| to_status(&e))?;
-        Ok(ResponseHeader {
-            cluster_id: self.node.cluster_id,
-            member_id: self.node.member_id,
-            revision: 0,
-            raft_term: raft.term,
-        })
+        self.node.header(false).await.map_err(|e| to_status(&e))
     }
 }
 

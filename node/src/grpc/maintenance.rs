@@ -138,14 +138,9 @@ impl Maintenance for MaintenanceService {
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.node.defragment().await.map_err(|e| to_status(&e))?;
-        let (raft, store) = self.node.status().await.map_err(|e| to_status(&e))?;
+        let header = self.node.header(true).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(ResponseHeader {
-                cluster_id: self.node.cluster_id,
-                member_id: self.node.member_id,
-                revision: store.revision,
-                raft_term: raft.term,
-            }),
+            header: Some(header),
         }))
     }
 
@@ -214,14 +209,9 @@ impl Maintenance for MaintenanceService {
             .move_leader(target)
             .await
             .map_err(|e| to_status(&e))?;
-        let (raft, store) = self.node.status().await.map_err(|e| to_status(&e))?;
+        let header = self.node.header(true).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(ResponseHeader {
-                cluster_id: self.node.cluster_id,
-                member_id: self.node.member_id,
-                revision: store.revision,
-                raft_term: raft.term,
-            }),
+            header: Some(header),
         }))
     }
 }
