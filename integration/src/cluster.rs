@@ -21,11 +21,9 @@
 //!    the thread is panicking, every member's log tail is printed first, and
 //!    with `OXCD_KEEP_DIRS=1` the temp dir is kept and its path printed.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use proto::etcdserverpb::kv_client::KvClient;
@@ -34,6 +32,7 @@ use proto::etcdserverpb::{RangeRequest, StatusRequest, StatusResponse};
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::server::spawn_logged;
 use crate::{HarnessError, Kind};
 
 /// How many times a start is retried when a probed port was taken meanwhile.
@@ -460,32 +459,11 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) -> Result<(), HarnessError> {
         let args = self.args(i);
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(i))?;
+        let log = self.log_path(i);
         let member = &mut self.members[i];
         member.starts += 1;
-        writeln!(
-            log,
-            "=== harness: start #{} of {} {} ===",
-            member.starts,
-            self.binary.display(),
-            args.join(" ")
-        )?;
-        log.flush()?;
-        member.log_offset = log.metadata()?.len();
-        let stderr: File = log.try_clone()?;
-        let child = Command::new(&self.binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                path: self.binary.clone(),
-                source,
-            })?;
+        let (child, offset) = spawn_logged(&self.binary, &args, &log, member.starts)?;
+        member.log_offset = offset;
         member.child = Some(child);
         Ok(())
     }

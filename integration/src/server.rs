@@ -86,6 +86,39 @@ impl Default for ServerOpts {
     }
 }
 
+/// Starts `binary` with `args`, stdout and stderr appended to `log` after a
+/// `=== harness: start #n ===` line; returns the child and the log offset
+/// where this start's output begins. Shared by [`Server`] and
+/// [`crate::cluster::Cluster`].
+pub(crate) fn spawn_logged(
+    binary: &std::path::Path,
+    args: &[String],
+    log: &std::path::Path,
+    start: u32,
+) -> Result<(Child, u64), HarnessError> {
+    let mut file = OpenOptions::new().create(true).append(true).open(log)?;
+    writeln!(
+        file,
+        "=== harness: start #{start} of {} {} ===",
+        binary.display(),
+        args.join(" ")
+    )?;
+    file.flush()?;
+    let offset = file.metadata()?.len();
+    let stderr: File = file.try_clone()?;
+    let child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .map_err(|source| HarnessError::Spawn {
+            path: binary.to_path_buf(),
+            source,
+        })?;
+    Ok((child, offset))
+}
+
 /// A running (or killed) server process and the directory it owns.
 pub struct Server {
     kind: Kind,
@@ -307,32 +340,10 @@ impl Server {
     }
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
-        let args = self.args();
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
         self.starts += 1;
-        writeln!(
-            log,
-            "=== harness: start #{} of {} {} ===",
-            self.starts,
-            self.binary.display(),
-            args.join(" ")
-        )?;
-        log.flush()?;
-        self.log_offset = log.metadata()?.len();
-        let stderr: File = log.try_clone()?;
-        let child = Command::new(&self.binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                path: self.binary.clone(),
-                source,
-            })?;
+        let (child, offset) =
+            spawn_logged(&self.binary, &self.args(), &self.log_path(), self.starts)?;
+        self.log_offset = offset;
         self.child = Some(child);
         Ok(())
     }
