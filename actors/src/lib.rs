@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod log_writer;
 pub mod mailbox;
+pub mod messages;
 pub mod metrics;
 pub mod raft;
 pub mod transport;

@@ -9,12 +9,12 @@
 //! 3. Serializable reads: `Read` straight to the apply actor.
 
 use actors::Mailbox;
-use actors::apply::core::StoreStatus;
-use actors::apply::{ApplyActor, Backup, Defragment, GetStoreStatus, Read};
-use actors::raft::{
-    GetStatus, PendingRead, Propose, RaftActor, RaftStatus, ReadIndex, ReadRequest, ReadResponse,
-    TransferLeader,
+use actors::apply::ApplyActor;
+use actors::messages::{
+    Backup, Defragment, GetStatus, GetStoreStatus, PendingRead, Propose, RaftStatus, Read,
+    ReadIndex, ReadRequest, ReadResponse, StoreStatus, TransferLeader,
 };
+use actors::raft::RaftActor;
 use proto::internal::{InternalRequest, internal_request};
 use storage::EtcdError;
 use storage::mvcc::ApplyResponse;

@@ -230,7 +230,7 @@ mod tests {
 
     use actix::{Actor, Addr, Arbiter};
     use actors::ActorMetrics;
-    use actors::raft::Outbound;
+    use actors::messages::Outbound;
     use actors::transport::core::{TransportConfig, TransportCore};
     use actors::transport::{ConnectRaft, TransportActor, TransportMetrics};
     use proto::Message as _;

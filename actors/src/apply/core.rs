@@ -32,27 +32,15 @@ use storage::mvcc::{ApplyResponse, MvccBackend, MvccStore};
 use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
-use crate::raft::core::{CommittedBatch, ReadBatch};
-use crate::raft::{PendingRead, ReadRequest, ReadResponse};
+use crate::messages::{
+    ApplyReport, CommittedBatch, PendingRead, ReadBatch, ReadRequest, ReadResponse, StoreStatus,
+};
 
 /// The ids every response header carries.
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderInfo {
     pub cluster_id: u64,
     pub member_id: u64,
-}
-
-/// What `Maintenance.Status` needs from the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreStatus {
-    pub revision: i64,
-    pub compact_revision: i64,
-    pub applied_index: u64,
-    pub db_size: i64,
-    pub db_size_in_use: i64,
-    pub raft_term: u64,
-    /// Active alarms: (member id, `AlarmType` value).
-    pub alarms: Vec<(u64, i32)>,
 }
 
 /// The store's size, published after every batch as etcd's gauges
@@ -94,15 +82,6 @@ pub struct SnapshotSettings<B: MvccBackend> {
     /// Index of the newest image already taken (0 if none).
     pub last_snapshot: u64,
     pub reopen: Reopen<B>,
-}
-
-/// What applying a batch produced, for the raft actor.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ApplyReport {
-    pub applied: u64,
-    /// A new snapshot image, when `--snapshot-count` entries were applied
-    /// since the last one.
-    pub snapshot: Option<SnapshotDescriptor>,
 }
 
 /// Completes the header of a write response: ids and term from the member,
@@ -177,7 +156,6 @@ impl<B: MvccBackend> ApplyCore<B> {
             applied_index: self.store().applied_index(),
             db_size: self.store().db_size(),
             db_size_in_use: self.store().db_size_in_use(),
-            raft_term: self.term,
             alarms: self.store().alarms(),
         }
     }

@@ -21,60 +21,14 @@ mod tests;
 use actix::prelude::*;
 use storage::mvcc::LmdbBackend;
 
-use self::core::{ApplyCore, ApplyReport, StoreStatus};
+use self::core::ApplyCore;
+use crate::messages::{
+    Backup, Committed, Defragment, GetStoreStatus, InstallSnapshot, Read, ReadReady,
+};
 use crate::metrics::ActorProbe;
-use crate::raft::PendingRead;
-use crate::raft::core::{CommittedBatch, ReadBatch};
 
 /// Mailbox capacity of the apply actor for client reads.
 pub const APPLY_MAILBOX: usize = 4096;
-
-/// Committed entries to apply; answers what was applied.
-#[derive(Message)]
-#[rtype(result = "ApplyReport")]
-pub struct Committed {
-    pub batch: CommittedBatch,
-}
-
-/// Replace the store with a verified snapshot image; answers the applied
-/// index it brings.
-#[derive(Message)]
-#[rtype(result = "u64")]
-pub struct InstallSnapshot {
-    pub descriptor: proto::internal::SnapshotDescriptor,
-}
-
-/// Linearizable reads whose read index is known.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReadReady {
-    pub batch: ReadBatch,
-}
-
-/// A serializable read.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Read {
-    pub read: PendingRead,
-}
-
-/// Rewrite the store compactly (etcd's Defragment); answers the file size
-/// before and after.
-#[derive(Message)]
-#[rtype(result = "Result<(i64, i64), storage::StorageError>")]
-pub struct Defragment;
-
-/// Write a consistent image of the store to `path` (etcd's snapshot save).
-#[derive(Message)]
-#[rtype(result = "Result<(), storage::StorageError>")]
-pub struct Backup {
-    pub path: std::path::PathBuf,
-}
-
-/// Ask for [`StoreStatus`].
-#[derive(Message)]
-#[rtype(result = "StoreStatus")]
-pub struct GetStoreStatus;
 
 /// The apply actor shell.
 pub struct ApplyActor {

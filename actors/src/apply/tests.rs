@@ -9,8 +9,7 @@ use storage::snap::SnapDir;
 use tokio::sync::oneshot;
 
 use super::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
-use crate::raft::core::{CommittedBatch, ReadBatch};
-use crate::raft::{PendingRead, ReadRequest, ReadResponse};
+use crate::messages::{CommittedBatch, PendingRead, ReadBatch, ReadRequest, ReadResponse};
 
 const MAP: usize = 64 << 20;
 

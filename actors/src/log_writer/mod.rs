@@ -11,37 +11,13 @@
 //! durable, never acknowledging the lost entries.
 
 use actix::prelude::*;
-use raft::eraftpb::ConfState;
-use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
+use storage::raft_log::{LmdbLogStore, LogStore};
 
+use crate::messages::{Append, SaveConfState, SaveSnapshot};
 use crate::metrics::ActorProbe;
 
 /// Mailbox capacity of the log writer.
 pub const LOG_WRITER_MAILBOX: usize = 64;
-
-/// Make one Ready durable.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Append {
-    pub number: u64,
-    pub write: LogWrite,
-}
-
-/// Persist the conf state produced by applying a conf change.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SaveConfState {
-    pub conf_state: ConfState,
-}
-
-/// Record a raft snapshot for a new state-machine image, then discard log
-/// entries before `compact_to`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SaveSnapshot {
-    pub snapshot: raft::eraftpb::Snapshot,
-    pub compact_to: u64,
-}
 
 /// The log writer actor; runs alone on its own thread.
 pub struct LogWriter {

@@ -49,11 +49,9 @@ use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
 
 use super::ids::IdGen;
-use super::messages::{PendingRead, RaftStatus, WriteReply};
-use tokio::sync::oneshot;
-
-/// Where the answer to a MoveLeader goes.
-pub type TransferReply = oneshot::Sender<Result<(), EtcdError>>;
+use crate::messages::{
+    CommittedBatch, PendingRead, RaftStatus, ReadBatch, TransferReply, WriteReply,
+};
 
 /// Static settings of the raft core.
 #[derive(Debug, Clone)]
@@ -74,22 +72,6 @@ pub struct CoreConfig {
     /// Entries kept in the log behind a snapshot, so that a slightly lagging
     /// follower catches up from the log instead of a whole image.
     pub catch_up_entries: u64,
-}
-
-/// Committed entries and the waiters of the proposals they carry.
-#[derive(Debug, Default)]
-pub struct CommittedBatch {
-    pub entries: Vec<Entry>,
-    pub waiters: Vec<(u64, WriteReply)>,
-    pub term: u64,
-}
-
-/// Reads whose read index is known.
-#[derive(Debug)]
-pub struct ReadBatch {
-    pub index: u64,
-    pub reads: Vec<PendingRead>,
-    pub term: u64,
 }
 
 /// What the shell must do after a call into the core.

@@ -22,7 +22,6 @@
 pub mod core;
 pub mod ids;
 pub mod logger;
-pub mod messages;
 #[cfg(test)]
 mod sim_tests;
 
@@ -32,21 +31,17 @@ use actix::prelude::*;
 use storage::raft_log::LmdbLogStore;
 
 use self::core::{Output, RaftCore};
-pub use self::messages::*;
 use crate::Mailbox;
-use crate::apply::{ApplyActor, Committed, InstallSnapshot, ReadReady};
-use crate::log_writer::{Append, LogWriter, SaveConfState, SaveSnapshot};
+use crate::apply::ApplyActor;
+use crate::log_writer::LogWriter;
+use crate::messages::{
+    Append, Committed, GetStatus, InstallSnapshot, Outbound, Propose, ReadIndex, ReadReady,
+    ReportSnapshot, ReportUnreachable, SaveConfState, SaveSnapshot, Step, TransferLeader,
+};
 use crate::metrics::ActorProbe;
 
 /// Mailbox capacity of the raft actor for client requests.
 pub const RAFT_MAILBOX: usize = 4096;
-
-/// Raft messages leaving this member, for the peer transport.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Outbound {
-    pub messages: Vec<raft::eraftpb::Message>,
-}
 
 /// Runs the Ready loop once the mailbox burst has been taken in.
 #[derive(Message)]

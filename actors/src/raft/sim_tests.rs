@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::core::{CoreConfig, Output, RaftCore};
 use super::ids::IdGen;
 use super::logger::raft_logger;
-use super::messages::{PendingRead, ReadRequest, ReadResponse};
+use crate::messages::{PendingRead, ReadRequest, ReadResponse};
 
 struct Sim {
     nodes: Vec<(u64, RaftCore<MemLogStore>, MemLogStore)>,

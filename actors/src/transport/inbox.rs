@@ -8,7 +8,8 @@ use raft::SnapshotStatus;
 use raft::eraftpb::Message;
 
 use crate::Mailbox;
-use crate::raft::{RaftActor, ReportSnapshot, ReportUnreachable, Step};
+use crate::messages::{ReportSnapshot, ReportUnreachable, Step};
+use crate::raft::RaftActor;
 
 /// The raft side of the peer transport.
 pub trait RaftInbox: Clone + Send + Sync + Unpin + 'static {

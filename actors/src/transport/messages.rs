@@ -1,5 +1,6 @@
-//! Messages of the transport actor. Raft's messages for peers arrive as
-//! [`crate::raft::Outbound`].
+//! The transport's own messages: its wiring to raft and its link tasks'
+//! reports. What other actors send it (`Outbound`, `AddPeer`, `RemovePeer`)
+//! lives in [`crate::messages::to_transport`].
 
 use actix::Message;
 
@@ -17,21 +18,6 @@ pub struct ConnectRaft<R: RaftInbox = Mailbox<RaftActor>> {
 
 impl<R: RaftInbox> Message for ConnectRaft<R> {
     type Result = ();
-}
-
-/// Adds a peer, or changes its URLs (its stream is reopened).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddPeer {
-    pub id: u64,
-    pub urls: Vec<String>,
-}
-
-/// Removes a peer: its queue is dropped and its stream closed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemovePeer {
-    pub id: u64,
 }
 
 /// A peer link's report (from the link task to its actor).

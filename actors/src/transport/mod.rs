@@ -40,12 +40,13 @@ use tokio::sync::mpsc;
 use self::core::{Effect, LinkReport, TransportCore};
 pub use self::inbox::RaftInbox;
 use self::link::{LinkSpec, SnapshotSpec, run_link, send_snapshot};
+pub use self::messages::ConnectRaft;
 use self::messages::LinkEvent;
-pub use self::messages::{AddPeer, ConnectRaft, RemovePeer};
 pub use self::metrics::TransportMetrics;
 use crate::Mailbox;
+use crate::messages::{AddPeer, Outbound, RemovePeer};
 use crate::metrics::ActorProbe;
-use crate::raft::{Outbound, RaftActor};
+use crate::raft::RaftActor;
 
 /// Mailbox capacity of the transport actor.
 pub const TRANSPORT_MAILBOX: usize = 1024;

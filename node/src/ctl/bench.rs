@@ -2,7 +2,8 @@
 //! so the same run measures real etcd and oxcd alike. It follows etcd's
 //! `tools/benchmark` (flag names and defaults, key encoding, report).
 //!
-//! 1. [`run`] checks the options and picks the seed (printed, so a run can be
+//! 1. [`run`] checks the options ([`BenchArgs`], parsed by clap in
+//!    [`bench_args`](super::bench_args)) and picks the seed (printed, so a run can be
 //!    replayed with `--seed`).
 //! 2. [`Plan::new`](super::workload::Plan::new) checks the workload's own
 //!    options and draws the value bytes from the seed.
@@ -15,166 +16,14 @@
 //! 5. [`run`] prints the etcd-style text report and the JSON
 //!    [`Summary`] to stdout, and writes the JSON to `--json` when given.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use clap::{Args, Subcommand, ValueEnum};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::CtlError;
+use super::bench_args::BenchArgs;
 use super::driver;
 use super::report::{self, RunInfo, Summary};
 use super::workload::Plan;
-
-/// Options shared by every workload, accepted before or after its name.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// gRPC endpoints (host:port or http://host:port), comma separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379",
-        global = true
-    )]
-    pub endpoints: Vec<String>,
-    /// Total number of gRPC connections.
-    #[arg(long, default_value_t = 1, global = true)]
-    pub conns: usize,
-    /// Number of concurrent in-flight requests.
-    #[arg(long, default_value_t = 1, global = true)]
-    pub clients: usize,
-    /// Also write the JSON summary to this file.
-    #[arg(long, global = true)]
-    pub json: Option<PathBuf>,
-    /// Time allowed to open each connection (e.g. 500ms, 2s, 1m).
-    #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
-    pub dial_timeout: Duration,
-    /// Time allowed for each request before it counts as an error.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, global = true)]
-    pub request_timeout: Duration,
-    /// Seed of the key and value generator (default: from the clock).
-    #[arg(long, global = true)]
-    pub seed: Option<u64>,
-    #[command(subcommand)]
-    pub workload: Workload,
-}
-
-/// The benchmark to run.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Workload {
-    /// Benchmark put.
-    Put(PutArgs),
-    /// Benchmark range.
-    Range(RangeArgs),
-    /// Benchmark txn with puts only (etcd's txn-put).
-    #[command(alias = "txn-put")]
-    Txn(TxnArgs),
-}
-
-/// `bench put` options (etcd's names and defaults).
-#[derive(Debug, Clone, Args)]
-pub struct PutArgs {
-    /// Total number of put requests.
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Key size of put request.
-    #[arg(long, default_value_t = 8)]
-    pub key_size: usize,
-    /// Value size of put request.
-    #[arg(long, default_value_t = 8)]
-    pub val_size: usize,
-    /// Maximum possible keys.
-    #[arg(long, default_value_t = 1)]
-    pub key_space_size: u64,
-    /// Use sequential keys.
-    #[arg(long)]
-    pub sequential_keys: bool,
-}
-
-/// Read consistency of `bench range`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Consistency {
-    /// Linearizable.
-    #[value(name = "l")]
-    Linearizable,
-    /// Serializable.
-    #[value(name = "s")]
-    Serializable,
-}
-
-/// `bench range <key> [end]` options.
-#[derive(Debug, Clone, Args)]
-pub struct RangeArgs {
-    /// Key to read (or start of the range).
-    pub key: String,
-    /// End of the range (exclusive); a single key when absent.
-    pub end: Option<String>,
-    /// Linearizable (l) or Serializable (s).
-    #[arg(long, value_enum, default_value = "l")]
-    pub consistency: Consistency,
-    /// Total number of range requests.
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Maximum number of keys returned per request (0: no limit).
-    #[arg(long, default_value_t = 0)]
-    pub limit: i64,
-    /// Return only the count of keys.
-    #[arg(long)]
-    pub count_only: bool,
-}
-
-/// `bench txn` options (etcd's `txn-put`).
-#[derive(Debug, Clone, Args)]
-pub struct TxnArgs {
-    /// Total number of txn requests.
-    #[arg(long, default_value_t = 10000)]
-    pub total: u64,
-    /// Number of puts per txn.
-    #[arg(long, default_value_t = 1)]
-    pub txn_ops: u64,
-    /// Key size of txn put.
-    #[arg(long, default_value_t = 8)]
-    pub key_size: usize,
-    /// Value size of txn put.
-    #[arg(long, default_value_t = 8)]
-    pub val_size: usize,
-    /// Maximum possible keys.
-    #[arg(long, default_value_t = 1)]
-    pub key_space_size: u64,
-}
-
-impl Workload {
-    /// Number of requests the workload sends.
-    pub fn total(&self) -> u64 {
-        match self {
-            Workload::Put(a) => a.total,
-            Workload::Range(a) => a.total,
-            Workload::Txn(a) => a.total,
-        }
-    }
-}
-
-/// Parses `500ms`, `2s`, `1m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 2s, 1m)"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("invalid duration {s:?}: must be non-negative"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
 
 /// Runs `oxcdctl bench`: see the module docs for the steps.
 pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
@@ -239,66 +88,4 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
         })?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::ctl::{Cli, Command};
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
-    fn cli_accepts_global_options_on_either_side() {
-        let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
-        let cli = parse(
-            "oxcdctl bench --clients 7 --endpoints a:1,b:2 put --conns 3 --total 5 \
-             --key-space-size 100000 --val-size 256",
-        )
-        .expect("parses");
-        let Command::Bench(b) = cli.command else {
-            panic!("parsed as a bench command")
-        };
-        assert_eq!((b.clients, b.conns), (7, 3));
-        assert_eq!(b.endpoints, vec!["a:1".to_string(), "b:2".to_string()]);
-        let Workload::Put(p) = b.workload else {
-            panic!("expected put");
-        };
-        assert_eq!(
-            (p.total, p.key_size, p.val_size, p.key_space_size),
-            (5, 8, 256, 100_000)
-        );
-
-        let cli = parse("oxcdctl bench txn-put --txn-ops 2").expect("txn-put alias parses");
-        let Command::Bench(b) = cli.command else {
-            panic!("parsed as a bench command")
-        };
-        assert!(matches!(
-            b.workload,
-            Workload::Txn(TxnArgs { txn_ops: 2, .. })
-        ));
-
-        let cli = parse("oxcdctl bench range foo fop --consistency s --json /tmp/x")
-            .expect("range parses");
-        let Command::Bench(b) = cli.command else {
-            panic!("parsed as a bench command")
-        };
-        assert_eq!(b.json, Some(PathBuf::from("/tmp/x")));
-        let Workload::Range(r) = b.workload else {
-            panic!("expected range");
-        };
-        assert_eq!((r.key.as_str(), r.end.as_deref()), ("foo", Some("fop")));
-        assert_eq!(r.consistency, Consistency::Serializable);
-        assert!(parse("oxcdctl bench range k --consistency x").is_err());
-    }
 }

@@ -190,7 +190,7 @@ mod tests {
     use tonic::{Request, Response, Status};
 
     use super::*;
-    use crate::ctl::bench::{PutArgs, TxnArgs, Workload};
+    use crate::ctl::bench_args::{PutArgs, TxnArgs, Workload};
 
     #[test]
     fn endpoints_get_an_http_scheme() {

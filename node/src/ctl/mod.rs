@@ -9,6 +9,7 @@
 //!    an unreachable server.
 
 pub mod bench;
+pub mod bench_args;
 pub mod driver;
 pub mod report;
 pub mod snapshot;
@@ -34,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Low-level benchmark over etcd's v3 gRPC API (like etcd's tools/benchmark).
-    Bench(bench::BenchArgs),
+    Bench(bench_args::BenchArgs),
     /// Snapshot files written by `etcdctl snapshot save` against oxcd.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),

@@ -17,7 +17,7 @@ use rand::{RngCore, SeedableRng};
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench::{Consistency, Workload};
+use super::bench_args::{Consistency, Workload};
 
 /// One request of a workload.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,7 +272,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::ctl::bench::{PutArgs, RangeArgs, TxnArgs};
+    use crate::ctl::bench_args::{PutArgs, RangeArgs, TxnArgs};
 
     fn put_args(total: u64, kss: u64, sequential: bool) -> Workload {
         Workload::Put(PutArgs {

@@ -2,7 +2,7 @@
 //! not linearizable, as in etcd 3.4); membership changes answer
 //! `Unimplemented` until they are built.
 
-use actors::raft::{ReadRequest, ReadResponse};
+use actors::messages::{ReadRequest, ReadResponse};
 use proto::etcdserverpb::cluster_server::Cluster;
 use proto::etcdserverpb::{
     MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,

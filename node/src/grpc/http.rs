@@ -38,7 +38,7 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
     // goes through.
     let healthy = match state.node.status().await {
         Ok((raft, _)) if raft.leader != 0 => {
-            let read = actors::raft::ReadRequest::Range(proto::etcdserverpb::RangeRequest {
+            let read = actors::messages::ReadRequest::Range(proto::etcdserverpb::RangeRequest {
                 key: b"health".to_vec(),
                 ..Default::default()
             });

@@ -2,7 +2,7 @@
 //! request goes to raft (writes, linearizable reads) or to the apply actor
 //! (serializable reads).
 
-use actors::raft::{ReadRequest, ReadResponse};
+use actors::messages::{ReadRequest, ReadResponse};
 use proto::etcdserverpb::kv_server::Kv;
 use proto::etcdserverpb::request_op::Request as Op;
 use proto::etcdserverpb::{

@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use storage::EtcdError;
 use tonic::{Request, Response, Status};
 
-use actors::raft::{ReadRequest, ReadResponse};
+use actors::messages::{ReadRequest, ReadResponse};
 use proto::etcdserverpb::AlarmType;
 use proto::internal::internal_request::Request as Replicated;
 use storage::mvcc::ApplyResponse;

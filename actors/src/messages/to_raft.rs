@@ -1,52 +1,10 @@
-//! Messages of the raft actor, and the reply types that travel with client
-//! requests from the gRPC facade through raft to the apply actor.
+//! Messages to the raft actor: client writes and linearizable reads from
+//! the gRPC facade, peer messages and link reports from the transport.
 
+use super::requests::{PendingRead, TransferReply, WriteReply};
 use actix::Message;
-use proto::etcdserverpb::{
-    HashKvRequest, HashKvResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-};
 use proto::internal::InternalRequest;
 use raft::eraftpb;
-use storage::EtcdError;
-use storage::mvcc::ApplyResponse;
-use tokio::sync::oneshot;
-
-/// Where the result of a replicated request goes once it is applied.
-pub type WriteReply = oneshot::Sender<Result<ApplyResponse, EtcdError>>;
-
-/// A read served from the MVCC store.
-#[derive(Debug, Clone)]
-pub enum ReadRequest {
-    Range(RangeRequest),
-    /// A txn whose operations are all ranges (etcd serves those without raft).
-    Txn(TxnRequest),
-    /// `Maintenance.HashKV`: the hash of the key space up to a revision.
-    HashKv(HashKvRequest),
-    /// `Cluster.MemberList`: the member table.
-    MemberList,
-    /// `Maintenance.Hash`: the hash of the whole store.
-    Hash,
-}
-
-/// The answer to a [`ReadRequest`].
-#[derive(Debug, Clone)]
-pub enum ReadResponse {
-    Range(RangeResponse),
-    Txn(TxnResponse),
-    HashKv(HashKvResponse),
-    MemberList(Vec<proto::etcdserverpb::Member>),
-    Hash(proto::etcdserverpb::HashResponse),
-}
-
-/// Where the result of a read goes.
-pub type ReadReply = oneshot::Sender<Result<ReadResponse, EtcdError>>;
-
-/// A read waiting to be served, with its reply channel.
-#[derive(Debug)]
-pub struct PendingRead {
-    pub request: ReadRequest,
-    pub reply: ReadReply,
-}
 
 /// Propose a replicated request. The raft actor assigns the request id,
 /// registers `reply` under it, and hands it to the apply actor together with
@@ -113,5 +71,5 @@ pub struct ReportSnapshot {
 #[rtype(result = "()")]
 pub struct TransferLeader {
     pub target: u64,
-    pub reply: oneshot::Sender<Result<(), EtcdError>>,
+    pub reply: TransferReply,
 }

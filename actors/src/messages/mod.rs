@@ -1,0 +1,25 @@
+//! The messages between actors, in one home.
+//!
+//! Each actor module imports the messages it sends and handles from here and
+//! never from another actor's module, so the imports between actors run one
+//! way: the facade and the transport send to raft; raft sends to the log
+//! writer, the apply actor and the transport; the apply actor sends to no
+//! actor (it answers through the reply channels that travel with requests).
+//!
+//! One file per receiving actor: [`to_raft`], [`to_apply`],
+//! [`to_log_writer`], [`to_transport`]; plus [`requests`], the client
+//! requests and reply channels that pass through several actors (a
+//! [`PendingRead`] goes to raft for its read index, then to apply inside a
+//! [`ReadBatch`]).
+
+pub mod requests;
+pub mod to_apply;
+pub mod to_log_writer;
+pub mod to_raft;
+pub mod to_transport;
+
+pub use requests::*;
+pub use to_apply::*;
+pub use to_log_writer::*;
+pub use to_raft::*;
+pub use to_transport::*;

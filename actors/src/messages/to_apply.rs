@@ -1,0 +1,92 @@
+//! Messages to the apply actor: committed entries and read batches from
+//! the raft actor, serializable reads and maintenance work from the gRPC
+//! facade, and the payloads that travel with them.
+
+use super::requests::{PendingRead, WriteReply};
+use actix::Message;
+use proto::internal::SnapshotDescriptor;
+use raft::eraftpb::Entry;
+
+/// Committed entries and the waiters of the proposals they carry.
+#[derive(Debug, Default)]
+pub struct CommittedBatch {
+    pub entries: Vec<Entry>,
+    pub waiters: Vec<(u64, WriteReply)>,
+    pub term: u64,
+}
+
+/// Reads whose read index is known.
+#[derive(Debug)]
+pub struct ReadBatch {
+    pub index: u64,
+    pub reads: Vec<PendingRead>,
+    pub term: u64,
+}
+
+/// What applying a batch produced, for the raft actor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyReport {
+    pub applied: u64,
+    /// A new snapshot image, when `--snapshot-count` entries were applied
+    /// since the last one.
+    pub snapshot: Option<SnapshotDescriptor>,
+}
+
+/// Committed entries to apply; answers what was applied.
+#[derive(Message)]
+#[rtype(result = "ApplyReport")]
+pub struct Committed {
+    pub batch: CommittedBatch,
+}
+
+/// Replace the store with a verified snapshot image; answers the applied
+/// index it brings.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct InstallSnapshot {
+    pub descriptor: SnapshotDescriptor,
+}
+
+/// Linearizable reads whose read index is known.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadReady {
+    pub batch: ReadBatch,
+}
+
+/// A serializable read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub read: PendingRead,
+}
+
+/// Rewrite the store compactly (etcd's Defragment); answers the file size
+/// before and after.
+#[derive(Message)]
+#[rtype(result = "Result<(i64, i64), storage::StorageError>")]
+pub struct Defragment;
+
+/// Write a consistent image of the store to `path` (etcd's snapshot save).
+#[derive(Message)]
+#[rtype(result = "Result<(), storage::StorageError>")]
+pub struct Backup {
+    pub path: std::path::PathBuf,
+}
+
+/// What `Maintenance.Status` needs from the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub revision: i64,
+    pub compact_revision: i64,
+    pub applied_index: u64,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    /// Active alarms: (member id, `AlarmType` value).
+    pub alarms: Vec<(u64, i32)>,
+}
+
+/// Ask for [`StoreStatus`].
+#[derive(Message)]
+#[rtype(result = "StoreStatus")]
+pub struct GetStoreStatus;
