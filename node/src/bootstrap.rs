@@ -23,6 +23,7 @@ use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
 use actors::mailbox::start_on;
 use actors::raft::core::{CoreConfig, RaftCore};
+use actors::raft::guard::{PeerGuard, RefusedMessages};
 use actors::raft::ids::IdGen;
 use actors::raft::logger::raft_logger;
 use actors::raft::{RAFT_MAILBOX, RaftActor};
@@ -75,6 +76,8 @@ pub struct Member {
     pub raft: Mailbox<RaftActor>,
     /// Where received snapshot images go.
     pub snap_dir: SnapDir,
+    /// Counts peer messages refused before reaching raft.
+    pub refused: RefusedMessages,
 }
 
 fn identity_path(dir: &Path) -> PathBuf {
@@ -210,6 +213,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
 
+    let refused = RefusedMessages::new(&registry)?;
+
     let election_ticks = (config.election_timeout / config.heartbeat_interval).max(2) as usize;
     let raft_config = raft::Config {
         id: identity.member_id,
@@ -246,6 +251,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         },
         IdGen::new(identity.member_id, now_ms),
         applied,
+        PeerGuard::new(Some(snap_dir.clone()), refused.clone()),
     );
 
     let header = HeaderInfo {
@@ -345,6 +351,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity,
         raft,
         snap_dir,
+        refused,
     })
 }
 

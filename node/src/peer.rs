@@ -6,14 +6,22 @@
 //!    call with `FailedPrecondition` "cluster ID mismatch" (etcd's words),
 //!    logged. Its messages are decoded and stepped into raft in order with
 //!    `try_step`; when raft's mailbox is full the message is dropped (raft
-//!    retransmits).
+//!    retransmits). Bytes that are not a raft message end the call; a
+//!    `MsgSnapshot` is refused (the transport sends snapshots only on the
+//!    `Snapshot` RPC, and raft would persist one before its image exists).
+//!    Raft checks every other message before stepping it
+//!    ([`actors::raft::guard`]).
 //! 2. `Snapshot`: the cluster id comes in the `oxcd-cluster-id` metadata.
 //!    The first chunk's raft message is a `MsgSnapshot` whose snapshot data
-//!    names the image (`SnapshotDescriptor`). The chunks are written with
+//!    names the image (`SnapshotDescriptor`, which must be for the
+//!    snapshot's own index). The chunks are written with
 //!    `SnapDir::receiver` on the blocking pool; `finish()` checks size and
 //!    SHA-256, fsyncs and gives the image its final name. Only then is the
 //!    `MsgSnapshot` handed to raft, with `deliver_step` (it must not be
 //!    lost), and the answer is `installed: true`.
+//!
+//! Every refusal is logged and counted in
+//! `oxcd_peer_messages_refused_total{reason}`; the member keeps serving.
 //!
 //! Raft is reached through [`RaftInbox`] (the raft actor's mailbox in a
 //! member, a recorder in tests). Decoding is not limited below the codec's
@@ -24,6 +32,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use actors::raft::guard::{Refusal, RefusedMessages};
 use actors::transport::RaftInbox;
 use actors::transport::wire;
 use proto::internal::peer_server::{Peer, PeerServer};
@@ -42,15 +51,29 @@ pub struct PeerService<R: RaftInbox> {
     cluster_id: u64,
     raft: R,
     snap_dir: SnapDir,
+    refused: RefusedMessages,
 }
 
 impl<R: RaftInbox> PeerService<R> {
-    pub fn new(cluster_id: u64, raft: R, snap_dir: SnapDir) -> Self {
+    pub fn new(cluster_id: u64, raft: R, snap_dir: SnapDir, refused: RefusedMessages) -> Self {
         Self {
             cluster_id,
             raft,
             snap_dir,
+            refused,
         }
+    }
+
+    /// Logs and counts bytes that are not a raft message.
+    fn undecodable(
+        &self,
+        what: &str,
+        error: impl std::fmt::Display,
+        remote: Option<SocketAddr>,
+    ) -> Status {
+        tracing::warn!(remote = ?remote, error = %error, "undecodable {what}");
+        self.refused.inc(&Refusal::Undecodable);
+        Status::invalid_argument(format!("{what}: {error}"))
     }
 
     fn mismatch(&self, got: u64, remote: Option<SocketAddr>) -> Status {
@@ -91,10 +114,12 @@ impl<R: RaftInbox> Peer for PeerService<R> {
             }
             let mut dropped = 0usize;
             for bytes in &batch.messages {
-                let message = wire::decode_message(bytes).map_err(|e| {
-                    tracing::warn!(remote = ?remote, from = %format!("{:x}", batch.from), error = %e, "undecodable raft message");
-                    Status::invalid_argument(format!("raft message: {e}"))
-                })?;
+                let message = wire::decode_message(bytes)
+                    .map_err(|e| self.undecodable("raft message", e, remote))?;
+                if wire::is_snapshot(&message) {
+                    self.refused.refuse(&Refusal::SnapshotOnStream, &message);
+                    continue;
+                }
                 if !self.raft.try_step(message) {
                     dropped += 1;
                 }
@@ -130,14 +155,28 @@ impl<R: RaftInbox> Peer for PeerService<R> {
             .await?
             .ok_or_else(|| Status::invalid_argument("snapshot stream without chunks"))?;
         let message = wire::decode_message(&first.raft_message)
-            .map_err(|e| Status::invalid_argument(format!("snapshot raft message: {e}")))?;
+            .map_err(|e| self.undecodable("snapshot raft message", e, remote))?;
         if !wire::is_snapshot(&message) {
+            self.refused.refuse(&Refusal::BadSnapshot, &message);
             return Err(Status::invalid_argument(
                 "the first snapshot chunk carries no MsgSnapshot",
             ));
         }
-        let descriptor = wire::snapshot_descriptor(&message)
-            .map_err(|e| Status::invalid_argument(format!("snapshot descriptor: {e}")))?;
+        let descriptor = match wire::snapshot_descriptor(&message) {
+            Ok(d) if d.index == message.get_snapshot().get_metadata().index => d,
+            Ok(_) => {
+                self.refused.refuse(&Refusal::BadSnapshot, &message);
+                return Err(Status::invalid_argument(
+                    "snapshot descriptor names another index than the snapshot",
+                ));
+            }
+            Err(e) => {
+                self.refused.refuse(&Refusal::BadSnapshot, &message);
+                return Err(Status::invalid_argument(format!(
+                    "snapshot descriptor: {e}"
+                )));
+            }
+        };
         let dir = self.snap_dir.clone();
         let wanted = descriptor.clone();
         let mut receiver = blocking(move || dir.receiver(&wanted)).await?;
@@ -181,8 +220,9 @@ pub fn peer_service<R: RaftInbox>(
     cluster_id: u64,
     raft: R,
     snap_dir: SnapDir,
+    refused: RefusedMessages,
 ) -> PeerServer<PeerService<R>> {
-    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir))
+    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused))
         .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
         .max_encoding_message_size(usize::MAX)
 }
@@ -201,9 +241,10 @@ pub async fn serve_peer<R: RaftInbox>(
     cluster_id: u64,
     raft: R,
     snap_dir: SnapDir,
+    refused: RefusedMessages,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(cluster_id, raft, snap_dir))
+        .add_service(peer_service(cluster_id, raft, snap_dir, refused))
         .serve(addr)
         .await
 }
@@ -214,9 +255,10 @@ pub async fn serve_peer_with_listener<R: RaftInbox>(
     cluster_id: u64,
     raft: R,
     snap_dir: SnapDir,
+    refused: RefusedMessages,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(cluster_id, raft, snap_dir))
+        .add_service(peer_service(cluster_id, raft, snap_dir, refused))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
 }
@@ -392,6 +434,7 @@ mod tests {
     struct Receiver {
         addr: SocketAddr,
         raft: Recorder,
+        refused: RefusedMessages,
         _dir: tempfile::TempDir,
     }
 
@@ -401,15 +444,18 @@ mod tests {
         let snap_dir = SnapDir::open(dir.path()).unwrap();
         let raft = Recorder::new(Some(snap_dir.clone()));
         let addr = listener.local_addr().unwrap();
+        let refused = RefusedMessages::unregistered();
         tokio::spawn(serve_peer_with_listener(
             listener,
             CLUSTER,
             raft.clone(),
             snap_dir,
+            refused.clone(),
         ));
         Receiver {
             addr,
             raft,
+            refused,
             _dir: dir,
         }
     }
@@ -559,10 +605,11 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_down_peer_is_reported_and_reached_once_up() {
-        // Reserve a port, then leave it closed: the peer is down.
-        let port = bind().await;
-        let peer = port.local_addr().unwrap();
-        drop(port);
+        // Hold a port without listening on it: the peer is down (refused
+        // connections), and no other test can take the port meanwhile.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peer = socket.local_addr().unwrap();
         let sender = start_sender(CLUSTER, peer).await;
 
         sender
@@ -615,9 +662,7 @@ mod tests {
 
         // The peer comes up; raft's retransmissions (one message per round
         // here) get through once the link has reconnected.
-        let listener = TcpListener::bind(peer)
-            .await
-            .unwrap_or_else(|e| panic!("port {peer} was taken meanwhile: {e}"));
+        let listener = socket.listen(1024).unwrap();
         let receiver = start_receiver(listener);
         let mut delivered = false;
         for round in 1..=300u64 {
@@ -741,6 +786,78 @@ mod tests {
         );
         let status = client.snapshot(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+        assert_eq!(receiver.raft.count(|_| true), 0);
+    }
+
+    #[actix_rt::test]
+    async fn snapshots_and_garbage_on_the_stream_are_refused_and_counted() {
+        let receiver = start_receiver(bind().await);
+        let mut client = PeerClient::connect(format!("http://{}", receiver.addr))
+            .await
+            .unwrap();
+        let d = SnapshotDescriptor {
+            index: 4,
+            size: 3,
+            sha256: vec![0; 32],
+        };
+        let batch = RaftBatch {
+            from: 1,
+            cluster_id: CLUSTER,
+            messages: vec![
+                wire::encode_message(&append(2, 1)).unwrap(),
+                wire::encode_message(&snapshot_message(2, &d)).unwrap(),
+                wire::encode_message(&append(2, 2)).unwrap(),
+            ],
+        };
+        client
+            .stream(tokio_stream::iter(vec![batch]))
+            .await
+            .expect("the stream goes on past a refused snapshot");
+        let indexes: Vec<u64> = receiver.raft.steps().iter().map(|m| m.index).collect();
+        assert_eq!(indexes, vec![1, 2], "only the appends reach raft");
+        assert_eq!(receiver.refused.count(&Refusal::SnapshotOnStream), 1);
+
+        let garbage = RaftBatch {
+            from: 1,
+            cluster_id: CLUSTER,
+            messages: vec![vec![0xff; 5]],
+        };
+        let status = client
+            .stream(tokio_stream::iter(vec![garbage]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert_eq!(receiver.refused.count(&Refusal::Undecodable), 1);
+        assert_eq!(receiver.raft.steps().len(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_snapshot_descriptor_for_another_index_is_refused() {
+        let receiver = start_receiver(bind().await);
+        let mut client = PeerClient::connect(format!("http://{}", receiver.addr))
+            .await
+            .unwrap();
+        let d = SnapshotDescriptor {
+            index: 4,
+            size: 1,
+            sha256: vec![0; 32],
+        };
+        let mut message = snapshot_message(2, &d);
+        message.mut_snapshot().mut_metadata().index = 5;
+        let chunks = vec![SnapshotChunk {
+            raft_message: wire::encode_message(&message).unwrap(),
+            data: b"a".to_vec(),
+            offset: 0,
+            last: true,
+        }];
+        let mut request = Request::new(tokio_stream::iter(chunks));
+        request.metadata_mut().insert(
+            wire::CLUSTER_ID_HEADER,
+            wire::cluster_id_header_value(CLUSTER).parse().unwrap(),
+        );
+        let status = client.snapshot(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert_eq!(receiver.refused.count(&Refusal::BadSnapshot), 1);
         assert_eq!(receiver.raft.count(|_| true), 0);
     }
 }

@@ -27,6 +27,10 @@
 //!    among committed entries are applied to raft only after the advance.
 //!    A Ready with nothing to persist is advanced at once.
 //!
+//! Peer messages pass [`PeerGuard`](super::guard::PeerGuard) right before
+//! they are stepped: one raft-rs would panic on, or one that would persist a
+//! snapshot without its image, is refused and counted, never stepped.
+//!
 //! Snapshots: when the apply actor reports a new image, the core builds the
 //! raft `Snapshot` (index, term, the conf state in force at that index, and
 //! the image descriptor as data) for the log writer to store before it
@@ -48,6 +52,7 @@ use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
 
+use super::guard::PeerGuard;
 use super::ids::IdGen;
 use crate::messages::{
     CommittedBatch, PendingRead, RaftStatus, ReadBatch, TransferReply, WriteReply,
@@ -172,10 +177,18 @@ pub struct RaftCore<S: LogStore> {
     transfers: Vec<(u64, TransferReply, u64)>,
     /// A received snapshot waiting for its Ready to be durable.
     pending_install: Option<(u64, SnapshotDescriptor)>,
+    /// Admission of peer messages.
+    guard: PeerGuard,
 }
 
 impl<S: LogStore> RaftCore<S> {
-    pub fn new(node: RawNode<S>, config: CoreConfig, ids: IdGen, applied: u64) -> Self {
+    pub fn new(
+        node: RawNode<S>,
+        config: CoreConfig,
+        ids: IdGen,
+        applied: u64,
+        guard: PeerGuard,
+    ) -> Self {
         let hard_state = node.raft.hard_state();
         let conf_index = node.store().snapshot_metadata().map_or(0, |m| m.index);
         let conf_history = vec![(conf_index, node.store().conf_state())];
@@ -198,6 +211,7 @@ impl<S: LogStore> RaftCore<S> {
             applied,
             conf_history,
             pending_install: None,
+            guard,
             transfers: Vec::new(),
         }
     }
@@ -290,6 +304,10 @@ impl<S: LogStore> RaftCore<S> {
                 deadline,
             } => self.submit(id, data, reply, deadline),
             Deferred::Step(message) => {
+                // Checked now, against the log raft steps it into.
+                if !self.guard.admit(&self.node, &message) {
+                    return;
+                }
                 if let Err(e) = self.node.step(message) {
                     tracing::debug!(error = %e, "raft step refused a message");
                 }
@@ -692,6 +710,8 @@ impl<S: LogStore> RaftCore<S> {
         self.conf_history = vec![(meta.index, meta.get_conf_state().clone())];
         match SnapshotDescriptor::decode(snap.get_data()) {
             Ok(d) => self.pending_install = Some((number, d)),
+            // The guard admits no snapshot without a descriptor, so this is
+            // a local bug, not a peer's doing.
             Err(e) => crate::fatal(&format!(
                 "snapshot {} carries no image descriptor: {e}",
                 meta.index

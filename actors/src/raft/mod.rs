@@ -20,6 +20,7 @@
 //! flight; committed entries bounded by the apply-lag check on proposals).
 
 pub mod core;
+pub mod guard;
 pub mod ids;
 pub mod logger;
 #[cfg(test)]

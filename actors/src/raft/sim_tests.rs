@@ -13,6 +13,7 @@ use storage::raft_log::{LogStore, MemLogStore};
 use tokio::sync::oneshot;
 
 use super::core::{CoreConfig, Output, RaftCore};
+use super::guard::{PeerGuard, RefusedMessages};
 use super::ids::IdGen;
 use super::logger::raft_logger;
 use crate::messages::{PendingRead, ReadRequest, ReadResponse};
@@ -73,6 +74,7 @@ impl Sim {
                     },
                     IdGen::new(id, 1_000 * id),
                     0,
+                    PeerGuard::new(None, RefusedMessages::unregistered()),
                 );
                 (id, core, store)
             })

@@ -12,7 +12,8 @@
 //!    it answers every batch, which lets the next one go.
 //! 4. A snapshot send streams the image named in the message
 //!    (`snap_dir.path(index)`) in chunks through `Peer.Snapshot`.
-//! 5. Failures come back as `ReportUnreachable` (once per failure episode)
+//! 5. Failures come back as `ReportUnreachable` (once per failure episode;
+//!    one found before raft is connected is kept and reported on `ConnectRaft`)
 //!    and snapshot outcomes as `ReportSnapshot` to the raft actor, through
 //!    the [`RaftInbox`] given by [`ConnectRaft`].
 //!
@@ -30,7 +31,7 @@ pub mod messages;
 pub mod metrics;
 pub mod wire;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use actix::prelude::*;
 use proto::internal::RaftBatch;
@@ -58,6 +59,9 @@ pub struct TransportActor<R: RaftInbox = Mailbox<RaftActor>> {
     probe: ActorProbe,
     raft: Option<R>,
     links: HashMap<u64, mpsc::Sender<RaftBatch>>,
+    /// Peers found unreachable before raft was connected: the core reports
+    /// once per failure episode, so these are replayed on `ConnectRaft`.
+    unreported: BTreeSet<u64>,
 }
 
 impl<R: RaftInbox> TransportActor<R> {
@@ -69,6 +73,7 @@ impl<R: RaftInbox> TransportActor<R> {
             probe,
             raft: None,
             links: HashMap::new(),
+            unreported: BTreeSet::new(),
         }
     }
 
@@ -140,7 +145,7 @@ impl<R: RaftInbox> TransportActor<R> {
                 Effect::ReportUnreachable { peer } => match &self.raft {
                     Some(raft) => raft.report_unreachable(peer),
                     None => {
-                        tracing::debug!(peer = %format!("{peer:x}"), "no raft connected; unreachable report dropped")
+                        self.unreported.insert(peer);
                     }
                 },
                 Effect::ReportSnapshot { peer, status } => match &self.raft {
@@ -188,6 +193,9 @@ impl<R: RaftInbox> Handler<ConnectRaft<R>> for TransportActor<R> {
 
     fn handle(&mut self, msg: ConnectRaft<R>, _: &mut Context<Self>) {
         let _timer = self.probe.timing("ConnectRaft");
+        for peer in std::mem::take(&mut self.unreported) {
+            msg.raft.report_unreachable(peer);
+        }
         self.raft = Some(msg.raft);
     }
 }

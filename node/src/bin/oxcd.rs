@@ -81,8 +81,11 @@ fn main() {
             let raft = member.raft.clone();
             let snap_dir = member.snap_dir.clone();
             let cluster_id = member.identity.cluster_id;
+            let refused = member.refused.clone();
             tracing::info!(%addr, "serving peer traffic");
-            servers.push(tokio::spawn(node::peer::serve_peer(addr, cluster_id, raft, snap_dir)));
+            servers.push(tokio::spawn(node::peer::serve_peer(
+                addr, cluster_id, raft, snap_dir, refused,
+            )));
         }
         for addr in addrs {
             let handle = member.handle.clone();
