@@ -9,6 +9,10 @@
 //! including its quirks (the shift loop of `partial_insertion_sort` runs
 //! down to index 1 rather than `a + 1`; `break_patterns` seeds its xorshift
 //! with the length).
+//!
+//! The test `matches_go_sort_sort_on_ties` holds the port to Go's own output:
+//! `testdata/gosort/vectors.txt`, recorded by a Go 1.19 program beside it
+//! (its README says how to regenerate them).
 
 /// Sorts `v` the way Go's `sort.Sort` does with `less` as `Less(i, j)`.
 pub fn go_sort_by<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
