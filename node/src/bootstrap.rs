@@ -149,7 +149,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         log.initialize(&cs)?;
     }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
-    snap_dir.clear_backups()?;
+    snap_dir.clear_leftovers()?;
     let kv_dir = kv_dir(&member_dir);
     // NO_META_SYNC: a power loss may undo the last MVCC commits (never
     // corrupt them); the applied index goes back with them and raft replays
