@@ -31,7 +31,9 @@ pub struct Meta {
     pub applied_index: u64,
     /// The store revision (1 for an empty store).
     pub current_revision: i64,
-    /// The compaction asked for last (-1: never).
+    /// The compaction asked for last (-1: never). etcd's key; always equal
+    /// to `finished_compact_revision` here, since a compaction deletes its
+    /// records in the commit that records it.
     pub scheduled_compact_revision: i64,
     /// The compaction whose records are physically gone (-1: never).
     pub finished_compact_revision: i64,

@@ -40,6 +40,7 @@ pub mod lmdb;
 mod mem;
 mod range;
 mod revision;
+mod state;
 mod store;
 mod txn;
 pub mod validate;
