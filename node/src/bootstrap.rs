@@ -261,7 +261,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
     let sizes = SizeGauges::new(&registry)?;
-    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone());
+    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone())?;
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();

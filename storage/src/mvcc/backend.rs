@@ -110,10 +110,11 @@ pub trait MvccBackend: Send + 'static {
     fn reader(&self) -> Result<Self::Reader<'_>, StorageError>;
     /// Applies `batch` atomically (and durably, for a persistent backend).
     fn commit(&mut self, batch: &WriteBatch) -> Result<(), StorageError>;
-    /// Physical size in bytes (the LMDB file size).
-    fn size(&self) -> i64;
-    /// Bytes holding live data.
-    fn size_in_use(&self) -> i64;
+    /// Physical size in bytes (the LMDB file size). An `Err` is a failure
+    /// to measure, never reported as a size: the quota check relies on it.
+    fn size(&self) -> Result<i64, StorageError>;
+    /// Bytes holding live data (an `Err` as for [`MvccBackend::size`]).
+    fn size_in_use(&self) -> Result<i64, StorageError>;
     /// Writes a consistent, compacted LMDB image of the committed state to
     /// `path` (a file); `LmdbBackend` can open a directory holding it as
     /// `data.mdb`.

@@ -121,13 +121,15 @@ impl<B: MvccBackend> MvccStore<B> {
         self.state.applied_index
     }
 
-    /// Physical size in bytes.
-    pub fn db_size(&self) -> i64 {
+    /// Physical size in bytes. An `Err` means the size could not be
+    /// measured (it is never reported as 0: the quota check relies on it).
+    pub fn db_size(&self) -> Result<i64, StorageError> {
         self.backend.size()
     }
 
-    /// Bytes holding live data.
-    pub fn db_size_in_use(&self) -> i64 {
+    /// Bytes holding live data (what the quota is checked against); an `Err`
+    /// as for [`MvccStore::db_size`].
+    pub fn db_size_in_use(&self) -> Result<i64, StorageError> {
         self.backend.size_in_use()
     }
 
