@@ -51,7 +51,6 @@ pub struct StoreStatus {
     pub applied_index: u64,
     pub db_size: i64,
     pub db_size_in_use: i64,
-    pub raft_term: u64,
     /// Active alarms: (member id, `AlarmType` value).
     pub alarms: Vec<(u64, i32)>,
 }
@@ -178,7 +177,6 @@ impl<B: MvccBackend> ApplyCore<B> {
             applied_index: self.store().applied_index(),
             db_size: self.sizes.total.get(),
             db_size_in_use: self.sizes.in_use.get(),
-            raft_term: self.term,
             alarms: self.store().alarms(),
         }
     }
