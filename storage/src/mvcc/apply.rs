@@ -13,7 +13,8 @@
 //!    pre-checks); should one still surface half-way through a txn, the
 //!    journal undoes every change, so a failed request changes nothing.
 //! 4. `finish` makes the revision `R + 1` current only if something changed,
-//!    and hands back the watch events: PUT with the full KeyValue, DELETE
+//!    and hands back its events (`mvccpb.Event`, as an etcd watcher receives
+//!    them; nothing consumes them yet): PUT with the full KeyValue, DELETE
 //!    with only key and mod_revision, each with the key's KeyValue from
 //!    before the request as `prev_kv`.
 
@@ -54,10 +55,11 @@ pub struct Applied {
     pub revision: i64,
     /// The response, or the client error (which changed nothing).
     pub result: Result<ApplyResponse, EtcdError>,
-    /// What watchers see, in change order (empty on error): PUT with the
-    /// full KeyValue, DELETE with only key and mod_revision. `prev_kv` is
-    /// always filled (the key before this request, if it existed); the
-    /// watch hub drops it for watchers that did not ask for it.
+    /// What an etcd watcher would see, in change order (empty on error): PUT
+    /// with the full KeyValue, DELETE with only key and mod_revision.
+    /// `prev_kv` is always filled (the key before this request, if it
+    /// existed); a watch hub would drop it for watchers that did not ask for
+    /// it. No caller consumes these yet (there is no Watch service).
     pub events: Vec<Event>,
 }
 

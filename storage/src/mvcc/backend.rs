@@ -3,7 +3,7 @@
 //!
 //! 1. The store reads through a short-lived [`BackendReader`] (one LMDB read
 //!    txn per call, never kept across calls): point gets of records by
-//!    revision, ordered scans (rebuild, hash, watch catch-up), meta, leases.
+//!    revision, ordered scans (rebuild, hash, events read back), meta, leases.
 //! 2. Everything one `apply_batch` call changes is collected in one
 //!    [`WriteBatch`] (new records, deleted records, lease changes, and the
 //!    meta values including the applied raft index) and handed to

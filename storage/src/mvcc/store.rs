@@ -424,9 +424,10 @@ impl<B: MvccBackend> MvccStore<B> {
     }
 
     /// The events of revisions `from..=to` (main revisions), read back from
-    /// the records, as a watcher that fell behind needs them; `prev_kv` is
-    /// filled when asked (the key at `mod_revision - 1`, if still readable).
-    /// `from` below the compacted revision is `Compacted`.
+    /// the records, as a watcher that fell behind would need them (no Watch
+    /// service uses this yet); `prev_kv` is filled when asked (the key at
+    /// `mod_revision - 1`, if still readable). `from` below the compacted
+    /// revision is `Compacted`.
     pub fn events(&self, from: i64, to: i64, with_prev_kv: bool) -> Result<Vec<Event>, EtcdError> {
         if from < self.state.compact_rev {
             return Err(EtcdError::Compacted);
