@@ -152,7 +152,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         log.initialize(&cs)?;
     }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
-    snap_dir.clear_backups()?;
+    snap_dir.clear_leftovers()?;
     let kv_dir = kv_dir(&member_dir);
     // NO_META_SYNC: a power loss may undo the last MVCC commits (never
     // corrupt them); the applied index goes back with them and raft replays
@@ -267,7 +267,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
     let sizes = SizeGauges::new(&registry)?;
-    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone());
+    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone())?;
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();

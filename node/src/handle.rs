@@ -32,9 +32,6 @@ pub struct Limits {
 /// per put (`etcdserver/quota.go`: `kvOverhead`).
 pub const KV_OVERHEAD: i64 = 256;
 
-/// What etcd charges a lease grant against the quota.
-pub const LEASE_OVERHEAD: i64 = 64;
-
 /// Addresses of the actors the facade talks to, plus the ids for headers.
 #[derive(Clone)]
 pub struct NodeHandle {

@@ -7,16 +7,25 @@
 //! 2. A raft `Snapshot` carries a [`proto::internal::SnapshotDescriptor`]
 //!    (index, size, SHA-256) in its data; the image itself travels beside
 //!    raft, in chunks, over the peer transport.
-//! 3. A receiving member writes chunks with [`SnapDir::receiver`], which
-//!    checks size and SHA-256 before the image gets its final name.
+//! 3. A receiving member writes chunks with [`SnapDir::receiver`] into a
+//!    `.snap.recv` file of its own, and checks size and SHA-256 before the
+//!    image gets its final name. A receive that ends early (the stream broke,
+//!    a chunk was refused) removes its file when the receiver is dropped.
 //! 4. Installing an image replaces the MVCC store's `data.mdb`
 //!    ([`install_image`]): the image is copied beside the old file, fsynced,
 //!    then renamed over it, so a crash leaves the old or the new store.
-//! 5. Old images are pruned, keeping the newest few.
+//! 5. Old images are pruned, keeping the newest few ([`SnapDir::prune`]).
+//!    Pruning touches finished images only: the peer server may be writing a
+//!    `.snap.recv` at any moment, and only the receiver knows when it is done.
+//! 6. Temp files that a crash left behind (`.snap.tmp`, `.snap.recv`,
+//!    `backup-*.image`) are removed once at start, before anything can write
+//!    one ([`SnapDir::clear_leftovers`]).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use proto::internal::SnapshotDescriptor;
 use sha2::{Digest, Sha256};
@@ -30,6 +39,9 @@ pub const KEEP_IMAGES: usize = 3;
 #[derive(Debug, Clone)]
 pub struct SnapDir {
     dir: PathBuf,
+    /// Numbers the receives, so two receives of the same image (a sender
+    /// retrying while the first stream is still open) never share a file.
+    receives: Arc<AtomicU64>,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -59,6 +71,7 @@ impl SnapDir {
         fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            receives: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -93,10 +106,11 @@ impl SnapDir {
         fs::metadata(self.path(d.index)).is_ok_and(|m| m.len() == d.size)
     }
 
-    /// Starts receiving the image described by `d`.
+    /// Starts receiving the image described by `d`, into a file of its own.
     pub fn receiver(&self, d: &SnapshotDescriptor) -> Result<SnapReceiver, StorageError> {
-        let tmp = self.dir.join(format!("{:016x}.snap.recv", d.index));
-        let file = File::create(&tmp)?;
+        let n = self.receives.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{:016x}-{n}.snap.recv", d.index));
+        let file = File::options().write(true).create_new(true).open(&tmp)?;
         Ok(SnapReceiver {
             file,
             tmp,
@@ -105,29 +119,37 @@ impl SnapDir {
             expected: d.clone(),
             hasher: Sha256::new(),
             written: 0,
+            finished: false,
         })
     }
 
-    /// Removes `backup-*.image` files a crash left behind (images written
-    /// for `Maintenance.Snapshot` streams); called once at start.
-    pub fn clear_backups(&self) -> Result<(), StorageError> {
+    /// Removes the temp files a crash left behind: images half written
+    /// (`.snap.tmp`), half received (`.snap.recv`) or written for a
+    /// `Maintenance.Snapshot` stream (`backup-*.image`). Call it once at
+    /// start, before the peer server or the apply actor can write one: later,
+    /// any such file may belong to a transfer in progress.
+    pub fn clear_leftovers(&self) -> Result<(), StorageError> {
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if name.starts_with("backup-") && name.ends_with(".image") {
+            let leftover = name.ends_with(".snap.tmp")
+                || name.ends_with(".snap.recv")
+                || (name.starts_with("backup-") && name.ends_with(".image"));
+            if leftover {
+                tracing::info!(path = %path.display(), "removing a leftover snapshot temp file");
                 fs::remove_file(&path)?;
             }
         }
         Ok(())
     }
 
-    /// Deletes all but the newest [`KEEP_IMAGES`] images and any leftover
-    /// temp files (`.snap.tmp`, `.snap.recv`); never the image for `keep`.
-    /// Other files (e.g. `Maintenance.Snapshot` backups being streamed) are
-    /// left alone.
+    /// Deletes all but the newest [`KEEP_IMAGES`] images; never the image for
+    /// `keep`. Nothing else is touched: a `.snap.recv` may be an image the
+    /// peer server is receiving right now (leftovers of a crash go at start,
+    /// with [`SnapDir::clear_leftovers`]).
     pub fn prune(&self, keep: u64) -> Result<(), StorageError> {
         let mut images: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -137,12 +159,11 @@ impl SnapDir {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if let Some(hex) = name.strip_suffix(".snap") {
-                if let Ok(index) = u64::from_str_radix(hex, 16) {
-                    images.push((index, path));
-                }
-            } else if name.ends_with(".snap.tmp") || name.ends_with(".snap.recv") {
-                let _ = fs::remove_file(&path);
+            if let Some(index) = name
+                .strip_suffix(".snap")
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            {
+                images.push((index, path));
             }
         }
         images.sort();
@@ -156,7 +177,10 @@ impl SnapDir {
     }
 }
 
-/// An image being received in chunks.
+/// An image being received in chunks. Dropped before [`finish`] succeeds,
+/// it removes its partial file.
+///
+/// [`finish`]: SnapReceiver::finish
 pub struct SnapReceiver {
     file: File,
     tmp: PathBuf,
@@ -165,6 +189,8 @@ pub struct SnapReceiver {
     expected: SnapshotDescriptor,
     hasher: Sha256,
     written: u64,
+    /// Set once the file has its final name.
+    finished: bool,
 }
 
 impl SnapReceiver {
@@ -185,10 +211,9 @@ impl SnapReceiver {
     }
 
     /// Checks size and SHA-256, fsyncs and gives the image its final name.
-    pub fn finish(self) -> Result<PathBuf, StorageError> {
-        let digest = self.hasher.finalize().to_vec();
+    pub fn finish(mut self) -> Result<PathBuf, StorageError> {
+        let digest = self.hasher.finalize_reset().to_vec();
         if self.written != self.expected.size || digest != self.expected.sha256 {
-            let _ = fs::remove_file(&self.tmp);
             return Err(StorageError::Corrupt(format!(
                 "snapshot {:016x}: received {} bytes with a different checksum than announced",
                 self.expected.index, self.written
@@ -196,8 +221,19 @@ impl SnapReceiver {
         }
         self.file.sync_all()?;
         fs::rename(&self.tmp, &self.dest)?;
+        self.finished = true;
         sync_dir(&self.dir)?;
-        Ok(self.dest)
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for SnapReceiver {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = fs::remove_file(&self.tmp)
+        {
+            tracing::warn!(path = %self.tmp.display(), error = %e, "partial snapshot image not removed");
+        }
     }
 }
 
@@ -251,6 +287,80 @@ mod tests {
         r.write(0, b"abce").unwrap();
         assert!(r.finish().is_err());
         assert!(!dir.has(&d));
+    }
+
+    #[test]
+    fn prune_leaves_an_image_being_received() {
+        let a = tempfile::tempdir().unwrap();
+        let dir = SnapDir::open(a.path()).unwrap();
+        let body = b"an image arriving in two chunks";
+        let d = SnapshotDescriptor {
+            index: 9,
+            size: body.len() as u64,
+            sha256: Sha256::digest(body).to_vec(),
+        };
+        let mut r = dir.receiver(&d).unwrap();
+        r.write(0, &body[..10]).unwrap();
+        // The apply actor takes its own snapshot meanwhile and prunes.
+        for i in 1..=5u64 {
+            dir.create(i, |p| Ok(fs::write(p, [i as u8])?)).unwrap();
+        }
+        dir.prune(5).unwrap();
+        r.write(10, &body[10..]).unwrap();
+        let path = r.finish().unwrap();
+        assert_eq!(fs::read(path).unwrap(), body);
+        assert!(dir.has(&d));
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_unfinished_receive_removes_its_file_and_two_receives_do_not_mix() {
+        let a = tempfile::tempdir().unwrap();
+        let dir = SnapDir::open(a.path()).unwrap();
+        let body = b"abcd";
+        let d = SnapshotDescriptor {
+            index: 3,
+            size: 4,
+            sha256: Sha256::digest(body).to_vec(),
+        };
+        let mut broken = dir.clone().receiver(&d).unwrap();
+        broken.write(0, b"ab").unwrap();
+        let mut retry = dir.receiver(&d).unwrap();
+        retry.write(0, body).unwrap();
+        assert_eq!(file_names(a.path()).len(), 2, "one file per receive");
+        drop(broken);
+        retry.finish().unwrap();
+        assert_eq!(file_names(a.path()), vec![format!("{:016x}.snap", 3)]);
+        assert!(dir.has(&d));
+
+        let mut refused = dir.receiver(&d).unwrap();
+        refused.write(0, b"abce").unwrap();
+        assert!(refused.finish().is_err());
+        assert_eq!(file_names(a.path()), vec![format!("{:016x}.snap", 3)]);
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_go_at_start() {
+        let a = tempfile::tempdir().unwrap();
+        let dir = SnapDir::open(a.path()).unwrap();
+        dir.create(1, |p| Ok(fs::write(p, b"x")?)).unwrap();
+        for name in [
+            "0000000000000002.snap.tmp",
+            "0000000000000003-0.snap.recv",
+            "backup-7.image",
+        ] {
+            fs::write(a.path().join(name), b"partial").unwrap();
+        }
+        dir.clear_leftovers().unwrap();
+        assert_eq!(file_names(a.path()), vec![format!("{:016x}.snap", 1)]);
     }
 
     #[test]

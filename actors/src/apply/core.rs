@@ -19,7 +19,8 @@
 //! 6. Maintenance work on the store: [`ApplyCore::defragment`] (compacting
 //!    rewrite) and [`ApplyCore::backup`] (an image for `snapshot save`).
 //! 7. After every batch the store's sizes are published ([`SizeGauges`]),
-//!    for `/metrics` and for the facade's quota check.
+//!    for `/metrics`, `Status` and the facade's quota check; a failure to
+//!    measure them is a storage failure (fatal), never a size of 0.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -124,7 +125,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         header: HeaderInfo,
         snapshots: SnapshotSettings<B>,
         sizes: SizeGauges,
-    ) -> Self {
+    ) -> Result<Self, StorageError> {
         let core = Self {
             store: Some(store),
             header,
@@ -133,8 +134,8 @@ impl<B: MvccBackend> ApplyCore<B> {
             snapshots,
             sizes,
         };
-        core.publish_size();
-        core
+        core.publish_size()?;
+        Ok(core)
     }
 
     fn store(&self) -> &MvccStore<B> {
@@ -154,15 +155,16 @@ impl<B: MvccBackend> ApplyCore<B> {
             revision: self.store().current_revision(),
             compact_revision: self.store().compact_revision(),
             applied_index: self.store().applied_index(),
-            db_size: self.store().db_size(),
-            db_size_in_use: self.store().db_size_in_use(),
+            db_size: self.sizes.total.get(),
+            db_size_in_use: self.sizes.in_use.get(),
             alarms: self.store().alarms(),
         }
     }
 
-    fn publish_size(&self) {
-        self.sizes.total.set(self.store().db_size());
-        self.sizes.in_use.set(self.store().db_size_in_use());
+    fn publish_size(&self) -> Result<(), StorageError> {
+        self.sizes.total.set(self.store().db_size()?);
+        self.sizes.in_use.set(self.store().db_size_in_use()?);
+        Ok(())
     }
 
     /// Applies one committed batch; reports the applied index and any new
@@ -224,7 +226,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             let _ = reply.send(Err(EtcdError::LeaderChanged));
         }
         self.serve_ready_reads();
-        self.publish_size();
+        self.publish_size()?;
         let applied = self.store().applied_index();
         let snapshot = self.maybe_snapshot(applied)?;
         Ok(ApplyReport { applied, snapshot })
@@ -284,7 +286,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             "installed snapshot"
         );
         self.store = Some(store);
-        self.publish_size();
+        self.publish_size()?;
         self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
         self.serve_ready_reads();
         Ok(applied)
@@ -301,7 +303,7 @@ impl<B: MvccBackend> ApplyCore<B> {
     /// gives its free pages back. Member-local and blocking, as in etcd.
     /// Returns the file size before and after.
     pub fn defragment(&mut self) -> Result<(i64, i64), StorageError> {
-        let before = self.store().db_size();
+        let before = self.store().db_size()?;
         let image = self.snapshots.store_dir.join("data.mdb.defrag");
         let _ = std::fs::remove_file(&image);
         self.store().copy_to_file(&image)?;
@@ -320,8 +322,8 @@ impl<B: MvccBackend> ApplyCore<B> {
             )),
         }
         installed?;
-        self.publish_size();
-        let after = self.store().db_size();
+        self.publish_size()?;
+        let after = self.store().db_size()?;
         tracing::info!(before, after, "defragmented the store");
         Ok((before, after))
     }

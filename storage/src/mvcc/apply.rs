@@ -13,11 +13,10 @@
 //!    pre-checks); should one still surface half-way through a txn, the
 //!    journal undoes every change, so a failed request changes nothing.
 //! 4. `finish` makes the revision `R + 1` current only if something changed,
-//!    and hands back the watch events: PUT with the full KeyValue, DELETE
+//!    and hands back its events (`mvccpb.Event`, as an etcd watcher receives
+//!    them; nothing consumes them yet): PUT with the full KeyValue, DELETE
 //!    with only key and mod_revision, each with the key's KeyValue from
 //!    before the request as `prev_kv`.
-
-use std::collections::BTreeMap;
 
 use proto::etcdserverpb::request_op::Request;
 use proto::etcdserverpb::response_op::Response;
@@ -35,7 +34,7 @@ use super::backend::{BackendReader, WriteBatch, encode_record};
 use super::key_index::{KeyIndex, KeyRange};
 use super::range::{self, RangeOptions, range_keys};
 use super::revision::Revision;
-use super::store::State;
+use super::state::State;
 use super::txn::{
     branch, check_put, check_range, check_requests, compare_to_path, is_txn_read_only,
 };
@@ -56,10 +55,11 @@ pub struct Applied {
     pub revision: i64,
     /// The response, or the client error (which changed nothing).
     pub result: Result<ApplyResponse, EtcdError>,
-    /// What watchers see, in change order (empty on error): PUT with the
-    /// full KeyValue, DELETE with only key and mod_revision. `prev_kv` is
-    /// always filled (the key before this request, if it existed); the
-    /// watch hub drops it for watchers that did not ask for it.
+    /// What an etcd watcher would see, in change order (empty on error): PUT
+    /// with the full KeyValue, DELETE with only key and mod_revision.
+    /// `prev_kv` is always filled (the key before this request, if it
+    /// existed); a watch hub would drop it for watchers that did not ask for
+    /// it. No caller consumes these yet (there is no Watch service).
     pub events: Vec<Event>,
 }
 
@@ -692,29 +692,3 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
         ))
     }
 }
-
-/// Serves a read-only txn (every op a Range) from `view`, as etcd serves it
-/// without raft.
-pub(crate) fn read_only_txn(view: &impl View, req: &TxnRequest) -> Result<TxnResponse, Fault> {
-    let path = compare_to_path(view, req)?;
-    check_requests(view, req, &path, check_range)?;
-    let mut responses = Vec::new();
-    for op in branch(req, path[0]) {
-        let response = match &op.request {
-            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range::range(view, r)?)),
-            _ => None,
-        };
-        responses.push(ResponseOp { response });
-    }
-    Ok(TxnResponse {
-        header: header(view.rev()),
-        succeeded: path[0],
-        responses,
-    })
-}
-
-/// Lease id -> attached keys, as the lessor keeps them.
-pub(crate) type LeaseKeys = std::collections::HashMap<i64, std::collections::BTreeSet<Vec<u8>>>;
-
-/// Lease id -> granted TTL.
-pub(crate) type LeaseTable = BTreeMap<i64, i64>;

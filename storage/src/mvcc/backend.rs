@@ -3,7 +3,7 @@
 //!
 //! 1. The store reads through a short-lived [`BackendReader`] (one LMDB read
 //!    txn per call, never kept across calls): point gets of records by
-//!    revision, ordered scans (rebuild, hash, watch catch-up), meta, leases.
+//!    revision, ordered scans (rebuild, hash, events read back), meta, leases.
 //! 2. Everything one `apply_batch` call changes is collected in one
 //!    [`WriteBatch`] (new records, deleted records, lease changes, and the
 //!    meta values including the applied raft index) and handed to
@@ -31,7 +31,9 @@ pub struct Meta {
     pub applied_index: u64,
     /// The store revision (1 for an empty store).
     pub current_revision: i64,
-    /// The compaction asked for last (-1: never).
+    /// The compaction asked for last (-1: never). etcd's key; always equal
+    /// to `finished_compact_revision` here, since a compaction deletes its
+    /// records in the commit that records it.
     pub scheduled_compact_revision: i64,
     /// The compaction whose records are physically gone (-1: never).
     pub finished_compact_revision: i64,
@@ -108,10 +110,11 @@ pub trait MvccBackend: Send + 'static {
     fn reader(&self) -> Result<Self::Reader<'_>, StorageError>;
     /// Applies `batch` atomically (and durably, for a persistent backend).
     fn commit(&mut self, batch: &WriteBatch) -> Result<(), StorageError>;
-    /// Physical size in bytes (the LMDB file size).
-    fn size(&self) -> i64;
-    /// Bytes holding live data.
-    fn size_in_use(&self) -> i64;
+    /// Physical size in bytes (the LMDB file size). An `Err` is a failure
+    /// to measure, never reported as a size: the quota check relies on it.
+    fn size(&self) -> Result<i64, StorageError>;
+    /// Bytes holding live data (an `Err` as for [`MvccBackend::size`]).
+    fn size_in_use(&self) -> Result<i64, StorageError>;
     /// Writes a consistent, compacted LMDB image of the committed state to
     /// `path` (a file); `LmdbBackend` can open a directory holding it as
     /// `data.mdb`.

@@ -9,6 +9,10 @@
 //! including its quirks (the shift loop of `partial_insertion_sort` runs
 //! down to index 1 rather than `a + 1`; `break_patterns` seeds its xorshift
 //! with the length).
+//!
+//! The test `matches_go_sort_sort_on_ties` holds the port to Go's own output:
+//! `testdata/gosort/vectors.txt`, recorded by a Go 1.19 program beside it
+//! (its README says how to regenerate them).
 
 /// Sorts `v` the way Go's `sort.Sort` does with `less` as `Less(i, j)`.
 pub fn go_sort_by<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
@@ -328,6 +332,90 @@ mod tests {
         let mut v: Vec<u32> = (0..500).map(|i| (i * 7919) % 13).collect();
         go_sort_by(&mut v, |a, b| a < b);
         assert!(v.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    /// Knuth's MMIX LCG, exactly as `testdata/gosort/main.go` writes it.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+    }
+
+    /// The keys of one case, as `keys` in `testdata/gosort/main.go`.
+    fn keys(pattern: &str, n: usize, seed: u64) -> Vec<i64> {
+        let mut rng = Lcg(seed);
+        let mut out: Vec<i64> = (0..n)
+            .map(|i| match pattern {
+                "random" => (rng.next() % n as u64) as i64,
+                "few" => (rng.next() % 4) as i64,
+                "equal" => 0,
+                "sorted" => (i / 4) as i64,
+                "reversed" => ((n - 1 - i) / 4) as i64,
+                "sawtooth" => (i % 10) as i64,
+                "pipe" => (i.min(n - 1 - i) / 2) as i64,
+                "nearly" => (i / 2) as i64,
+                other => panic!("unknown pattern {other}"),
+            })
+            .collect();
+        if pattern == "nearly" {
+            for _ in 0..n / 20 + 1 {
+                let (a, b) = (rng.next() % n as u64, rng.next() % n as u64);
+                out.swap(a as usize, b as usize);
+            }
+        }
+        out
+    }
+
+    /// FNV-1a 64 over the tags as little-endian u32s, as `fnv64` in Go.
+    fn fnv64(tags: &[u32]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for byte in tags.iter().flat_map(|t| t.to_le_bytes()) {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Go's own output (`testdata/gosort/vectors.txt`, made by Go 1.19's
+    /// `sort.Sort`): every case must come out in exactly Go's tie order.
+    #[test]
+    fn matches_go_sort_sort_on_ties() {
+        let vectors = include_str!("testdata/gosort/vectors.txt");
+        let mut cases = 0;
+        for line in vectors.lines().filter(|l| !l.starts_with('#')) {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [pattern, n, seed, order, hash, listed] = fields[..] else {
+                panic!("bad vector line: {line}");
+            };
+            let n: usize = n.parse().unwrap();
+            let seed: u64 = seed.parse().unwrap();
+            let want_hash = u64::from_str_radix(hash, 16).unwrap();
+            let mut v: Vec<(i64, u32)> = keys(pattern, n, seed).into_iter().zip(0u32..).collect();
+            match order {
+                "asc" => go_sort_by(&mut v, |a, b| a.0 < b.0),
+                "desc" => go_sort_by(&mut v, |a, b| b.0 < a.0),
+                other => panic!("unknown order {other}"),
+            }
+            let tags: Vec<u32> = v.iter().map(|(_, t)| *t).collect();
+            let case = format!("{pattern} n={n} seed={seed} {order}");
+            if listed != "-" {
+                let want: Vec<u32> = listed.split(',').map(|t| t.parse().unwrap()).collect();
+                assert_eq!(tags, want, "{case}");
+            }
+            assert_eq!(
+                fnv64(&tags),
+                want_hash,
+                "{case}: tag order differs from Go's"
+            );
+            cases += 1;
+        }
+        assert_eq!(cases, 198, "every recorded case was checked");
     }
 
     #[test]

@@ -309,27 +309,24 @@ impl MvccBackend for LmdbBackend {
         Ok(())
     }
 
-    fn size(&self) -> i64 {
-        self.env.real_disk_size().map_or(0, |s| s as i64)
+    fn size(&self) -> Result<i64, StorageError> {
+        Ok(self.env.real_disk_size()? as i64)
     }
 
-    fn size_in_use(&self) -> i64 {
-        let used = || -> Result<usize, heed::Error> {
-            let txn = self.env.read_txn()?;
-            let main = self.env.unnamed_database_stat();
-            let mut bytes = main.non_free_page_size() + 2 * main.page_size as usize;
-            for table in [
-                &self.records,
-                &self.meta,
-                &self.leases,
-                &self.members,
-                &self.alarms,
-            ] {
-                bytes += table.stat(&txn)?.non_free_page_size();
-            }
-            Ok(bytes)
-        };
-        used().map_or(0, |b| b as i64)
+    fn size_in_use(&self) -> Result<i64, StorageError> {
+        let txn = self.env.read_txn()?;
+        let main = self.env.unnamed_database_stat();
+        let mut bytes = main.non_free_page_size() + 2 * main.page_size as usize;
+        for table in [
+            &self.records,
+            &self.meta,
+            &self.leases,
+            &self.members,
+            &self.alarms,
+        ] {
+            bytes += table.stat(&txn)?.non_free_page_size();
+        }
+        Ok(bytes as i64)
     }
 
     fn close(self) {
@@ -440,8 +437,9 @@ mod tests {
             batch.meta.applied_index = 7;
             batch.meta.current_revision = 2;
             b.commit(&batch).unwrap();
-            assert!(b.size() > 0);
-            assert!(b.size_in_use() > 0 && b.size_in_use() <= b.size());
+            let (size, in_use) = (b.size().unwrap(), b.size_in_use().unwrap());
+            assert!(size > 0);
+            assert!(in_use > 0 && in_use <= size);
         }
         let b = LmdbBackend::open(dir.path(), &LmdbOptions::new(1 << 20)).unwrap();
         let r = b.reader().unwrap();
@@ -458,6 +456,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![Revision::new(2, 1)]);
+    }
+
+    /// Measuring the live bytes needs a read txn; when none can be had (here:
+    /// every reader slot taken) the caller gets the error, not 0 bytes (which
+    /// would pass any quota check).
+    #[test]
+    fn a_failing_size_read_is_an_error_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LmdbOptions {
+            max_readers: 1,
+            ..LmdbOptions::new(1 << 20)
+        };
+        let b = LmdbBackend::open(dir.path(), &options).unwrap();
+        let only_slot = b.reader().unwrap();
+        let got = b.size_in_use();
+        assert!(
+            matches!(
+                got,
+                Err(StorageError::Lmdb(heed::Error::Mdb(
+                    heed::MdbError::ReadersFull
+                )))
+            ),
+            "{got:?}"
+        );
+        drop(only_slot);
+        assert!(b.size_in_use().unwrap() > 0);
     }
 
     #[test]

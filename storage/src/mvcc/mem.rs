@@ -170,12 +170,12 @@ impl MvccBackend for MemBackend {
         Ok(())
     }
 
-    fn size(&self) -> i64 {
-        self.high_water as i64
+    fn size(&self) -> Result<i64, StorageError> {
+        Ok(self.high_water as i64)
     }
 
-    fn size_in_use(&self) -> i64 {
-        self.in_use as i64
+    fn size_in_use(&self) -> Result<i64, StorageError> {
+        Ok(self.in_use as i64)
     }
 
     fn copy_to_file(&self, path: &Path) -> Result<(), StorageError> {
@@ -190,12 +190,12 @@ mod tests {
     #[test]
     fn sizes_track_commits() {
         let mut mem = MemBackend::new();
-        let empty = mem.size_in_use();
+        let empty = mem.size_in_use().unwrap();
         let mut batch = WriteBatch::default();
         batch.records.insert(Revision::new(2, 0), vec![0; 100]);
         batch.leases.insert(7, Some(10));
         mem.commit(&batch).unwrap();
-        let full = mem.size_in_use();
+        let full = mem.size_in_use().unwrap();
         assert!(full > empty + 100);
         let mut batch = WriteBatch {
             deleted: vec![Revision::new(2, 0)],
@@ -203,7 +203,7 @@ mod tests {
         };
         batch.leases.insert(7, None);
         mem.commit(&batch).unwrap();
-        assert_eq!(mem.size_in_use(), empty);
-        assert_eq!(mem.size(), full, "the physical size never shrinks");
+        assert_eq!(mem.size_in_use().unwrap(), empty);
+        assert_eq!(mem.size().unwrap(), full, "the physical size never shrinks");
     }
 }

@@ -11,12 +11,15 @@
 //! 3. A change writes a record keyed by its revision (never by user key:
 //!    etcd keys may be 1.5 MiB, LMDB keys 511 bytes), updates the in-memory
 //!    key index (generations per key, as etcd's `keyIndex`) and the lease
-//!    attachments, and emits a watch event.
+//!    attachments, and is recorded as an `mvccpb.Event` (what an etcd
+//!    watcher would receive).
 //! 4. The whole batch, with the applied raft index and the current and
 //!    compacted revisions, is committed in one backend write (one fsync):
 //!    an entry is applied exactly once across crashes.
 //! 5. Each entry's [`Applied`] carries its response (or client error) and its
-//!    events for the watch hub.
+//!    events. Nothing consumes the events yet: there is no Watch service and
+//!    no watch hub. They, and [`MvccStore::events`] (past events read back
+//!    from the records), are what one would be built on.
 //!
 //! How a read flows:
 //! 1. [`MvccStore::range`] / [`MvccStore::txn_read_only`] look keys up in the
@@ -40,6 +43,7 @@ pub mod lmdb;
 mod mem;
 mod range;
 mod revision;
+mod state;
 mod store;
 mod txn;
 pub mod validate;

@@ -1,10 +1,10 @@
 //! [`MvccStore`]: the MVCC key-value store over any [`MvccBackend`].
 //!
-//! 1. `open` rebuilds the in-memory state from the backend: meta (applied
+//! 1. `open` rebuilds the in-memory [`State`] from the backend: meta (applied
 //!    index, revision, compaction), the lease table, and the key index plus
 //!    the lease attachments from one scan of the records in revision order
-//!    (etcd's `store.restore`). A compaction that was scheduled but not
-//!    finished is finished now.
+//!    (etcd's `store.restore`). There is no compaction to resume: a
+//!    compaction deletes its records in the same commit that records it.
 //! 2. `apply_batch` applies committed raft entries in order, skipping those
 //!    at or below the applied index, into one [`WriteBatch`] that also
 //!    carries the new applied index, then commits it once. If the commit
@@ -14,7 +14,6 @@
 //! 3. Reads (`range`, `txn_read_only`, `hash_kv`, `events`) open one backend
 //!    reader for the call and drop it before returning.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use proto::Message as _;
@@ -23,110 +22,17 @@ use proto::internal::InternalRequest;
 use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
 
-use super::apply::{Applied, Applier, LeaseKeys, LeaseTable, compact, read_only_txn};
-use super::backend::{BackendReader, Meta, MvccBackend, WriteBatch, decode_record, split_record};
+use super::apply::{Applied, Applier};
+use super::backend::{BackendReader, MvccBackend, WriteBatch, decode_record, split_record};
 use super::hash::Crc32c;
-use super::key_index::TreeIndex;
 use super::lmdb::{LmdbBackend, LmdbOptions};
 use super::mem::MemBackend;
 use super::range;
 use super::revision::Revision;
-use super::txn::is_txn_read_only;
+use super::state::State;
+use super::txn::{is_txn_read_only, read_only_txn};
 use super::view::{Fault, ReadView, View};
 use crate::error::{EtcdError, StorageError};
-
-/// The in-memory part of the store, rebuilt from the backend at open.
-#[derive(Debug, Clone)]
-pub(crate) struct State {
-    pub index: TreeIndex,
-    pub current_rev: i64,
-    /// The compacted revision; -1 if never compacted (as etcd).
-    pub compact_rev: i64,
-    pub applied_index: u64,
-    pub leases: LeaseTable,
-    pub lease_keys: LeaseKeys,
-    /// The cluster's members, by id.
-    pub members: BTreeMap<u64, Member>,
-    /// Active alarms: (member id, `AlarmType` value).
-    pub alarms: std::collections::BTreeSet<(u64, i32)>,
-}
-
-impl State {
-    fn empty() -> Self {
-        let meta = Meta::default();
-        Self {
-            index: TreeIndex::default(),
-            current_rev: meta.current_revision,
-            compact_rev: meta.finished_compact_revision,
-            applied_index: meta.applied_index,
-            leases: BTreeMap::new(),
-            lease_keys: HashMap::new(),
-            members: BTreeMap::new(),
-            alarms: Default::default(),
-        }
-    }
-
-    /// Rebuilds the state; also returns a scheduled, unfinished compaction.
-    fn load(reader: &dyn BackendReader) -> Result<(Self, Option<i64>), StorageError> {
-        let meta = reader.meta()?;
-        let mut index = TreeIndex::default();
-        let mut key_lease: HashMap<Vec<u8>, i64> = HashMap::new();
-        let mut last_rev = 0;
-        reader.scan(Revision::default(), &mut |rev, bytes| {
-            let (tombstone, kv) = decode_record(bytes)?;
-            last_rev = rev.main;
-            index.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
-            if tombstone || kv.lease == 0 {
-                key_lease.remove(&kv.key);
-            } else {
-                key_lease.insert(kv.key, kv.lease);
-            }
-            Ok(true)
-        })?;
-        let leases: LeaseTable = reader.leases()?.into_iter().collect();
-        let mut lease_keys: LeaseKeys = HashMap::new();
-        for (key, lease) in key_lease {
-            if leases.contains_key(&lease) {
-                lease_keys.entry(lease).or_default().insert(key);
-            } else {
-                tracing::warn!(lease, key = %String::from_utf8_lossy(&key), "key attached to a lease that does not exist");
-            }
-        }
-        let mut members = BTreeMap::new();
-        for (id, bytes) in reader.members()? {
-            let member = Member::decode(bytes.as_slice())
-                .map_err(|e| StorageError::Corrupt(format!("member {id:x}: {e}")))?;
-            members.insert(id, member);
-        }
-        let alarms = reader.alarms()?.into_iter().collect();
-        let compact_rev = meta.finished_compact_revision;
-        // Compaction may have removed every record up to the compacted
-        // revision; the revision never goes back.
-        let current_rev = meta.current_revision.max(last_rev).max(compact_rev);
-        let pending = (meta.scheduled_compact_revision > compact_rev)
-            .then_some(meta.scheduled_compact_revision);
-        let state = Self {
-            index,
-            current_rev,
-            compact_rev,
-            applied_index: meta.applied_index,
-            leases,
-            lease_keys,
-            members,
-            alarms,
-        };
-        Ok((state, pending))
-    }
-
-    fn meta(&self) -> Meta {
-        Meta {
-            applied_index: self.applied_index,
-            current_revision: self.current_rev,
-            scheduled_compact_revision: self.compact_rev,
-            finished_compact_revision: self.compact_rev,
-        }
-    }
-}
 
 /// A storage failure seen by a read, told to the client in etcd's words:
 /// out of LMDB reader slots is "too many requests", anything else means the
@@ -192,28 +98,12 @@ impl MvccStore<MemBackend> {
 impl<B: MvccBackend> MvccStore<B> {
     /// Builds the store over `backend`, rebuilding the in-memory state.
     pub fn with_backend(backend: B) -> Result<Self, StorageError> {
-        let (state, pending) = {
-            let reader = backend.reader()?;
-            State::load(&reader)?
-        };
-        let mut store = Self {
+        let state = State::load(&backend.reader()?)?;
+        Ok(Self {
             backend,
             state,
             poisoned: false,
-        };
-        if let Some(rev) = pending {
-            tracing::info!(rev, "resuming scheduled compaction");
-            let mut batch = WriteBatch::default();
-            compact(&mut store.state, &mut batch, rev);
-            batch.meta = store.state.meta();
-            store.backend.commit(&batch)?;
-        }
-        Ok(store)
-    }
-
-    /// The backend (for sizes, paths and options).
-    pub fn backend(&self) -> &B {
-        &self.backend
+        })
     }
 
     /// The store revision: 1 when empty, the first write gets 2.
@@ -231,13 +121,15 @@ impl<B: MvccBackend> MvccStore<B> {
         self.state.applied_index
     }
 
-    /// Physical size in bytes.
-    pub fn db_size(&self) -> i64 {
+    /// Physical size in bytes. An `Err` means the size could not be
+    /// measured (it is never reported as 0: the quota check relies on it).
+    pub fn db_size(&self) -> Result<i64, StorageError> {
         self.backend.size()
     }
 
-    /// Bytes holding live data.
-    pub fn db_size_in_use(&self) -> i64 {
+    /// Bytes holding live data (what the quota is checked against); an `Err`
+    /// as for [`MvccStore::db_size`].
+    pub fn db_size_in_use(&self) -> Result<i64, StorageError> {
         self.backend.size_in_use()
     }
 
@@ -354,7 +246,7 @@ impl<B: MvccBackend> MvccStore<B> {
             .reader()
             .and_then(|reader| State::load(&reader));
         match reloaded {
-            Ok((state, _)) => self.state = state,
+            Ok(state) => self.state = state,
             Err(e) => {
                 tracing::error!(error = %e, "mvcc state rebuild after a failed commit failed");
                 self.poisoned = true;
@@ -532,9 +424,10 @@ impl<B: MvccBackend> MvccStore<B> {
     }
 
     /// The events of revisions `from..=to` (main revisions), read back from
-    /// the records, as a watcher that fell behind needs them; `prev_kv` is
-    /// filled when asked (the key at `mod_revision - 1`, if still readable).
-    /// `from` below the compacted revision is `Compacted`.
+    /// the records, as a watcher that fell behind would need them (no Watch
+    /// service uses this yet); `prev_kv` is filled when asked (the key at
+    /// `mod_revision - 1`, if still readable). `from` below the compacted
+    /// revision is `Compacted`.
     pub fn events(&self, from: i64, to: i64, with_prev_kv: bool) -> Result<Vec<Event>, EtcdError> {
         if from < self.state.compact_rev {
             return Err(EtcdError::Compacted);

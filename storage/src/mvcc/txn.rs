@@ -10,6 +10,8 @@
 //!    (future or compacted revision), still against the state before the
 //!    txn. Any error fails the whole txn before it changes anything.
 //! 3. Execution (in `apply`) then follows the same path.
+//! 4. A txn whose ops are all ranges is served here without raft
+//!    ([`read_only_txn`]), along the same path.
 //!
 //! A compare reads every key of its range (`range_end` conventions as Range):
 //! all must satisfy it; an absent key compares as a zero KeyValue, except
@@ -19,11 +21,15 @@ use std::cmp::Ordering;
 
 use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use proto::etcdserverpb::request_op::Request;
-use proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use proto::etcdserverpb::response_op::Response;
+use proto::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
+};
 use proto::mvccpb::KeyValue;
 
 use super::key_index::KeyRange;
-use super::range::{RangeOptions, range_keys};
+use super::range::{self, RangeOptions, range_keys};
 use super::view::{Fault, View};
 use crate::error::EtcdError;
 
@@ -200,6 +206,29 @@ fn check_range_request(view: &impl View, req: &RangeRequest) -> Result<(), Fault
         r if r < view.first_rev() => Err(EtcdError::Compacted.into()),
         _ => Ok(()),
     }
+}
+
+/// Serves a read-only txn (every op a Range) from `view`, as etcd serves it
+/// without raft.
+pub(crate) fn read_only_txn(view: &impl View, req: &TxnRequest) -> Result<TxnResponse, Fault> {
+    let path = compare_to_path(view, req)?;
+    check_requests(view, req, &path, check_range)?;
+    let mut responses = Vec::new();
+    for op in branch(req, path[0]) {
+        let response = match &op.request {
+            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range::range(view, r)?)),
+            _ => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse {
+        header: Some(ResponseHeader {
+            revision: view.rev(),
+            ..Default::default()
+        }),
+        succeeded: path[0],
+        responses,
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use proto::mvccpb::KeyValue;
 use super::backend::{BackendReader, decode_record};
 use super::key_index::TreeIndex;
 use super::revision::Revision;
-use super::store::State;
+use super::state::State;
 use crate::error::{EtcdError, StorageError};
 
 /// A failed request: the client's mistake, or a broken store.
