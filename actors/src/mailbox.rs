@@ -71,6 +71,25 @@ impl<A: Actor> Mailbox<A> {
         }
     }
 
+    /// Sends a request within the mailbox bound and returns the future of
+    /// its answer; fails at once, like [`Mailbox::try_send`], when the
+    /// mailbox is full or the actor has stopped. For client requests that
+    /// wait for an answer (status, maintenance).
+    pub fn request<M>(&self, msg: M) -> Result<actix::dev::Request<A, M>, Full<M>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+    {
+        if self.probe.depth() >= self.capacity as i64 || !self.addr.connected() {
+            self.probe.rejected();
+            return Err(Full(msg));
+        }
+        self.probe.enqueued();
+        Ok(self.addr.send(msg))
+    }
+
     /// Enqueues a message that must not be lost, now and in call order, and
     /// returns the future of its answer. Used only between actors, for
     /// messages whose number the sender bounds itself (one `Append` in
@@ -84,11 +103,6 @@ impl<A: Actor> Mailbox<A> {
     {
         self.probe.enqueued();
         self.addr.send(msg)
-    }
-
-    /// The underlying address (for `connected()` checks and tests).
-    pub fn addr(&self) -> &Addr<A> {
-        &self.addr
     }
 }
 
@@ -110,4 +124,72 @@ where
         crate::fatal("actor thread is gone before its actor started");
     }
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::ActorMetrics;
+
+    /// Answers each `Work` with its number; the first one waits for `release`.
+    struct Worker {
+        probe: ActorProbe,
+        started: mpsc::Sender<()>,
+        release: Option<mpsc::Receiver<()>>,
+    }
+
+    impl Actor for Worker {
+        type Context = Context<Self>;
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "u32")]
+    struct Work(u32);
+
+    impl Handler<Work> for Worker {
+        type Result = u32;
+
+        fn handle(&mut self, msg: Work, _: &mut Context<Self>) -> u32 {
+            let _timer = self.probe.handling("Work");
+            let _ = self.started.send(());
+            if let Some(release) = self.release.take() {
+                let _ = release.recv_timeout(Duration::from_secs(30));
+            }
+            msg.0
+        }
+    }
+
+    #[actix_rt::test]
+    async fn requests_beyond_the_capacity_are_refused_and_the_rest_answered() {
+        let probe = ActorMetrics::unregistered().for_actor("worker");
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel();
+        let addr = start_on(&Arbiter::new().handle(), {
+            let probe = probe.clone();
+            move |_| Worker {
+                probe,
+                started: started_tx,
+                release: Some(release),
+            }
+        });
+        let mailbox = Mailbox::new(addr, 2, probe);
+        let first = mailbox.request(Work(1)).ok().expect("room for the first");
+        started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first request is being handled");
+        let second = mailbox.request(Work(2)).ok().expect("room for the second");
+        let third = mailbox.request(Work(3)).ok().expect("room for the third");
+        let Err(Full(Work(4))) = mailbox.request(Work(4)) else {
+            panic!("a fourth request fits in a mailbox of two");
+        };
+        release_tx.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), 1);
+        assert_eq!(second.await.unwrap(), 2);
+        assert_eq!(third.await.unwrap(), 3);
+        let again = mailbox.request(Work(5)).ok().expect("room once drained");
+        assert_eq!(again.await.unwrap(), 5);
+    }
 }

@@ -3,8 +3,7 @@
 //! - `oxcd_actor_messages_total{actor,message}`: messages handled, by type;
 //! - `oxcd_actor_handle_seconds{actor,message}`: handling time histogram;
 //! - `oxcd_actor_mailbox_depth{actor}`: messages accepted and not yet handled;
-//! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full;
-//! - `oxcd_actor_restarts_total{actor}`: restarts by the supervisor.
+//! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full.
 //!
 //! [`EtcdMetrics`] adds the server and disk metrics etcd exposes, under
 //! etcd's names.
@@ -22,7 +21,6 @@ pub struct ActorMetrics {
     handle_seconds: HistogramVec,
     depth: IntGaugeVec,
     rejected: IntCounterVec,
-    restarts: IntCounterVec,
 }
 
 impl ActorMetrics {
@@ -57,24 +55,15 @@ impl ActorMetrics {
             ),
             &["actor"],
         )?;
-        let restarts = IntCounterVec::new(
-            Opts::new(
-                "oxcd_actor_restarts_total",
-                "Actor restarts by its supervisor.",
-            ),
-            &["actor"],
-        )?;
         registry.register(Box::new(handled.clone()))?;
         registry.register(Box::new(handle_seconds.clone()))?;
         registry.register(Box::new(depth.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
-        registry.register(Box::new(restarts.clone()))?;
         Ok(Self {
             handled,
             handle_seconds,
             depth,
             rejected,
-            restarts,
         })
     }
 
@@ -100,11 +89,6 @@ pub struct ActorProbe {
 }
 
 impl ActorProbe {
-    /// The actor's name, as used in the `actor` label.
-    pub fn actor(&self) -> &'static str {
-        self.actor
-    }
-
     /// A message entered the mailbox.
     pub fn enqueued(&self) {
         self.metrics.depth.with_label_values(&[self.actor]).inc();
@@ -136,11 +120,6 @@ impl ActorProbe {
             seconds: self.metrics.handle_seconds.with_label_values(&labels),
             start: Instant::now(),
         }
-    }
-
-    /// The supervisor restarted the actor.
-    pub fn restarted(&self) {
-        self.metrics.restarts.with_label_values(&[self.actor]).inc();
     }
 }
 

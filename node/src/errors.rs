@@ -21,8 +21,9 @@ fn code(e: &EtcdError) -> Code {
         // etcd 3.4 declares ResourceExhausted but maps it to a client-side
         // error, so grpc-go sends Unknown; clients see Unknown.
         TooManyRequests => Code::Unknown,
-        // Not in etcd 3.4's rpctypes map either, so it also goes out as Unknown.
-        LeaderTransferTimeout => Code::Unknown,
+        // Not in etcd 3.4's rpctypes map either, so it also goes out as Unknown;
+        // so does a backend error (`togRPCError`'s default).
+        LeaderTransferTimeout | Backend(_) => Code::Unknown,
         NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail => Code::Unavailable,
         Corrupt => Code::DataLoss,
     }
@@ -140,6 +141,11 @@ mod tests {
                 Code::Unknown,
                 "etcdserver: request timed out, leader transfer took too long",
             ),
+            (
+                Backend("io: No space left on device (os error 28)".to_string()),
+                Code::Unknown,
+                "io: No space left on device (os error 28)",
+            ),
         ];
         for (err, code, message) in table {
             let s = to_status(err);
@@ -172,9 +178,10 @@ mod tests {
                 | TimeoutDueToLeaderFail
                 | Corrupt
                 | BadLeaderTransferee
-                | LeaderTransferTimeout => {}
+                | LeaderTransferTimeout
+                | Backend(_) => {}
             }
         }
-        assert_eq!(table.len(), 23);
+        assert_eq!(table.len(), 24);
     }
 }

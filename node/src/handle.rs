@@ -45,6 +45,9 @@ pub struct NodeHandle {
     /// Where snapshot images for `Maintenance.Snapshot` are written (on the
     /// data disk, beside the store).
     pub backup_dir: std::path::PathBuf,
+    /// One permit: whole-store jobs (image, defragmentation) run one at a
+    /// time.
+    store_jobs: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeHandle {
@@ -65,6 +68,7 @@ impl NodeHandle {
             limits,
             db_in_use,
             backup_dir,
+            store_jobs: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -168,25 +172,45 @@ impl NodeHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    /// Writes an image of this member's store to `path`.
+    /// Writes an image of this member's store to `path`. One whole-store
+    /// job (image or defragmentation) runs at a time; others wait their
+    /// turn here, not in the apply actor's mailbox.
     pub async fn backup(&self, path: std::path::PathBuf) -> Result<(), EtcdError> {
-        match self.apply.deliver(Backup { path }).await {
+        let _turn = self
+            .store_jobs
+            .acquire()
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        let request = self
+            .apply
+            .request(Backup { path })
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        match request.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "snapshot image failed");
-                Err(EtcdError::Stopped)
+                Err(EtcdError::Backend(e.to_string()))
             }
             Err(_) => Err(EtcdError::Stopped),
         }
     }
 
-    /// Defragments this member's store.
+    /// Defragments this member's store (one whole-store job at a time).
     pub async fn defragment(&self) -> Result<(i64, i64), EtcdError> {
-        match self.apply.deliver(Defragment).await {
+        let _turn = self
+            .store_jobs
+            .acquire()
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        let request = self
+            .apply
+            .request(Defragment)
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        match request.await {
             Ok(Ok(sizes)) => Ok(sizes),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "defragmentation failed");
-                Err(EtcdError::Stopped)
+                Err(EtcdError::Backend(e.to_string()))
             }
             Err(_) => Err(EtcdError::Stopped),
         }
@@ -212,14 +236,14 @@ impl NodeHandle {
     pub async fn status(&self) -> Result<(RaftStatus, StoreStatus), EtcdError> {
         let raft = self
             .raft
-            .deliver(GetStatus)
-            .await
-            .map_err(|_| EtcdError::Stopped)?;
+            .request(GetStatus)
+            .map_err(|_| EtcdError::TooManyRequests)?;
         let store = self
             .apply
-            .deliver(GetStoreStatus)
-            .await
-            .map_err(|_| EtcdError::Stopped)?;
+            .request(GetStoreStatus)
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        let raft = raft.await.map_err(|_| EtcdError::Stopped)?;
+        let store = store.await.map_err(|_| EtcdError::Stopped)?;
         Ok((raft, store))
     }
 }

@@ -59,6 +59,11 @@ pub enum EtcdError {
     BadLeaderTransferee,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    /// Member-local work on the store itself (defragmentation, a snapshot
+    /// image) failed, e.g. on a full disk: etcd passes the backend's own
+    /// error text through, unmapped.
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// A failure of the storage engine itself (LMDB error, I/O error, corrupt

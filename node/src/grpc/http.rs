@@ -1,10 +1,12 @@
 //! HTTP endpoints on the client port: `/metrics` (Prometheus text),
-//! `/health` (etcd's `{"health":"true"}`), `/version`.
+//! `/health` (etcd's `{"health":"true"}`), `/version`, whatever the method
+//! (as Go's mux serves them). Any other plain HTTP
+//! request gets Go's `404 page not found`, as etcd answers it.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::any;
 use prometheus::{Encoder, TextEncoder};
 
 use super::maintenance::ETCD_COMPAT_VERSION;
@@ -19,9 +21,25 @@ struct HttpState {
 /// Adds the HTTP endpoints to the gRPC router.
 pub fn routes(grpc: Router, node: NodeHandle, registry: prometheus::Registry) -> Router {
     let state = HttpState { node, registry };
-    grpc.route("/metrics", get(metrics).with_state(state.clone()))
-        .route("/health", get(health).with_state(state))
-        .route("/version", get(version))
+    grpc.route("/metrics", any(metrics).with_state(state.clone()))
+        .route("/health", any(health).with_state(state))
+        .route("/version", any(version))
+}
+
+/// Go's `http.NotFound`, which etcd's HTTP mux answers for a path it does not
+/// serve.
+pub fn not_found() -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "404 page not found\n",
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> (StatusCode, String) {
@@ -34,10 +52,10 @@ async fn metrics(State(state): State<HttpState>) -> (StatusCode, String) {
 }
 
 async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
-    // etcd 3.4: healthy when the member has a leader and a linearizable read
-    // goes through.
+    // etcd 3.4: healthy when the member has a leader, no alarm is raised,
+    // and a linearizable read goes through.
     let healthy = match state.node.status().await {
-        Ok((raft, _)) if raft.leader != 0 => {
+        Ok((raft, store)) if raft.leader != 0 && store.alarms.is_empty() => {
             let read = actors::messages::ReadRequest::Range(proto::etcdserverpb::RangeRequest {
                 key: b"health".to_vec(),
                 ..Default::default()
@@ -56,6 +74,9 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
     }
 }
 
-async fn version() -> String {
-    format!(r#"{{"etcdserver":"{ETCD_COMPAT_VERSION}","etcdcluster":"3.4.0"}}"#)
+async fn version() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"etcdserver":"{ETCD_COMPAT_VERSION}","etcdcluster":"3.4.0"}}"#),
+    )
 }

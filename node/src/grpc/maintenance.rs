@@ -37,50 +37,79 @@ impl MaintenanceService {
 }
 
 /// Sends the image at `path` as etcd's snapshot stream (blocking reads; runs
-/// on a blocking thread).
+/// on a blocking thread). Any failure to open, size or read the whole image
+/// ends the stream with an error status and never with a digest: a digest
+/// after missing bytes would pass etcdctl's size and hash checks.
 fn stream_image(
     path: &std::path::Path,
     tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) {
-    use sha2::Digest;
-    use std::io::Read;
-    const BLOB: usize = 32 * 1024;
     let send = |m: Result<SnapshotResponse, Status>| tx.blocking_send(m).is_ok();
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let opened = std::fs::File::open(path).and_then(|f| {
+        let len = f.metadata()?.len();
+        Ok((f, len))
+    });
+    match opened {
+        Ok((file, len)) => stream_blobs(file, len, send),
         Err(e) => {
-            send(Err(Status::internal(format!("snapshot image: {e}"))));
-            return;
+            send(Err(image_error(format!("snapshot image: {e}"))));
         }
-    };
-    let mut remaining = file.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+}
+
+fn image_error(text: String) -> Status {
+    to_status(&EtcdError::Backend(text))
+}
+
+/// Streams `len` bytes of `image` in 32 KiB blobs, each with the bytes still
+/// to come, then one message holding their SHA-256 (etcd's format). `send`
+/// returns false once the client is gone.
+fn stream_blobs(
+    mut image: impl std::io::Read,
+    len: u64,
+    send: impl Fn(Result<SnapshotResponse, Status>) -> bool,
+) {
+    use sha2::Digest;
+    const BLOB: usize = 32 * 1024;
+    if len == 0 {
+        send(Err(image_error("snapshot image is empty".to_string())));
+        return;
+    }
+    let mut remaining = len;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; BLOB];
     while remaining > 0 {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
+        let want = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = match image.read(&mut buf[..want]) {
+            Ok(0) => {
+                send(Err(image_error(format!(
+                    "snapshot image: unexpected end of file with {remaining} of {len} bytes unread"
+                ))));
+                return;
+            }
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                send(Err(Status::internal(format!("snapshot image: {e}"))));
+                send(Err(image_error(format!("snapshot image: {e}"))));
                 return;
             }
         };
         hasher.update(&buf[..n]);
-        remaining = remaining.saturating_sub(n as u64);
-        let blob = buf[..n].to_vec();
+        remaining -= n as u64;
         if !send(Ok(SnapshotResponse {
             header: None,
             remaining_bytes: remaining,
-            blob,
+            blob: buf[..n].to_vec(),
         })) {
             return;
         }
     }
-    let digest = hasher.finalize().to_vec();
     send(Ok(SnapshotResponse {
         header: None,
         remaining_bytes: 0,
-        blob: digest,
+        blob: hasher.finalize().to_vec(),
     }));
 }
 
@@ -213,5 +242,95 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(MoveLeaderResponse {
             header: Some(header),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io::Read;
+
+    use sha2::Digest;
+
+    use super::*;
+
+    fn collect(image: impl Read, len: u64) -> Vec<Result<SnapshotResponse, Status>> {
+        let sent = RefCell::new(Vec::new());
+        stream_blobs(image, len, |m| {
+            sent.borrow_mut().push(m);
+            true
+        });
+        sent.into_inner()
+    }
+
+    /// A reader that fails after `ok` bytes.
+    struct FailingAfter {
+        ok: usize,
+    }
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.ok == 0 {
+                return Err(std::io::Error::other("disk read failed"));
+            }
+            let n = buf.len().min(self.ok);
+            buf[..n].fill(7);
+            self.ok -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_whole_image_is_streamed_with_its_digest() {
+        let image: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = collect(&image[..], image.len() as u64);
+        let sent: Vec<SnapshotResponse> = sent.into_iter().map(|m| m.unwrap()).collect();
+        let (digest, blobs) = sent.split_last().unwrap();
+        let body: Vec<u8> = blobs.iter().flat_map(|m| m.blob.clone()).collect();
+        assert_eq!(body, image);
+        assert_eq!(blobs.len(), 4, "32 KiB blobs");
+        assert_eq!(blobs.last().unwrap().remaining_bytes, 0);
+        assert_eq!(blobs[0].remaining_bytes, 100_000 - 32 * 1024);
+        assert_eq!(digest.blob, sha2::Sha256::digest(&image).to_vec());
+    }
+
+    #[test]
+    fn a_short_image_ends_with_an_error_and_no_digest() {
+        let sent = collect(&[1u8; 1000][..], 5000);
+        let last = sent.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Unknown);
+        assert!(
+            last.message().contains("4000 of 5000 bytes unread"),
+            "{last:?}"
+        );
+        assert_eq!(
+            sent.iter().filter(|m| m.is_ok()).count(),
+            1,
+            "one blob, no digest"
+        );
+    }
+
+    #[test]
+    fn a_read_error_ends_with_an_error_and_no_digest() {
+        let sent = collect(FailingAfter { ok: 40_000 }, 100_000);
+        let last = sent.last().unwrap().as_ref().unwrap_err();
+        assert!(last.message().contains("disk read failed"), "{last:?}");
+        assert!(
+            sent.iter()
+                .filter_map(|m| m.as_ref().ok())
+                .all(|m| m.blob.len() != 32)
+        );
+    }
+
+    #[test]
+    fn an_empty_or_missing_image_is_an_error() {
+        let sent = collect(&[][..], 0);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].is_err());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        stream_image(std::path::Path::new("/nonexistent/oxcd-image"), &tx);
+        let only = rx.try_recv().unwrap();
+        assert!(only.unwrap_err().message().starts_with("snapshot image: "));
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -50,7 +50,7 @@ pub async fn serve_client(
         .add_service(maintenance)
         .add_service(health_service);
     let router = http::routes(grpc.into_axum_router(), node, registry)
-        .layer(axum::middleware::from_fn(unknown_method_messages));
+        .layer(axum::middleware::from_fn(unknown_path_answers));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
@@ -66,18 +66,33 @@ const SERVED: &[&str] = &[
     "grpc.health.v1.Health",
 ];
 
-/// tonic answers an unknown method or service with `Unimplemented` and no
-/// message; grpc-go (and so etcd) names what was unknown. Clients log these
-/// texts, so oxcd says the same.
-async fn unknown_method_messages(
+/// Unknown paths, answered as etcd answers them. tonic answers any path it
+/// does not route with gRPC's `Unimplemented` and no message:
+/// - to a gRPC request, grpc-go (and so etcd) names what was unknown, and
+///   clients log these texts, so oxcd says the same;
+/// - to a plain HTTP request (no `application/grpc` content type), etcd's HTTP
+///   mux answers `404 page not found`, which a JSON client can tell apart from
+///   an empty success.
+async fn unknown_path_answers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let path = request.uri().path().to_string();
+    let is_grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
     let mut response = next.run(request).await;
+    let unrouted = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v == "12");
+    if unrouted && !is_grpc {
+        return http::not_found();
+    }
     let headers = response.headers_mut();
-    let unimplemented = headers.get("grpc-status").is_some_and(|v| v == "12");
-    if unimplemented
+    if unrouted
         && !headers.contains_key("grpc-message")
         && let Some(message) = unknown_method_message(&path)
         && let Ok(value) = axum::http::HeaderValue::from_str(&message)
