@@ -58,8 +58,8 @@ const COST: u64 = 256 + (KEY_LEN + VALUE) as u64;
 ///
 /// etcd 3.4.23 on the same sequence, for comparison: it compares the bbolt
 /// file's size (free pages included: ~117 KB per put, of which ~111 KB in
-/// use) rather than the bytes in use, and refreshes that size only at each backend commit (every
-/// 100 ms). With `--backend-batch-limit=1` (a commit per put) it refuses
+/// use) rather than the bytes in use, and refreshes that size only at each
+/// backend commit (every 100 ms). With `--backend-batch-limit=1` (a commit per put) it refuses
 /// put 37 every time; with its defaults it refused put 42, 58 and 66 in
 /// three runs, since puts in flight during a batch are not yet counted.
 const REFUSED_AT: usize = 40;
