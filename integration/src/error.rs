@@ -1,7 +1,8 @@
 //! The harness's one error type.
 //!
 //! 1. Locating a binary fails with [`HarnessError::BinaryMissing`], whose text
-//!    says how to build it.
+//!    says how to build it, or with [`HarnessError::BuildFailed`] when a stale
+//!    oxcd could not be rebuilt.
 //! 2. Starting a process fails with [`HarnessError::Spawn`] (the OS refused)
 //!    or [`HarnessError::NotReady`] / [`HarnessError::Exited`], both carrying
 //!    the tail of the server's log so the cause is on screen.
@@ -19,6 +20,12 @@ pub enum HarnessError {
         path: PathBuf,
         hint: &'static str,
     },
+    /// oxcd was missing or older than its sources, and rebuilding it failed.
+    #[error(
+        "{reason}, and `cargo build -p node --bins` failed ({status}); \
+         run `make test` or `cargo build -p node --bins` to see why"
+    )]
+    BuildFailed { reason: String, status: String },
     /// The OS could not start the process.
     #[error("cannot spawn {path}: {source}")]
     Spawn {

@@ -1,25 +1,37 @@
 //! Test harness that runs real server processes: oxcd (the implementation
 //! under test) and etcd 3.4 (the reference), side by side.
 //!
-//! 1. [`Kind`] picks the binary: oxcd from `OXCD_BIN` or
-//!    `<workspace>/target/debug/oxcd`, etcd from `ETCD_BIN` or `/usr/bin/etcd`
-//!    ([`binaries`]). oxcd takes etcd's flags, so `OXCD_BIN=/usr/bin/etcd`
-//!    runs every test with etcd on both sides, which is how the tests
-//!    themselves are validated.
+//! 1. [`Kind`] picks the binary ([`binaries`]): oxcd from `OXCD_BIN` (as
+//!    is) or the workspace's `target/debug/oxcd`, rebuilt first with
+//!    `cargo build -p node --bins` if it is older than its sources; etcd
+//!    from `ETCD_BIN` or `/usr/bin/etcd`. oxcd takes etcd's flags, so
+//!    `OXCD_BIN=/usr/bin/etcd` runs every test with etcd on both sides,
+//!    which is how the tests themselves are validated.
 //! 2. [`Server::start`] launches one single-member server on loopback ports
 //!    with a temp data dir and a captured log, and waits (bounded, by polling
-//!    the server) until it serves reads and writes ([`server`]).
+//!    the server) until it serves reads and writes ([`server`]);
+//!    [`cluster::Cluster::start`] does the same for several members.
 //! 3. Tests talk to it with the generated etcd clients ([`Server::kv`],
 //!    [`Server::maintenance`]), with raw bytes ([`raw`]), or through etcdctl
 //!    ([`etcdctl`]); [`kv_ops`] draws seeded random KV operations for the
-//!    differential test.
+//!    differential test, and [`lin`] checks recorded histories for
+//!    linearizability.
 //! 4. [`Server::kill9`] and [`Server::restart`] drive crash tests; dropping a
 //!    [`Server`] kills its own child process and nothing else.
 //!
-//! The tests in `tests/` are: `differential` (oxcd vs etcd on the same random
-//! KV operations), `etcdctl` (etcdctl output against both), `crash` (kill -9
-//! under write load, nothing acknowledged lost) and `bad_input` (oversized,
-//! malformed and unknown requests answered as etcd does).
+//! The tests in `tests/`:
+//! - `differential`: oxcd vs etcd on the same seeded random KV operations;
+//! - `etcdctl`: etcdctl's output against both, and `check datascale`;
+//! - `bad_input`: oversized, malformed and unknown requests answered as etcd
+//!   does;
+//! - `http`: `/health`, `/version` and `/metrics` against etcd's;
+//! - `maintenance`: snapshot save, defrag, move-leader (one member and
+//!   three), `oxcdctl snapshot restore`;
+//! - `quota`: `--quota-backend-bytes`, the NOSPACE alarm and disarming;
+//! - `crash`: kill -9 under write load, nothing acknowledged lost;
+//! - `cluster`: three members: election, linearizable reads everywhere,
+//!   leader failover under load, catch-up by snapshot, an isolated member,
+//!   a linearizability check of a history across a leader kill.
 
 pub mod binaries;
 pub mod cluster;

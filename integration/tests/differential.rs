@@ -10,7 +10,8 @@
 //!    kvs, more, count, succeeded, deleted, prev_kvs, nested responses) or
 //!    equal errors (gRPC code and message).
 //! 4. On the first mismatch, fail with the op index, the op and both
-//!    responses. The run is bounded by a per-op timeout and a total deadline.
+//!    responses. Each op is bounded by a timeout; the run's wall time is
+//!    printed, not asserted (speed is recorded, never a pass condition).
 //! 5. If etcd itself answers with anything but InvalidArgument, OutOfRange
 //!    or NotFound (e.g. it crashed), fail: a dead reference would make every
 //!    later op "agree" on a transport error.
@@ -69,7 +70,6 @@ fn label(op: &Op, outcome: &Outcome) -> String {
 async fn kv_responses_match_etcd() {
     let seed = seed_from_env();
     let ops = env_usize("OXCD_DIFF_OPS", 1500);
-    let budget = Duration::from_secs(env_usize("OXCD_DIFF_SECS", 150) as u64);
     println!("differential: seed {seed} (replay with OXCD_SEED={seed}), {ops} ops");
 
     let (reference, candidate) = tokio::join!(
@@ -85,10 +85,6 @@ async fn kv_responses_match_etcd() {
     let mut generator = Generator::new(seed);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for index in 0..ops {
-        assert!(
-            started.elapsed() < budget,
-            "differential run exceeded {budget:?} after {index} ops (seed {seed})"
-        );
         let op = generator.next_op();
         let (expected, actual) = tokio::join!(
             run(&op, &mut etcd, "etcd", index, seed),

@@ -9,6 +9,12 @@
 //! 3. Normalise each output (ids, endpoint, raft term and indexes, db size,
 //!    durations, clientv3 log timestamps) and require equal stdout, stderr and
 //!    exit code. The first difference fails the test with both outputs.
+//!
+//! A second test runs `etcdctl check datascale --load s --auto-compact
+//! --auto-defrag` (which reads `process_resident_memory_bytes` from
+//! `/metrics`) against etcd, then oxcd: it must pass on oxcd, leave no key
+//! behind at revision 10,002, and print what it prints against etcd apart
+//! from the endpoint, the memory figure and the progress bar.
 
 use std::time::Duration;
 
@@ -236,4 +242,90 @@ async fn etcdctl_prints_the_same_against_oxcd_and_etcd() {
         );
     }
     println!("etcdctl: {} commands printed the same", steps.len());
+}
+
+/// How long one `check datascale` may take (10,000 puts; debug builds on a
+/// busy two-core machine).
+const DATASCALE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Where `etcdctl check datascale` writes its keys.
+const DATASCALE_PREFIX: &[u8] = b"/etcdctl-check-datascale/";
+
+/// Runs `etcdctl check datascale --load s --auto-compact --auto-defrag`
+/// (10,000 puts of 1 KiB from 50 clients, memory read from `/metrics`'
+/// `process_resident_memory_bytes` before and after, then a prefix delete,
+/// a compaction and a defragmentation) and returns what it printed without
+/// the progress bar and with the endpoint and the memory figure replaced,
+/// plus the revision and the number of keys left under its prefix.
+async fn datascale(server: &Server) -> (i32, Vec<String>, i64, i64) {
+    let addr = server.client_addr();
+    let args = [
+        "check",
+        "datascale",
+        "--load",
+        "s",
+        "--auto-compact",
+        "--auto-defrag",
+    ];
+    let started = std::time::Instant::now();
+    let out = run_etcdctl(&addr, &args, None, DATASCALE_TIMEOUT)
+        .await
+        .expect("run etcdctl check datascale");
+    println!(
+        "{}: check datascale took {:?}\n{}",
+        server.kind().name(),
+        started.elapsed(),
+        out.stdout.lines().last().unwrap_or_default()
+    );
+    let lines = out
+        .stdout
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains(" / 10000"))
+        .map(|l| match l.split_once("memory used : ") {
+            Some((head, _)) => format!("{head}memory used : <MB> MB."),
+            None => l.replace(&addr, "<endpoint>"),
+        })
+        .collect();
+    let left = server
+        .kv()
+        .await
+        .expect("kv client")
+        .range(proto::etcdserverpb::RangeRequest {
+            key: DATASCALE_PREFIX.to_vec(),
+            range_end: b"/etcdctl-check-datascale0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    let revision = left.header.expect("header").revision;
+    (out.code, lines, revision, left.count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_datascale_passes_as_against_etcd() {
+    // One after the other: 50 clients each would starve a shared machine.
+    let reference = Server::start(Kind::Etcd, ServerOpts::default())
+        .await
+        .unwrap_or_else(|e| panic!("start etcd: {e}"));
+    let expected = datascale(&reference).await;
+    drop(reference);
+    let candidate = Server::start(Kind::Oxcd, ServerOpts::default())
+        .await
+        .unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let actual = datascale(&candidate).await;
+
+    let (code, lines, revision, left) = &actual;
+    assert_eq!(*code, 0, "{lines:?}");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("PASS: Approximate system memory used")),
+        "{lines:?}"
+    );
+    assert_eq!(*left, 0, "keys left under the datascale prefix");
+    // 10,000 puts and one prefix delete after revision 1.
+    assert_eq!(*revision, 10_002);
+    assert_eq!(actual, expected, "oxcd (left) against etcd (right)");
 }

@@ -9,15 +9,31 @@
 //! A second test: `oxcdctl snapshot restore` refuses a file whose SHA-256 does not match,
 //!    and restores a good one into a new data dir: the keys and the revision
 //!    are there, the applied index is back to 0 for the new cluster.
+//!
+//! A third test moves leadership around a three-member cluster, first of
+//! etcd (which validates the expectations), then of oxcd:
+//!
+//! 1. `etcdctl move-leader <follower>` with every endpoint given hands
+//!    leadership from the leader to that follower (etcd's "Leadership
+//!    transferred from <old> to <new>"), and every member's Status then
+//!    names the new leader; then again from the new leader to the third
+//!    member.
+//! 2. With only a follower's endpoint, etcdctl finds no leader to send the
+//!    request to and fails with "no leader endpoint given at [<endpoint>]".
+//! 3. `Maintenance.MoveLeader` sent straight to a follower fails with
+//!    `FailedPrecondition "etcdserver: not leader"`.
 
 use std::time::Duration;
 
+use integration::cluster::{Cluster, ClusterOpts};
 use integration::etcdctl::run_etcdctl;
 use integration::{Kind, Server, ServerOpts};
-use proto::etcdserverpb::StatusRequest;
+use proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 use sha2::{Digest, Sha256};
 
 const CTL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on waiting for a cluster to agree on a (new) leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_defrag_and_move_leader_through_etcdctl() {
@@ -207,4 +223,90 @@ fn oxcdctl_restore_checks_the_hash_and_resets_the_store() {
         })
         .unwrap();
     assert_eq!(range.count, 5);
+}
+
+/// Polls until every member of `cluster` names member `target` as leader.
+async fn wait_for_leader(cluster: &mut Cluster, target: usize) {
+    let started = std::time::Instant::now();
+    while cluster.leader().await != Some(target) {
+        assert!(
+            started.elapsed() < LEADER_WAIT,
+            "{}: members do not all name {} as leader after {LEADER_WAIT:?}",
+            cluster.kind().name(),
+            cluster.name(target)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The move-leader steps of the module doc against a fresh cluster of `kind`.
+async fn move_leader_around_a_cluster(kind: Kind) {
+    let name = kind.name();
+    let mut cluster = Cluster::start(kind, ClusterOpts::default())
+        .await
+        .unwrap_or_else(|e| panic!("start {name} cluster: {e}"));
+    let first = cluster.wait_leader(LEADER_WAIT).await.expect("a leader");
+    let id = |i: usize| cluster.member_id(i).expect("member id seen by wait_leader");
+    let ids: Vec<u64> = (0..cluster.size()).map(id).collect();
+    let all = (0..cluster.size())
+        .map(|i| cluster.client_addr(i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let followers: Vec<usize> = (0..cluster.size()).filter(|&i| i != first).collect();
+
+    // 1. Leader -> first follower, then that one -> the third member.
+    let mut leader = first;
+    for target in followers.iter().copied() {
+        let to = format!("{:x}", ids[target]);
+        let out = run_etcdctl(&all, &["move-leader", &to], None, CTL_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(out.code, 0, "{name}: {out:?}");
+        assert_eq!(
+            out.stdout.trim(),
+            format!("Leadership transferred from {:x} to {to}", ids[leader]),
+            "{name}"
+        );
+        wait_for_leader(&mut cluster, target).await;
+        leader = target;
+    }
+
+    // 2. etcdctl given only a follower's endpoint.
+    let follower = first;
+    let addr = cluster.client_addr(follower);
+    let to = format!("{:x}", ids[followers[0]]);
+    let out = run_etcdctl(&addr, &["move-leader", &to], None, CTL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_ne!(out.code, 0, "{name}: {out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("Error: no leader endpoint given at [{addr}]")),
+        "{name}: {out:?}"
+    );
+
+    // 3. The RPC sent straight to a follower.
+    let err = cluster
+        .maintenance(follower)
+        .await
+        .expect("maintenance client")
+        .move_leader(MoveLeaderRequest {
+            target_id: ids[followers[0]],
+        })
+        .await
+        .expect_err("MoveLeader on a follower");
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{name}: {err:?}"
+    );
+    assert_eq!(err.message(), "etcdserver: not leader", "{name}");
+    // Nothing moved.
+    assert_eq!(cluster.leader().await, Some(leader), "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_between_members_as_in_etcd() {
+    move_leader_around_a_cluster(Kind::Etcd).await;
+    move_leader_around_a_cluster(Kind::Oxcd).await;
 }
