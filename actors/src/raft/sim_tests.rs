@@ -18,6 +18,10 @@ use super::ids::IdGen;
 use super::logger::raft_logger;
 use crate::messages::{PendingRead, ReadRequest, ReadResponse};
 
+/// Ticks a request may wait before `request timed out` (five election
+/// timeouts).
+const REQUEST_TIMEOUT_TICKS: u64 = 50;
+
 struct Sim {
     nodes: Vec<(u64, RaftCore<MemLogStore>, MemLogStore)>,
     /// Messages in flight: (to, message).
@@ -67,7 +71,7 @@ impl Sim {
                     CoreConfig {
                         id,
                         max_request_bytes: 1 << 20,
-                        request_timeout_ticks: 50,
+                        request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
                         max_apply_lag: 5_000,
                         read_retry_ticks: 5,
                         catch_up_entries: 100,
@@ -217,13 +221,28 @@ fn a_deposed_leaders_proposals_fail_with_a_retryable_error() {
     sim.nodes[i].1.propose(put("lost"), tx);
     sim.poll_all();
     sim.deliver();
-    // The others elect a new leader; the isolated one steps down (check
-    // quorum) and fails its in-flight proposal instead of hanging.
-    sim.run_until(200, |s| s.leaders().len() == 1 && s.leaders()[0] != old);
-    let answer = sim.run_until(200, |_| {
-        !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    // The isolated leader steps down (check quorum, after an election
+    // timeout) and fails its in-flight proposal with the retryable
+    // `leader changed` at once, long before the request timeout could
+    // answer it with `request timed out`.
+    let mut got = None;
+    let ticks = sim.run_until(REQUEST_TIMEOUT_TICKS as usize, |_| match rx.try_recv() {
+        Ok(r) => {
+            got = Some(r);
+            true
+        }
+        Err(_) => false,
     });
-    assert!(answer < 200);
+    assert!(
+        matches!(got, Some(Err(EtcdError::LeaderChanged))),
+        "{got:?} after {ticks} ticks"
+    );
+    assert!(
+        (ticks as u64) < REQUEST_TIMEOUT_TICKS / 2,
+        "answered after {ticks} ticks: by the timeout, not the step-down"
+    );
+    // The others elect a new leader meanwhile.
+    sim.run_until(200, |s| s.leaders().len() == 1 && s.leaders()[0] != old);
 }
 
 #[test]
