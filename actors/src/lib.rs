@@ -11,8 +11,14 @@
 //!    and serves reads (serializable at once, linearizable after ReadIndex).
 //!
 //! Every actor runs on its own thread (an actix `Arbiter`), so blocking LMDB
-//! work in one never stalls another, and every mailbox is bounded
-//! ([`mailbox::Mailbox`]) and measured ([`metrics::ActorMetrics`]).
+//! work in one never stalls another. Every mailbox is measured
+//! ([`metrics::ActorMetrics`]). Requests from clients are bounded by the
+//! mailbox's capacity ([`mailbox::Mailbox::try_send`] and
+//! [`mailbox::Mailbox::request`] refuse when full); messages between actors
+//! are enqueued unrefused ([`mailbox::Mailbox::deliver`]) and bounded by
+//! protocol instead: one log write in flight, committed entries bounded by
+//! the apply-lag check on proposals. The messages themselves live in
+//! [`messages`], so the imports between actors run one way.
 
 pub mod apply;
 pub mod log_writer;

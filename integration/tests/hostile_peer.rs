@@ -1,6 +1,6 @@
 //! Hostile and broken peer traffic against a real three-member cluster: no
 //! message from the network may end a member or leave it unable to restart
-//! (reliability.md: a member keeps serving whatever its peer port receives).
+//! (a member keeps serving whatever its peer port receives).
 //!
 //! 1. Start three members, write a first batch of keys (acknowledged).
 //! 2. Open the `Peer` service of a follower, as a forged leader would (the

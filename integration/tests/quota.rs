@@ -1,5 +1,7 @@
 //! `--quota-backend-bytes` and the NOSPACE alarm, as etcd 3.4 answers them
-//! (reliability.md B15), on a real oxcd:
+//! (etcd 3.4.23 refuses a 100 KB put over a 4 MiB quota with
+//! `ResourceExhausted`, raises NOSPACE, and keeps serving reads and deletes),
+//! on a real oxcd:
 //!
 //! 1. With a 4 MiB quota, 100 KB puts succeed until exactly the 41st (index
 //!    [`REFUSED_AT`]) is refused with `ResourceExhausted "etcdserver: mvcc:

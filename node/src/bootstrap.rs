@@ -10,9 +10,13 @@
 //!    (the raft actor gets the other two's mailboxes).
 //! 5. Hand the facade a [`NodeHandle`] with the raft and apply mailboxes.
 //!
-//! Shutdown order (process exit): the gRPC servers stop taking requests, the
-//! raft actor fails its waiters, then the apply actor and the log writer stop
-//! with their environments closed by drop.
+//! Shutdown: there is no ordered one. The `oxcd` binary exits the process
+//! (`process::exit`) on SIGINT or SIGTERM, or when a server task ends, and
+//! actors are not stopped one by one. Nothing is lost by that: a write is
+//! answered only after its entry is fsynced in the raft log, and at the next
+//! start the MVCC store replays whatever it had not committed from that log
+//! (step 3). Requests in flight at exit get no answer; their connections
+//! close, and clients retry.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,14 +36,14 @@ use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
 use actors::{ActorMetrics, EtcdMetrics, Mailbox};
 use raft::eraftpb::ConfState;
-use serde::{Deserialize, Serialize};
 use storage::mvcc::{LmdbOptions, MvccStore};
 use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
 use storage::snap::{SnapDir, install_image};
 
 use crate::config::Config;
 use crate::handle::{Limits, NodeHandle};
-use crate::membership::{cluster_id, parse_initial_cluster};
+pub use crate::membership::Identity;
+use crate::membership::founding_identity;
 
 /// LMDB map size of the raft log env (address space, not disk).
 const RAFT_MAP_BYTES: usize = 8 << 30;
@@ -57,13 +61,6 @@ pub enum BootstrapError {
     Io(#[from] std::io::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-}
-
-/// The ids a member keeps across restarts (`member/identity.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub member_id: u64,
-    pub cluster_id: u64,
 }
 
 /// A started member: the handle for the facade, what the peer server needs,
@@ -121,22 +118,13 @@ pub fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity
 /// Starts the member's actors. Must run inside an actix `System`.
 pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     config.validate().map_err(BootstrapError::Config)?;
-    let members = parse_initial_cluster(&config.initial_cluster, &config.initial_cluster_token)
-        .map_err(BootstrapError::Config)?;
-    let me = members
-        .iter()
-        .find(|m| m.name == config.name)
-        .ok_or_else(|| {
-            BootstrapError::Config(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                config.name
-            ))
-        })?;
+    let (derived, members) = founding_identity(
+        &config.initial_cluster,
+        &config.initial_cluster_token,
+        &config.name,
+    )
+    .map_err(BootstrapError::Config)?;
     let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
-    let derived = Identity {
-        member_id: me.id,
-        cluster_id: cluster_id(&voters),
-    };
 
     let member_dir = member_dir(&config.data_dir());
     std::fs::create_dir_all(member_dir.join("raft"))?;

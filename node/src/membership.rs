@@ -7,7 +7,35 @@
 //! 2. The cluster id is the first 8 bytes of sha1 over the sorted member ids,
 //!    each as 8 big-endian bytes.
 
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
+
+/// The ids a member keeps across restarts (`member/identity.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+/// The founding members of `--initial-cluster` and the ids of the one
+/// called `name` (the server at its first start, `snapshot restore` for the
+/// data dir it writes).
+pub fn founding_identity(
+    spec: &str,
+    token: &str,
+    name: &str,
+) -> Result<(Identity, Vec<InitialMember>), String> {
+    let members = parse_initial_cluster(spec, token)?;
+    let me = members.iter().find(|m| m.name == name).ok_or_else(|| {
+        format!("couldn't find local name {name:?} in the initial cluster configuration")
+    })?;
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let identity = Identity {
+        member_id: me.id,
+        cluster_id: cluster_id(&ids),
+    };
+    Ok((identity, members))
+}
 
 /// One member of `--initial-cluster`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,6 @@
 //! entry).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use actors::raft::guard::{Refusal, RefusedMessages};
 use actors::transport::RaftInbox;
@@ -40,11 +39,6 @@ use proto::internal::{RaftBatch, SnapshotAck, SnapshotChunk, StreamAck};
 use storage::StorageError;
 use storage::snap::SnapDir;
 use tonic::{Request, Response, Status, Streaming};
-
-/// HTTP/2 keep-alive on peer connections: a peer that stops answering
-/// pings is cut off, so its sender notices and reconnects.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `Peer` service of one member.
 pub struct PeerService<R: RaftInbox> {
@@ -230,8 +224,8 @@ pub fn peer_service<R: RaftInbox>(
 fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(wire::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(wire::KEEPALIVE_TIMEOUT))
 }
 
 /// Serves the `Peer` service on `addr` until the process stops. `raft` is

@@ -2,13 +2,15 @@
 //! numbers as etcd 3.4) and oxcd's internal protocols.
 //!
 //! This crate holds generated code, plus the gRPC codec they all use
-//! ([`codec`]), which words decode errors as etcd does. Modules mirror the proto packages:
+//! ([`codec`]), which words decode errors as etcd does, and the wording of
+//! transport failures ([`errors`]). Modules mirror the proto packages:
 //! `etcdserverpb`, `mvccpb`, `authpb`, `v3lockpb`, `v3electionpb`, and
 //! `internal` (the replicated request envelope and the peer transport).
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod codec;
+pub mod errors;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -90,8 +90,8 @@ impl Default for TransportConfig {
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             send_timeout: Duration::from_secs(5),
-            keepalive_interval: Duration::from_secs(2),
-            keepalive_timeout: Duration::from_secs(5),
+            keepalive_interval: wire::KEEPALIVE_INTERVAL,
+            keepalive_timeout: wire::KEEPALIVE_TIMEOUT,
             snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
             snapshot_ack_timeout: Duration::from_secs(60),
         }
@@ -290,11 +290,6 @@ impl TransportCore {
         let link = self.next_link;
         self.next_link += 1;
         link
-    }
-
-    /// This member's id.
-    pub fn id(&self) -> u64 {
-        self.id
     }
 
     /// The cluster id stamped on every batch.

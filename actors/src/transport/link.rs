@@ -68,22 +68,10 @@ impl Reporter {
     }
 }
 
-/// An error with its causes (tonic's transport errors say little alone).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// Connects to `url` (step 1).
 async fn connect(url: &str, config: &TransportConfig) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("{url}: {}", chain(&e)))?
+        .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(config.keepalive_interval)
@@ -91,7 +79,7 @@ async fn connect(url: &str, config: &TransportConfig) -> Result<Channel, String>
         .keep_alive_while_idle(true);
     match timeout(config.connect_timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(format!("{url}: {}", chain(&e))),
+        Ok(Err(e)) => Err(format!("{url}: {}", proto::errors::error_chain(&e))),
         Err(_) => Err(format!(
             "{url}: connect timed out after {:?}",
             config.connect_timeout

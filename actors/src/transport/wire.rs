@@ -17,6 +17,13 @@ use raft::eraftpb::{Message, MessageType};
 /// gRPC metadata key holding the sender's cluster id (hex) on `Snapshot`.
 pub const CLUSTER_ID_HEADER: &str = "oxcd-cluster-id";
 
+/// HTTP/2 keep-alive on peer connections, the same on both ends: each side
+/// pings this often, and cuts a connection whose ping goes unanswered for
+/// [`KEEPALIVE_TIMEOUT`], so a silent peer is noticed and reconnected.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The text etcd's rafthttp uses when a peer belongs to another cluster.
 pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
 

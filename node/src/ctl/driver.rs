@@ -57,33 +57,17 @@ pub async fn connect(
             reason,
         };
         let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| connect_err(error_chain(&e)))?
+            .map_err(|e| connect_err(proto::errors::error_chain(&e)))?
             .connect_timeout(dial_timeout)
             .tcp_nodelay(true);
         let channel = match tokio::time::timeout(dial_timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(connect_err(error_chain(&e))),
+            Ok(Err(e)) => return Err(connect_err(proto::errors::error_chain(&e))),
             Err(_) => return Err(connect_err(format!("timed out after {dial_timeout:?}"))),
         };
         clients.push(KvClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE));
     }
     Ok(clients)
-}
-
-/// An error and its sources, joined with ": ". A source whose text the
-/// message already contains (hyper repeats its cause) is left out.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let text = src.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = src.source();
-    }
-    s
 }
 
 /// The message a failed request is counted under, in grpc-go's wording.
@@ -200,32 +184,6 @@ mod tests {
         );
         assert_eq!(endpoint_uri("http://h:1").ok(), Some("http://h:1".into()));
         assert!(endpoint_uri("https://h:1").is_err());
-    }
-
-    #[test]
-    fn error_chain_skips_repeated_sources() {
-        #[derive(Debug)]
-        struct Wrap(&'static str, Option<Box<Wrap>>);
-        impl std::fmt::Display for Wrap {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for Wrap {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.1.as_deref().map(|w| w as _)
-            }
-        }
-        let refused = Wrap("connection refused", None);
-        let connect = Wrap(
-            "tcp connect error: connection refused",
-            Some(Box::new(refused)),
-        );
-        let top = Wrap("transport error", Some(Box::new(connect)));
-        assert_eq!(
-            error_chain(&top),
-            "transport error: tcp connect error: connection refused"
-        );
     }
 
     /// A KV server that counts requests and fails every `fail_every`-th

@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use node::bootstrap::{Identity, kv_dir, load_or_create_identity, member_dir};
-use node::membership::{cluster_id, parse_initial_cluster};
+use node::bootstrap::{kv_dir, load_or_create_identity, member_dir};
+use node::membership::founding_identity;
 use sha2::{Digest, Sha256};
 use storage::mvcc::MvccStore;
 
@@ -105,17 +105,16 @@ pub fn restore(args: RestoreArgs) -> Result<(), CtlError> {
             data_dir.display().to_string()
         )));
     }
-    let members = parse_initial_cluster(&args.initial_cluster, &args.initial_cluster_token)
-        .map_err(invalid)?;
+    let (identity, members) = founding_identity(
+        &args.initial_cluster,
+        &args.initial_cluster_token,
+        &args.name,
+    )
+    .map_err(invalid)?;
     let me = members
         .iter()
-        .find(|m| m.name == args.name)
-        .ok_or_else(|| {
-            invalid(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                args.name
-            ))
-        })?;
+        .find(|m| m.id == identity.member_id)
+        .expect("founding_identity names a listed member");
     let mut mine = args.initial_advertise_peer_urls.clone();
     mine.sort();
     let mut listed = me.peer_urls.clone();
@@ -135,11 +134,6 @@ pub fn restore(args: RestoreArgs) -> Result<(), CtlError> {
     let member = member_dir(&data_dir);
     let kv = kv_dir(&member);
     write_store(&kv, image)?;
-    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-    let identity = Identity {
-        member_id: me.id,
-        cluster_id: cluster_id(&ids),
-    };
     load_or_create_identity(&member, identity).map_err(|e| invalid(e.to_string()))?;
     println!(
         "restored snapshot to {} (member {:x}, cluster {:x})",

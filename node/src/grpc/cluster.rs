@@ -11,7 +11,7 @@ use proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::errors::{mismatched_response, to_status};
+use crate::errors::{reply, to_status};
 use crate::handle::NodeHandle;
 
 /// The Cluster service.
@@ -61,11 +61,11 @@ impl Cluster for ClusterService {
         &self,
         _: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let members = match self.node.read(ReadRequest::MemberList, false).await {
-            Ok(ReadResponse::MemberList(m)) => m,
-            Ok(_) => return Err(mismatched_response()),
-            Err(e) => return Err(to_status(&e)),
-        };
+        let members = reply!(
+            self.node.read(ReadRequest::MemberList, false).await,
+            ReadResponse::MemberList
+        )?
+        .into_inner();
         Ok(Response::new(MemberListResponse {
             header: Some(self.header().await?),
             members,

@@ -13,7 +13,7 @@ use proto::internal::internal_request::Request as Replicated;
 use storage::mvcc::{ApplyResponse, is_txn_read_only, validate};
 use tonic::{Request, Response, Status};
 
-use crate::errors::{mismatched_response, to_status};
+use crate::errors::{reply, to_status};
 use crate::handle::{KV_OVERHEAD, NodeHandle};
 
 /// The KV service.
@@ -61,11 +61,10 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::range(&req).map_err(|e| to_status(&e))?;
         let linearizable = !req.serializable;
-        match self.node.read(ReadRequest::Range(req), linearizable).await {
-            Ok(ReadResponse::Range(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.read(ReadRequest::Range(req), linearizable).await,
+            ReadResponse::Range
+        )
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
@@ -75,11 +74,10 @@ impl Kv for KvService {
             .check_quota(KV_OVERHEAD + (req.key.len() + req.value.len()) as i64)
             .await
             .map_err(|e| to_status(&e))?;
-        match self.node.write(Replicated::Put(req)).await {
-            Ok(ApplyResponse::Put(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.write(Replicated::Put(req)).await,
+            ApplyResponse::Put
+        )
     }
 
     async fn delete_range(
@@ -88,11 +86,10 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         validate::delete_range(&req).map_err(|e| to_status(&e))?;
-        match self.node.write(Replicated::DeleteRange(req)).await {
-            Ok(ApplyResponse::DeleteRange(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.write(Replicated::DeleteRange(req)).await,
+            ApplyResponse::DeleteRange
+        )
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -100,21 +97,19 @@ impl Kv for KvService {
         validate::txn(&req, self.node.limits.max_txn_ops).map_err(|e| to_status(&e))?;
         if is_txn_read_only(&req) {
             let linearizable = !all_serializable(&req);
-            return match self.node.read(ReadRequest::Txn(req), linearizable).await {
-                Ok(ReadResponse::Txn(r)) => Ok(Response::new(r)),
-                Ok(_) => Err(mismatched_response()),
-                Err(e) => Err(to_status(&e)),
-            };
+            return reply!(
+                self.node.read(ReadRequest::Txn(req), linearizable).await,
+                ReadResponse::Txn
+            );
         }
         self.node
             .check_quota(txn_cost(&req))
             .await
             .map_err(|e| to_status(&e))?;
-        match self.node.write(Replicated::Txn(req)).await {
-            Ok(ApplyResponse::Txn(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.write(Replicated::Txn(req)).await,
+            ApplyResponse::Txn
+        )
     }
 
     async fn compact(
@@ -122,11 +117,10 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
-        match self.node.write(Replicated::Compaction(req)).await {
-            Ok(ApplyResponse::Compaction(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.write(Replicated::Compaction(req)).await,
+            ApplyResponse::Compaction
+        )
     }
 }
 

@@ -18,7 +18,7 @@ use proto::etcdserverpb::AlarmType;
 use proto::internal::internal_request::Request as Replicated;
 use storage::mvcc::ApplyResponse;
 
-use crate::errors::{mismatched_response, to_status};
+use crate::errors::{reply, to_status};
 use crate::handle::NodeHandle;
 
 /// The etcd server version oxcd reports: the etcd release whose API and
@@ -121,15 +121,12 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<AlarmResponse>, Status> {
         // Every action goes through raft, as in etcd (alarms are replicated
         // state; GET is then linearizable).
-        match self
-            .node
-            .write(Replicated::Alarm(request.into_inner()))
-            .await
-        {
-            Ok(ApplyResponse::Alarm(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node
+                .write(Replicated::Alarm(request.into_inner()))
+                .await,
+            ApplyResponse::Alarm
+        )
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -175,11 +172,10 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         // Member-local and for testing, as in etcd.
-        match self.node.read(ReadRequest::Hash, false).await {
-            Ok(ReadResponse::Hash(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node.read(ReadRequest::Hash, false).await,
+            ReadResponse::Hash
+        )
     }
 
     async fn hash_kv(
@@ -187,15 +183,12 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         // Member-local, as etcd's: every member hashes its own store.
-        match self
-            .node
-            .read(ReadRequest::HashKv(request.into_inner()), false)
-            .await
-        {
-            Ok(ReadResponse::HashKv(r)) => Ok(Response::new(r)),
-            Ok(_) => Err(mismatched_response()),
-            Err(e) => Err(to_status(&e)),
-        }
+        reply!(
+            self.node
+                .read(ReadRequest::HashKv(request.into_inner()), false)
+                .await,
+            ReadResponse::HashKv
+        )
     }
 
     type SnapshotStream =

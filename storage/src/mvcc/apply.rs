@@ -73,8 +73,8 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(proto::etcdserverpb::AlarmResponse),
-    /// Entries without a request, and requests the store does not own
-    /// (alarms, lease checkpoints, member attributes).
+    /// Entries without a request (raft's empty entry at a new term), and
+    /// requests that answer nothing (lease checkpoints, member attributes).
     Empty,
 }
 

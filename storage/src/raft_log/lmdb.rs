@@ -2,7 +2,8 @@
 //!
 //! 1. [`LmdbLogStore::open`] creates the directory and opens the environment
 //!    with default flags, so every commit fsyncs data and meta pages
-//!    (reliability.md §7: anything acknowledged to a peer must be durable),
+//!    (anything acknowledged to a peer, a vote or an append, must survive a
+//!    power loss),
 //!    and with read txns without TLS, so a read txn may be opened on any
 //!    thread. It clears reader slots left by a crashed process, creates the
 //!    two databases and loads the in-memory mirror.

@@ -15,8 +15,8 @@
 //!    [`LogWrite`]: snapshot (installed first), entries (conflicting suffix
 //!    replaced), hard state and the LightReady commit index, all in ONE
 //!    fsynced write txn. Writing entries and hard state separately lets a
-//!    crash leave "HardState.commit beyond local log range" behind
-//!    (reliability.md §6, step 4).
+//!    crash leave a hard state whose commit lies beyond the local log, which
+//!    raft-rs refuses at the next start ("commit ... is out of range").
 //! 4. After a state-machine snapshot the node calls [`LogStore::set_snapshot`]
 //!    (what `snapshot()` serves to lagging followers) and then
 //!    [`LogStore::compact`]; the term of the last discarded entry is kept so
