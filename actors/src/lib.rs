@@ -27,6 +27,7 @@ pub mod messages;
 pub mod metrics;
 pub mod raft;
 pub mod transport;
+pub mod watch;
 
 pub use mailbox::Mailbox;
 pub use metrics::{ActorMetrics, EtcdMetrics};

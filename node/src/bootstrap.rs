@@ -34,6 +34,8 @@ use actors::raft::{RAFT_MAILBOX, RaftActor};
 use actors::transport::core::{TransportConfig, TransportCore};
 use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
+use actors::watch::core::HeaderIds;
+use actors::watch::{ConnectStore, WATCH_MAILBOX, WatchHub, WatchMetrics};
 use actors::{ActorMetrics, EtcdMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use storage::mvcc::{LmdbOptions, MvccStore};
@@ -41,7 +43,8 @@ use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
 use storage::snap::{SnapDir, install_image};
 
 use crate::config::Config;
-use crate::handle::{Limits, NodeHandle};
+use crate::grpc::max_grpc_message;
+use crate::handle::{Limits, NodeHandle, WatchHandle};
 pub use crate::membership::Identity;
 use crate::membership::founding_identity;
 
@@ -76,6 +79,9 @@ pub struct Member {
     /// Counts peer messages refused before reaching raft.
     pub refused: RefusedMessages,
 }
+
+/// etcd's progress-notify interval when the flag is 0 or absent.
+const DEFAULT_PROGRESS_NOTIFY: Duration = Duration::from_secs(600);
 
 fn identity_path(dir: &Path) -> PathBuf {
     dir.join("identity.json")
@@ -254,14 +260,43 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         last_snapshot: log_snapshot,
         reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
     };
+    // The watch hub starts first: the apply actor feeds it; it learns where
+    // to read history (the apply actor) once that one runs.
+    let hub_probe = metrics.for_actor("watch");
+    let watch_metrics = WatchMetrics::new(&registry)?;
+    let hub_addr = start_on(&Arbiter::new().handle(), {
+        let probe = hub_probe.clone();
+        let metrics = watch_metrics.clone();
+        let ids = HeaderIds {
+            cluster_id: identity.cluster_id,
+            member_id: identity.member_id,
+        };
+        let revision = kv.current_revision();
+        let fragment_bytes = max_grpc_message(config.max_request_bytes);
+        let progress = match config.watch_progress_notify_interval {
+            d if d.is_zero() => DEFAULT_PROGRESS_NOTIFY,
+            d => d,
+        };
+        move |_| WatchHub::new(ids, revision, fragment_bytes, progress, probe, metrics)
+    });
+    let hub = Mailbox::new(hub_addr, WATCH_MAILBOX, hub_probe);
+
     let sizes = SizeGauges::new(&registry)?;
-    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone())?;
+    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone(), Box::new(hub.clone()))?;
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();
         move |_| ApplyActor::new(apply_core, probe, commit)
     });
     let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
+    if hub
+        .try_send(ConnectStore {
+            apply: apply.clone(),
+        })
+        .is_err()
+    {
+        return Err(BootstrapError::Config("watch hub did not start".into()));
+    }
 
     let lw_probe = metrics.for_actor("log_writer");
     let lw_addr = start_on(&Arbiter::new().handle(), {
@@ -332,6 +367,10 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         },
         sizes.in_use,
         member_dir.join("snap"),
+        WatchHandle {
+            hub,
+            pending_events: watch_metrics.pending_events,
+        },
     );
     Ok(Member {
         handle,

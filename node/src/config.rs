@@ -117,6 +117,56 @@ pub struct Config {
     /// Log level: debug, info, warn, error, panic, fatal.
     #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Duration of periodic watch progress notifications (Go syntax: 10m,
+    /// 1m30s, 500ms).
+    #[arg(
+        long = "experimental-watch-progress-notify-interval",
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m",
+        value_parser = parse_go_duration
+    )]
+    pub watch_progress_notify_interval: std::time::Duration,
+}
+
+/// Parses a Go `time.Duration` string as etcd's flags take it: a sequence
+/// of decimal numbers with units `h`, `m`, `s`, `ms`, `us` (or `µs`), `ns`
+/// (`10m`, `1m30s`, `1.5s`, `500ms`); a bare `0` is zero.
+pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("time: invalid duration {text:?}");
+    let s = text.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("time: missing unit in duration {text:?}"))?;
+        let value: f64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            unit => return Err(format!("time: unknown unit {unit:?} in duration {text:?}")),
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 /// `--initial-cluster-state`.
@@ -216,5 +266,27 @@ mod tests {
             "300",
         ]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn go_durations_parse_as_go_does() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("10m0s"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("1x").is_err());
+        assert!(parse_go_duration("").is_err());
+        let c = Config::parse_from(["oxcd"]);
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));
+        let c = Config::parse_from([
+            "oxcd",
+            "--experimental-watch-progress-notify-interval",
+            "2s",
+        ]);
+        assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(2));
     }
 }

@@ -15,6 +15,7 @@ use actors::messages::{
     ReadIndex, ReadRequest, ReadResponse, StoreStatus, TransferLeader,
 };
 use actors::raft::RaftActor;
+use actors::watch::WatchHub;
 use proto::internal::{InternalRequest, internal_request};
 use storage::EtcdError;
 use storage::mvcc::ApplyResponse;
@@ -48,6 +49,15 @@ pub struct NodeHandle {
     /// One permit: whole-store jobs (image, defragmentation) run one at a
     /// time.
     store_jobs: std::sync::Arc<tokio::sync::Semaphore>,
+    pub watch: WatchHandle,
+}
+
+/// The watch hub's mailbox, and the gauge of events its streams hold (the
+/// facade counts them down as it sends).
+#[derive(Clone)]
+pub struct WatchHandle {
+    pub hub: Mailbox<WatchHub>,
+    pub pending_events: prometheus::IntGauge,
 }
 
 impl NodeHandle {
@@ -59,6 +69,7 @@ impl NodeHandle {
         limits: Limits,
         db_in_use: prometheus::IntGauge,
         backup_dir: std::path::PathBuf,
+        watch: WatchHandle,
     ) -> Self {
         Self {
             raft,
@@ -69,6 +80,7 @@ impl NodeHandle {
             db_in_use,
             backup_dir,
             store_jobs: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            watch,
         }
     }
 

@@ -18,7 +18,10 @@
 //!    ([`ApplyCore::install`]): close, swap the file, reopen.
 //! 6. Maintenance work on the store: [`ApplyCore::defragment`] (compacting
 //!    rewrite) and [`ApplyCore::backup`] (an image for `snapshot save`).
-//! 7. After every batch the store's sizes are published ([`SizeGauges`]),
+//! 7. Each batch's events go to the watch hub ([`StoreFeed`]) before its
+//!    clients are answered; the hub's catch-up reads come back here
+//!    ([`ApplyCore::read_events`]), and a snapshot install is announced.
+//! 8. After every batch the store's sizes are published ([`SizeGauges`]),
 //!    for `/metrics`, `Status` and the facade's quota check; a failure to
 //!    measure them is a storage failure (fatal), never a size of 0.
 
@@ -34,7 +37,8 @@ use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
 use crate::messages::{
-    ApplyReport, CommittedBatch, PendingRead, ReadBatch, ReadRequest, ReadResponse, StoreStatus,
+    ApplyReport, CommittedBatch, EventsRead, PendingRead, ReadBatch, ReadRequest, ReadResponse,
+    StoreEvents, StoreStatus,
 };
 
 /// The ids every response header carries.
@@ -117,6 +121,23 @@ pub struct ApplyCore<B: MvccBackend> {
     waiting_reads: BTreeMap<u64, Vec<PendingRead>>,
     snapshots: SnapshotSettings<B>,
     sizes: SizeGauges,
+    feed: Box<dyn StoreFeed>,
+}
+
+/// Where the store's changes go (the watch hub), told before the clients
+/// of a batch are answered. It must not block: it is called on the apply
+/// thread, inside the batch.
+pub trait StoreFeed: Send {
+    /// One applied batch: the store moved from `update.from` to `update.to`.
+    fn events(&mut self, update: StoreEvents);
+    /// The store was replaced by a snapshot image at `revision`.
+    fn replaced(&mut self, revision: i64);
+}
+
+/// No watch hub (tests, tools): changes go nowhere.
+impl StoreFeed for () {
+    fn events(&mut self, _: StoreEvents) {}
+    fn replaced(&mut self, _: i64) {}
 }
 
 impl<B: MvccBackend> ApplyCore<B> {
@@ -125,6 +146,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         header: HeaderInfo,
         snapshots: SnapshotSettings<B>,
         sizes: SizeGauges,
+        feed: Box<dyn StoreFeed>,
     ) -> Result<Self, StorageError> {
         let core = Self {
             store: Some(store),
@@ -133,6 +155,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             waiting_reads: BTreeMap::new(),
             snapshots,
             sizes,
+            feed,
         };
         core.publish_size()?;
         Ok(core)
@@ -141,12 +164,6 @@ impl<B: MvccBackend> ApplyCore<B> {
     fn store(&self) -> &MvccStore<B> {
         self.store
             .as_ref()
-            .expect("the store is only absent during a snapshot install")
-    }
-
-    fn store_mut(&mut self) -> &mut MvccStore<B> {
-        self.store
-            .as_mut()
             .expect("the store is only absent during a snapshot install")
     }
 
@@ -205,10 +222,29 @@ impl<B: MvccBackend> ApplyCore<B> {
             requests.iter().map(|(i, r)| (*i, r.as_ref())).collect();
         let mut waiters: HashMap<u64, _> = batch.waiters.into_iter().collect();
         let (header, term) = (self.header, self.term);
+        let feed = &mut self.feed;
+        let store = self
+            .store
+            .as_mut()
+            .expect("the store is only absent during a snapshot install");
+        let from = store.current_revision();
         // Answers leave before the MVCC commit: the entries are durable in
         // the raft log, so the commit's fsync stays off the client's path
-        // (see `MvccStore::apply_batch_with`).
-        self.store_mut().apply_batch_with(&refs, |applied| {
+        // (see `MvccStore::apply_batch_with`). The watch hub hears of the
+        // batch first, so a client that sees its write acknowledged and then
+        // creates a watch gets a `created` revision at or past it.
+        store.apply_batch_with(&refs, |mut applied| {
+            let to = applied.last().map_or(from, |a| a.revision);
+            let events = applied
+                .iter_mut()
+                .flat_map(|a| std::mem::take(&mut a.events))
+                .collect();
+            feed.events(StoreEvents {
+                from,
+                to,
+                term,
+                events,
+            });
             for result in applied {
                 if let Some(reply) = waiters.remove(&result.id) {
                     let revision = result.revision;
@@ -285,11 +321,38 @@ impl<B: MvccBackend> ApplyCore<B> {
             revision = store.current_revision(),
             "installed snapshot"
         );
+        self.feed.replaced(store.current_revision());
         self.store = Some(store);
         self.publish_size()?;
         self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
         self.serve_ready_reads();
         Ok(applied)
+    }
+
+    /// The events of revisions `from..=to` for the watch hub's catch-up,
+    /// within about `max_bytes`; a compacted `from` answers with no events
+    /// and the compacted revision.
+    pub fn read_events(
+        &self,
+        from: i64,
+        to: i64,
+        max_bytes: usize,
+    ) -> Result<EventsRead, EtcdError> {
+        let store = self.store();
+        let compact_revision = store.compact_revision();
+        match store.events_window(from, to, max_bytes, true) {
+            Ok((events, last)) => Ok(EventsRead {
+                events,
+                last,
+                compact_revision,
+            }),
+            Err(EtcdError::Compacted) => Ok(EventsRead {
+                events: Vec::new(),
+                last: from - 1,
+                compact_revision,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes a consistent image of the store to `path` (for

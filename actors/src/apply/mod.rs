@@ -9,6 +9,7 @@
 //! 5. `InstallSnapshot` swaps in a snapshot image received from the leader.
 //! 6. `Defragment` rewrites the store compactly (member-local).
 //! 7. `Backup` writes an image of the store for `Maintenance.Snapshot`.
+//! 8. `ReadEvents` reads history for the watch hub's catch-up.
 //!
 //! A storage error while applying is fatal: the process exits and the entry
 //! is applied after restart from the durable raft log (never skipped, or
@@ -23,7 +24,7 @@ use storage::mvcc::LmdbBackend;
 
 use self::core::ApplyCore;
 use crate::messages::{
-    Backup, Committed, Defragment, GetStoreStatus, InstallSnapshot, Read, ReadReady,
+    Backup, Committed, Defragment, GetStoreStatus, InstallSnapshot, Read, ReadEvents, ReadReady,
 };
 use crate::metrics::ActorProbe;
 
@@ -129,5 +130,14 @@ impl Handler<Backup> for ApplyActor {
     fn handle(&mut self, msg: Backup, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("Backup");
         self.core.backup(&msg.path)
+    }
+}
+
+impl Handler<ReadEvents> for ApplyActor {
+    type Result = Result<crate::messages::EventsRead, storage::EtcdError>;
+
+    fn handle(&mut self, msg: ReadEvents, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("ReadEvents");
+        self.core.read_events(msg.from, msg.to, msg.max_bytes)
     }
 }

@@ -38,7 +38,7 @@ fn fixture(snapshot_count: u64) -> Fixture {
     let sizes = SizeGauges::new(&prometheus::Registry::new()).unwrap();
     Fixture {
         _dir: dir,
-        core: ApplyCore::new(store, header, settings, sizes).unwrap(),
+        core: ApplyCore::new(store, header, settings, sizes, Box::new(())).unwrap(),
         snap,
     }
 }

@@ -3,11 +3,14 @@
 //! Each actor module imports the messages it sends and handles from here and
 //! never from another actor's module, so the imports between actors run one
 //! way: the facade and the transport send to raft; raft sends to the log
-//! writer, the apply actor and the transport; the apply actor sends to no
-//! actor (it answers through the reply channels that travel with requests).
+//! writer, the apply actor and the transport; the facade sends watch
+//! requests to the watch hub; the apply actor feeds the hub through the
+//! [`StoreFeed`](crate::apply::core::StoreFeed) trait the hub implements, and
+//! the hub reads history from the apply actor. Clients are answered through
+//! the reply channels that travel with their requests.
 //!
 //! One file per receiving actor: [`to_raft`], [`to_apply`],
-//! [`to_log_writer`], [`to_transport`]; plus [`requests`], the client
+//! [`to_log_writer`], [`to_transport`], [`to_watch`]; plus [`requests`], the client
 //! requests and reply channels that pass through several actors (a
 //! [`PendingRead`] goes to raft for its read index, then to apply inside a
 //! [`ReadBatch`]).
@@ -17,9 +20,11 @@ pub mod to_apply;
 pub mod to_log_writer;
 pub mod to_raft;
 pub mod to_transport;
+pub mod to_watch;
 
 pub use requests::*;
 pub use to_apply::*;
 pub use to_log_writer::*;
 pub use to_raft::*;
 pub use to_transport::*;
+pub use to_watch::*;

@@ -1,17 +1,20 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
-//! URL (as etcd does): gRPC over HTTP/2, `/metrics`, `/health` and
+//! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Cluster, Maintenance,
+//! health), `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port.
 
 pub mod cluster;
 pub mod http;
 pub mod kv;
 pub mod maintenance;
+pub mod watch;
 
 use std::net::SocketAddr;
 
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use proto::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
 use crate::handle::NodeHandle;
@@ -45,7 +48,11 @@ pub async fn serve_client(
     let cluster = ClusterServer::new(cluster::ClusterService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(watch::WatchService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let grpc = Routes::new(kv)
+        .add_service(watch)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
@@ -61,6 +68,7 @@ pub async fn serve_client(
 /// gRPC services served on the client port (for the "unknown service" text).
 const SERVED: &[&str] = &[
     "etcdserverpb.KV",
+    "etcdserverpb.Watch",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
     "grpc.health.v1.Health",

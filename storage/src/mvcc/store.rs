@@ -424,22 +424,46 @@ impl<B: MvccBackend> MvccStore<B> {
     }
 
     /// The events of revisions `from..=to` (main revisions), read back from
-    /// the records, as a watcher that fell behind would need them (no Watch
-    /// service uses this yet); `prev_kv` is filled when asked (the key at
-    /// `mod_revision - 1`, if still readable). `from` below the compacted
-    /// revision is `Compacted`.
+    /// the records in revision order, as a watcher that fell behind needs
+    /// them; `prev_kv` is filled when asked (the key at `mod_revision - 1`,
+    /// if still readable). `from` below the compacted revision is
+    /// `Compacted`.
     pub fn events(&self, from: i64, to: i64, with_prev_kv: bool) -> Result<Vec<Event>, EtcdError> {
+        self.events_window(from, to, usize::MAX, with_prev_kv)
+            .map(|(events, _)| events)
+    }
+
+    /// Like [`MvccStore::events`], but stops after the first revision at
+    /// which the events read so far exceed `max_bytes` (keys and values):
+    /// a revision is never cut. Returns the events and the last revision
+    /// they cover (`to`, or less when the budget ran out).
+    pub fn events_window(
+        &self,
+        from: i64,
+        to: i64,
+        max_bytes: usize,
+        with_prev_kv: bool,
+    ) -> Result<(Vec<Event>, i64), EtcdError> {
         if from < self.state.compact_rev {
             return Err(EtcdError::Compacted);
         }
         self.read(|view| {
             let mut raw: Vec<(Revision, bool, KeyValue)> = Vec::new();
+            let mut bytes = 0usize;
+            let mut last = to;
             view.reader
-                .scan(Revision::new(from.max(0), 0), &mut |r, bytes| {
+                .scan(Revision::new(from.max(0), 0), &mut |r, record| {
                     if r.main > to {
                         return Ok(false);
                     }
-                    let (tombstone, kv) = decode_record(bytes)?;
+                    if bytes > max_bytes
+                        && raw.last().is_some_and(|(prev, _, _)| prev.main != r.main)
+                    {
+                        last = r.main - 1;
+                        return Ok(false);
+                    }
+                    let (tombstone, kv) = decode_record(record)?;
+                    bytes = bytes.saturating_add(kv.key.len() + kv.value.len());
                     raw.push((r, tombstone, kv));
                     Ok(true)
                 })?;
@@ -465,7 +489,7 @@ impl<B: MvccBackend> MvccStore<B> {
                     prev_kv,
                 });
             }
-            Ok(events)
+            Ok((events, last))
         })
     }
 

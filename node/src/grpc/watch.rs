@@ -1,0 +1,118 @@
+//! `etcdserverpb.Watch`: one bidirectional stream per client call, served by
+//! the watch hub actor.
+//!
+//! 1. A call with `hasleader` metadata on a member without a leader fails
+//!    with `Unavailable "etcdserver: no leader"`, as etcd's does.
+//! 2. The stream registers with the hub (`OpenStream`), handing it a
+//!    bounded channel ([`STREAM_BUFFER`] responses) that becomes the gRPC
+//!    response stream.
+//! 3. A task reads the client's requests and forwards them to the hub one
+//!    at a time (each awaited: a stream has at most one request in flight,
+//!    which bounds what a client can queue on the hub). A request with no
+//!    known field is ignored, as etcd ignores it.
+//! 4. When the client's side ends (or fails), the hub drops the stream's
+//!    watchers (`CloseStream`).
+
+use std::pin::Pin;
+
+use actors::messages::{CancelWatch, CloseStream, CreateWatch, OpenStream, RequestProgress};
+use actors::watch::STREAM_BUFFER;
+use futures::{Stream, StreamExt};
+use proto::etcdserverpb::watch_request::RequestUnion;
+use proto::etcdserverpb::watch_server::Watch;
+use proto::etcdserverpb::{WatchRequest, WatchResponse};
+use storage::EtcdError;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::errors::to_status;
+use crate::handle::{NodeHandle, WatchHandle};
+
+/// The Watch service.
+pub struct WatchService {
+    node: NodeHandle,
+}
+
+impl WatchService {
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
+    }
+}
+
+/// Forwards the client's requests to the hub until the client's side ends,
+/// then closes the stream there.
+async fn forward_requests(watch: WatchHandle, stream: u64, mut requests: Streaming<WatchRequest>) {
+    loop {
+        let request = match requests.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(stream, %status, "watch stream ended by its client");
+                break;
+            }
+        };
+        let sent = match request.request_union {
+            Some(RequestUnion::CreateRequest(request)) => {
+                watch.hub.deliver(CreateWatch { stream, request }).await
+            }
+            Some(RequestUnion::CancelRequest(cancel)) => {
+                watch
+                    .hub
+                    .deliver(CancelWatch {
+                        stream,
+                        watch_id: cancel.watch_id,
+                    })
+                    .await
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                watch.hub.deliver(RequestProgress { stream }).await
+            }
+            None => Ok(()),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    // Delivered, not refused: it frees the stream's watchers, and there is
+    // one per stream.
+    let _ = watch.hub.deliver(CloseStream { stream }).await;
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let wants_leader = request
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if wants_leader {
+            let (raft, _) = self.node.status().await.map_err(|e| to_status(&e))?;
+            if raft.leader == 0 {
+                return Err(to_status(&EtcdError::NoLeader));
+            }
+        }
+        let watch = self.node.watch.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let stream = watch
+            .hub
+            .request(OpenStream { responses: tx })
+            .map_err(|_| to_status(&EtcdError::TooManyRequests))?
+            .await
+            .map_err(|_| to_status(&EtcdError::Stopped))?;
+        tokio::spawn(forward_requests(
+            watch.clone(),
+            stream,
+            request.into_inner(),
+        ));
+        let pending = watch.pending_events;
+        let responses = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |response| {
+            pending.sub(response.events.len() as i64);
+            Ok(response)
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
+}
