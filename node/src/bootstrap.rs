@@ -44,7 +44,7 @@ use storage::snap::{SnapDir, install_image};
 
 use crate::config::Config;
 use crate::grpc::max_grpc_message;
-use crate::handle::{Limits, NodeHandle, WatchHandle};
+use crate::handle::{Limits, Mailboxes, NodeHandle, WatchHandle};
 pub use crate::membership::Identity;
 use crate::membership::founding_identity;
 
@@ -357,8 +357,14 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     }
 
     let handle = NodeHandle::new(
-        raft.clone(),
-        apply,
+        Mailboxes {
+            raft: raft.clone(),
+            apply,
+            watch: WatchHandle {
+                hub,
+                pending_events: watch_metrics.pending_events,
+            },
+        },
         identity.cluster_id,
         identity.member_id,
         Limits {
@@ -367,10 +373,6 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         },
         sizes.in_use,
         member_dir.join("snap"),
-        WatchHandle {
-            hub,
-            pending_events: watch_metrics.pending_events,
-        },
     );
     Ok(Member {
         handle,

@@ -60,17 +60,23 @@ pub struct WatchHandle {
     pub pending_events: prometheus::IntGauge,
 }
 
+/// The actors the facade sends to.
+pub struct Mailboxes {
+    pub raft: Mailbox<RaftActor>,
+    pub apply: Mailbox<ApplyActor>,
+    pub watch: WatchHandle,
+}
+
 impl NodeHandle {
     pub fn new(
-        raft: Mailbox<RaftActor>,
-        apply: Mailbox<ApplyActor>,
+        mailboxes: Mailboxes,
         cluster_id: u64,
         member_id: u64,
         limits: Limits,
         db_in_use: prometheus::IntGauge,
         backup_dir: std::path::PathBuf,
-        watch: WatchHandle,
     ) -> Self {
+        let Mailboxes { raft, apply, watch } = mailboxes;
         Self {
             raft,
             apply,
