@@ -27,6 +27,11 @@ pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
 pub mod lin;
+pub mod lin_check;
+mod lin_fill;
+#[cfg(test)]
+mod lin_sim;
+pub mod lin_verdict;
 pub mod raw;
 pub mod server;
 pub mod show;

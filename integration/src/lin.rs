@@ -262,6 +262,49 @@ pub fn step(state: &State, request: &Request, response: &Response) -> Option<Sta
     }
 }
 
+/// What etcd answers to `request` in `state`, with the state after it: the
+/// definite response [`step`] accepts there. Simulated histories in the
+/// checkers' tests are made with it.
+pub fn answer(state: &State, request: &Request) -> (State, Response) {
+    match request {
+        Request::Put { key, value } => {
+            let next = state.put(key, value);
+            let revision = next.revision;
+            (next, Response::Put { revision })
+        }
+        Request::Get { key } => (
+            state.clone(),
+            Response::Get {
+                revision: state.revision,
+                kv: state.kvs.get(key).cloned(),
+            },
+        ),
+        Request::CasPut {
+            key,
+            expected_mod_revision,
+            value,
+        } => {
+            if state.mod_revision(key) == *expected_mod_revision {
+                let next = state.put(key, value);
+                let revision = next.revision;
+                let response = Response::CasPut {
+                    succeeded: true,
+                    revision,
+                    kv: None,
+                };
+                (next, response)
+            } else {
+                let response = Response::CasPut {
+                    succeeded: false,
+                    revision: state.revision,
+                    kv: state.kvs.get(key).cloned(),
+                };
+                (state.clone(), response)
+            }
+        }
+    }
+}
+
 /// Collects the operations of a history on one monotonic clock.
 #[derive(Debug)]
 pub struct Recorder {
@@ -610,6 +653,36 @@ mod tests {
             kv: None,
         };
         assert_eq!(step(&s, &get("b"), &absent), Some(s.clone()));
+    }
+
+    #[test]
+    fn answer_gives_the_response_step_accepts() {
+        let mut s = State::initial();
+        let cas = |expected: i64, v: &str| Request::CasPut {
+            key: b"a".to_vec(),
+            expected_mod_revision: expected,
+            value: v.into(),
+        };
+        let requests = [
+            get("a"),
+            cas(0, "1"),
+            cas(0, "2"),
+            put("a", "3"),
+            get("a"),
+            cas(3, "5"),
+            get("b"),
+        ];
+        for request in requests {
+            let (next, response) = answer(&s, &request);
+            assert_eq!(
+                step(&s, &request, &response),
+                Some(next.clone()),
+                "{request}"
+            );
+            s = next;
+        }
+        assert_eq!(s.revision, 4);
+        assert_eq!(s.kvs[b"a".as_slice()], held("5", 4).unwrap());
     }
 
     #[test]
