@@ -20,7 +20,13 @@
 //! KV operations), `etcdctl` (etcdctl output against both), `crash` (kill -9
 //! under write load, nothing acknowledged lost) and `bad_input` (oversized,
 //! malformed and unknown requests answered as etcd does).
+//!
+//! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
+//! failover tests; [`lin`] records concurrent histories, which
+//! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
+//! porcupine-rs.
 
+pub mod acks;
 pub mod binaries;
 pub mod cluster;
 pub mod error;

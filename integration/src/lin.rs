@@ -16,10 +16,13 @@
 //! 4. [`step`] is the sequential specification: the whole store (revision,
 //!    and each key's value and mod revision) moves as etcd's does, and an
 //!    operation is legal in a state when that state gives exactly the
-//!    observed answer, revisions included. A checker (porcupine-rs in the
-//!    tests, the Wing–Gong search with memoisation that etcd's robustness
-//!    tests use) looks for an order of the history, consistent with real
-//!    time, that [`step`] accepts from [`State::initial`].
+//!    observed answer, revisions included. A checker looks for an order of
+//!    the history, consistent with real time, that [`step`] accepts from
+//!    [`State::initial`]: `lin_check` builds the one order etcd's revisions
+//!    allow and verifies it; porcupine-rs (the Wing–Gong search with
+//!    memoisation that etcd's robustness tests use) gives a second opinion
+//!    through `lin_verdict`. [`answer`] is the model's own response, for
+//!    simulated histories.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

@@ -205,7 +205,11 @@ pub fn judge(history: &[Op], opts: &JudgeOpts) -> Judgement {
     if confirmed && let Some(path) = &opts.visualisation {
         let started = Instant::now();
         let (_, info) = porcupine_rs::check_operations_info_timeout::<EtcdKv>(&operations, timeout);
-        let written = porcupine_rs::visualize_path::<EtcdKv>(&info, path);
+        let written = match path.parent() {
+            Some(dir) => std::fs::create_dir_all(dir),
+            None => Ok(()),
+        }
+        .and_then(|()| porcupine_rs::visualize_path::<EtcdKv>(&info, path));
         report.push(format!(
             "porcupine-rs: visualisation in {:?}: {}",
             started.elapsed(),
