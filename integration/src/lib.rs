@@ -31,14 +31,26 @@
 //! - `crash`: kill -9 under write load, nothing acknowledged lost;
 //! - `cluster`: three members: election, linearizable reads everywhere,
 //!   leader failover under load, catch-up by snapshot, an isolated member,
-//!   a linearizability check of a history across a leader kill.
+//!   a linearizability check of a history across a leader kill;
+//! - `hostile_peer`: forged and broken peer messages against a follower.
+//!
+//! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
+//! failover tests; [`lin`] records concurrent histories, which
+//! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
+//! porcupine-rs.
 
+pub mod acks;
 pub mod binaries;
 pub mod cluster;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
 pub mod lin;
+pub mod lin_check;
+mod lin_fill;
+#[cfg(test)]
+mod lin_sim;
+pub mod lin_verdict;
 pub mod raw;
 pub mod server;
 pub mod show;

@@ -16,10 +16,13 @@
 //! 4. [`step`] is the sequential specification: the whole store (revision,
 //!    and each key's value and mod revision) moves as etcd's does, and an
 //!    operation is legal in a state when that state gives exactly the
-//!    observed answer, revisions included. A checker (porcupine-rs in the
-//!    tests, the Wing–Gong search with memoisation that etcd's robustness
-//!    tests use) looks for an order of the history, consistent with real
-//!    time, that [`step`] accepts from [`State::initial`].
+//!    observed answer, revisions included. A checker looks for an order of
+//!    the history, consistent with real time, that [`step`] accepts from
+//!    [`State::initial`]: `lin_check` builds the one order etcd's revisions
+//!    allow and verifies it; porcupine-rs (the Wing–Gong search with
+//!    memoisation that etcd's robustness tests use) gives a second opinion
+//!    through `lin_verdict`. [`answer`] is the model's own response, for
+//!    simulated histories.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -258,6 +261,49 @@ pub fn step(state: &State, request: &Request, response: &Response) -> Option<Sta
                 _ => false,
             };
             legal.then_some(next)
+        }
+    }
+}
+
+/// What etcd answers to `request` in `state`, with the state after it: the
+/// definite response [`step`] accepts there. Simulated histories in the
+/// checkers' tests are made with it.
+pub fn answer(state: &State, request: &Request) -> (State, Response) {
+    match request {
+        Request::Put { key, value } => {
+            let next = state.put(key, value);
+            let revision = next.revision;
+            (next, Response::Put { revision })
+        }
+        Request::Get { key } => (
+            state.clone(),
+            Response::Get {
+                revision: state.revision,
+                kv: state.kvs.get(key).cloned(),
+            },
+        ),
+        Request::CasPut {
+            key,
+            expected_mod_revision,
+            value,
+        } => {
+            if state.mod_revision(key) == *expected_mod_revision {
+                let next = state.put(key, value);
+                let revision = next.revision;
+                let response = Response::CasPut {
+                    succeeded: true,
+                    revision,
+                    kv: None,
+                };
+                (next, response)
+            } else {
+                let response = Response::CasPut {
+                    succeeded: false,
+                    revision: state.revision,
+                    kv: state.kvs.get(key).cloned(),
+                };
+                (state.clone(), response)
+            }
         }
     }
 }
@@ -610,6 +656,36 @@ mod tests {
             kv: None,
         };
         assert_eq!(step(&s, &get("b"), &absent), Some(s.clone()));
+    }
+
+    #[test]
+    fn answer_gives_the_response_step_accepts() {
+        let mut s = State::initial();
+        let cas = |expected: i64, v: &str| Request::CasPut {
+            key: b"a".to_vec(),
+            expected_mod_revision: expected,
+            value: v.into(),
+        };
+        let requests = [
+            get("a"),
+            cas(0, "1"),
+            cas(0, "2"),
+            put("a", "3"),
+            get("a"),
+            cas(3, "5"),
+            get("b"),
+        ];
+        for request in requests {
+            let (next, response) = answer(&s, &request);
+            assert_eq!(
+                step(&s, &request, &response),
+                Some(next.clone()),
+                "{request}"
+            );
+            s = next;
+        }
+        assert_eq!(s.revision, 4);
+        assert_eq!(s.kvs[b"a".as_slice()], held("5", 4).unwrap());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! 2. Once `ACKS_PER_CYCLE` puts are acknowledged, SIGKILL the server while
 //!    the writers are still mid-stream. A writer stops at its first failed
 //!    put and remembers that value as "maybe applied".
-//! 3. Restart on the same data dir and ports, then check every ack so far:
+//! 3. Restart on the same data dir and ports, then check every ack so far
+//!    (the bookkeeping and the read-back checks are `integration::acks`):
 //!    - acked revisions are unique (nothing applied twice);
 //!    - the store revision is >= the highest acked revision;
 //!    - each key's latest value is at least as new as its last ack: the same
@@ -18,11 +19,11 @@
 //!    - a new put gets a revision above every revision seen before.
 //! 4. Repeat for `CYCLES` kill/restart cycles.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use integration::acks::{Ledger, ReadMode};
 use integration::{Kind, Server, ServerOpts};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest};
@@ -38,18 +39,11 @@ const MAX_PUTS_PER_WRITER: usize = 100_000;
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 const ACK_DEADLINE: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone)]
-struct Ack {
-    key: Vec<u8>,
-    value: Vec<u8>,
-    revision: i64,
-}
-
 #[derive(Debug, Default)]
 struct WriterLog {
-    acks: Vec<Ack>,
-    /// The put in flight when the writer stopped: it may or may not apply.
-    maybe: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Acknowledged puts, and the put in flight when the writer stopped (it
+    /// may or may not apply).
+    ledger: Ledger,
     /// An error that happened while the server was meant to be up.
     error_while_up: Option<String>,
 }
@@ -79,11 +73,7 @@ async fn writer(
         let failure = match tokio::time::timeout(RPC_TIMEOUT, kv.put(put)).await {
             Ok(Ok(resp)) => match resp.into_inner().header {
                 Some(h) => {
-                    log.acks.push(Ack {
-                        key,
-                        value,
-                        revision: h.revision,
-                    });
+                    log.ledger.ack(key, value, h.revision);
                     if shared.acked.fetch_add(1, Ordering::SeqCst) + 1 == shared.target {
                         shared.reached.notify_one();
                     }
@@ -97,7 +87,7 @@ async fn writer(
         if !shared.killing.load(Ordering::SeqCst) {
             log.error_while_up = Some(format!("writer {id} seq {seq}: {failure}"));
         }
-        log.maybe.push((key, value));
+        log.ledger.maybe(key, value);
         break;
     }
     log
@@ -166,24 +156,12 @@ async fn range(
 }
 
 /// Step 3 of the module doc, over every ack of every cycle so far.
-async fn check_after_restart(
-    server: &Server,
-    cycle: usize,
-    acks: &[Ack],
-    maybe: &[(Vec<u8>, Vec<u8>)],
-) -> i64 {
+async fn check_after_restart(server: &Server, cycle: usize, ledger: &Ledger) -> i64 {
     let mut kv = server.kv().await.expect("connect after restart");
-
-    let mut revisions = HashSet::new();
-    for ack in acks {
-        assert!(
-            revisions.insert(ack.revision),
-            "cycle {cycle}: revision {} acknowledged twice (last for {})",
-            ack.revision,
-            String::from_utf8_lossy(&ack.key)
-        );
+    if let Err(e) = ledger.unique_revisions() {
+        panic!("cycle {cycle}: {e}");
     }
-    let max_acked = acks.iter().map(|a| a.revision).max().unwrap_or(0);
+    let max_acked = ledger.max_revision();
 
     let current = range(&mut kv, b"crash/", 0)
         .await
@@ -195,62 +173,11 @@ async fn check_after_restart(
         "cycle {cycle}: store revision {current} is behind acknowledged revision {max_acked}"
     );
 
-    let mut last_ack: BTreeMap<&[u8], &Ack> = BTreeMap::new();
-    for ack in acks {
-        let entry = last_ack.entry(&ack.key).or_insert(ack);
-        if ack.revision > entry.revision {
-            *entry = ack;
-        }
-    }
-    let mut maybe_by_key: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
-    for (key, value) in maybe {
-        maybe_by_key.entry(key).or_default().push(value);
-    }
-    for (key, ack) in &last_ack {
-        let latest = range(&mut kv, key, 0).await;
-        let name = String::from_utf8_lossy(key);
-        let kv_now = latest
-            .kvs
-            .first()
-            .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged key {name} is missing"));
-        if kv_now.mod_revision == ack.revision {
-            assert_eq!(
-                kv_now.value, ack.value,
-                "cycle {cycle}: {name} at its acked revision"
-            );
-        } else {
-            assert!(
-                kv_now.mod_revision > ack.revision,
-                "cycle {cycle}: {name} is at revision {} older than its ack at {}",
-                kv_now.mod_revision,
-                ack.revision
-            );
-            let candidates = maybe_by_key.get(key).cloned().unwrap_or_default();
-            assert!(
-                candidates.contains(&kv_now.value.as_slice()),
-                "cycle {cycle}: {name} holds {:?} at {}, neither its last ack {:?} nor an in-flight put",
-                String::from_utf8_lossy(&kv_now.value),
-                kv_now.mod_revision,
-                String::from_utf8_lossy(&ack.value)
-            );
-        }
-    }
-
-    for ack in acks {
-        let at = range(&mut kv, &ack.key, ack.revision).await;
-        let name = String::from_utf8_lossy(&ack.key);
-        let found = at.kvs.first().unwrap_or_else(|| {
-            panic!(
-                "cycle {cycle}: {name} missing at its acked revision {}",
-                ack.revision
-            )
-        });
-        assert_eq!(
-            (found.mod_revision, found.value.as_slice()),
-            (ack.revision, ack.value.as_slice()),
-            "cycle {cycle}: {name} at acked revision {}",
-            ack.revision
-        );
+    if let Err(e) = ledger
+        .verify(&mut kv, ReadMode::Linearizable, RPC_TIMEOUT)
+        .await
+    {
+        panic!("cycle {cycle}: {e}");
     }
 
     let put = PutRequest {
@@ -278,29 +205,27 @@ async fn kill9_loses_no_acknowledged_put() {
     let mut server = Server::start(Kind::Oxcd, ServerOpts::default())
         .await
         .unwrap_or_else(|e| panic!("start oxcd: {e}"));
-    let mut acks: Vec<Ack> = Vec::new();
-    let mut maybe: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut ledger = Ledger::default();
     let mut floor = 0;
     for cycle in 0..CYCLES {
         let logs = load_and_kill(&mut server, cycle).await;
-        let acked_now: usize = logs.iter().map(|l| l.acks.len()).sum();
+        let acked_now: usize = logs.iter().map(|l| l.ledger.acks().len()).sum();
         for log in logs {
             assert!(
-                log.acks.iter().all(|a| a.revision > floor),
+                log.ledger.acks().iter().all(|a| a.revision > floor),
                 "cycle {cycle}: a put acknowledged a revision at or below {floor}, \
                  the revision of the put made after the previous restart"
             );
-            acks.extend(log.acks);
-            maybe.extend(log.maybe);
+            ledger.extend(log.ledger);
         }
         server
             .restart()
             .await
             .unwrap_or_else(|e| panic!("restart after kill -9: {e}"));
-        floor = check_after_restart(&server, cycle, &acks, &maybe).await;
+        floor = check_after_restart(&server, cycle, &ledger).await;
         println!(
             "crash: cycle {cycle}: {acked_now} puts acknowledged before kill -9; {} acks verified after restart; new put at revision {floor}",
-            acks.len()
+            ledger.acks().len()
         );
     }
 }
