@@ -8,8 +8,10 @@ use storage::mvcc::{ApplyResponse, LmdbBackend, MvccStore};
 use storage::snap::SnapDir;
 use tokio::sync::oneshot;
 
-use super::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
-use crate::messages::{CommittedBatch, PendingRead, ReadBatch, ReadRequest, ReadResponse};
+use super::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings, StoreFeed};
+use crate::messages::{
+    CommittedBatch, PendingRead, ReadBatch, ReadRequest, ReadResponse, StoreEvents,
+};
 
 const MAP: usize = 64 << 20;
 
@@ -20,6 +22,10 @@ struct Fixture {
 }
 
 fn fixture(snapshot_count: u64) -> Fixture {
+    fixture_with(snapshot_count, Box::new(()))
+}
+
+fn fixture_with(snapshot_count: u64, feed: Box<dyn StoreFeed>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let kv_dir = dir.path().join("kv");
     let snap = SnapDir::open(&dir.path().join("snap")).unwrap();
@@ -38,7 +44,7 @@ fn fixture(snapshot_count: u64) -> Fixture {
     let sizes = SizeGauges::new(&prometheus::Registry::new()).unwrap();
     Fixture {
         _dir: dir,
-        core: ApplyCore::new(store, header, settings, sizes, Box::new(())).unwrap(),
+        core: ApplyCore::new(store, header, settings, sizes, feed).unwrap(),
         snap,
     }
 }
@@ -247,4 +253,66 @@ fn defragment_shrinks_the_file_and_keeps_the_data() {
         other => panic!("unexpected answer: {other:?}"),
     }
     assert_eq!(f.core.status().applied_index, 32);
+}
+
+/// (from, to, event revisions, whether the client was answered already).
+type Told = Vec<(i64, i64, Vec<i64>, bool)>;
+type Answer = oneshot::Receiver<Result<ApplyResponse, storage::EtcdError>>;
+
+/// Records what the watch hub would be told, and whether the batch's
+/// client had been answered at that moment.
+struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Told>>,
+    answer: std::sync::Arc<std::sync::Mutex<Option<Answer>>>,
+}
+
+impl StoreFeed for Recorder {
+    fn events(&mut self, update: StoreEvents) {
+        let answered =
+            self.answer.lock().unwrap().as_mut().is_some_and(|rx| {
+                !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+        let revisions = update
+            .events
+            .iter()
+            .map(|e| e.kv.as_ref().unwrap().mod_revision)
+            .collect();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((update.from, update.to, revisions, answered));
+    }
+
+    fn replaced(&mut self, _: i64) {}
+}
+
+#[test]
+fn the_watch_hub_hears_of_a_batch_before_its_clients_are_answered() {
+    let seen = std::sync::Arc::default();
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let feed = Recorder {
+        seen: std::sync::Arc::clone(&seen),
+        answer: std::sync::Arc::clone(&answer),
+    };
+    let mut f = fixture_with(1_000, Box::new(feed));
+    let (tx, rx) = oneshot::channel();
+    *answer.lock().unwrap() = Some(rx);
+    f.core
+        .apply(CommittedBatch {
+            entries: vec![entry(1, 11, "a"), entry(2, 12, "b")],
+            waiters: vec![(12, tx)],
+            term: 2,
+        })
+        .unwrap();
+    let (events, rx) = (seen.lock().unwrap().clone(), answer.lock().unwrap().take());
+    assert_eq!(events, vec![(1, 3, vec![2, 3], false)]);
+    assert!(
+        rx.is_some_and(|mut rx| rx.try_recv().is_ok()),
+        "answered afterwards"
+    );
+    let read = f.core.read_events(2, 3, usize::MAX).unwrap();
+    assert_eq!(
+        (read.events.len(), read.last, read.compact_revision),
+        (2, 3, 0)
+    );
 }

@@ -731,3 +731,559 @@ impl<S: ResponseSink> WatchCore<S> {
         !self.unsynced.is_empty() || self.streams.values().any(|s| !s.control.is_empty())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use proto::mvccpb::KeyValue;
+
+    use super::*;
+
+    /// A sink holding at most `capacity` responses until the test takes them.
+    #[derive(Clone)]
+    struct Client {
+        queue: Rc<RefCell<VecDeque<WatchResponse>>>,
+        capacity: Rc<RefCell<usize>>,
+    }
+
+    impl Client {
+        fn new(capacity: usize) -> Self {
+            Self {
+                queue: Rc::default(),
+                capacity: Rc::new(RefCell::new(capacity)),
+            }
+        }
+
+        fn take(&self) -> Vec<WatchResponse> {
+            self.queue.borrow_mut().drain(..).collect()
+        }
+
+        fn set_capacity(&self, capacity: usize) {
+            *self.capacity.borrow_mut() = capacity;
+        }
+    }
+
+    impl ResponseSink for Client {
+        fn try_send(&self, response: WatchResponse) -> Result<(), WatchResponse> {
+            if self.queue.borrow().len() >= *self.capacity.borrow() {
+                return Err(response);
+            }
+            self.queue.borrow_mut().push_back(response);
+            Ok(())
+        }
+
+        fn room(&self) -> usize {
+            self.capacity
+                .borrow()
+                .saturating_sub(self.queue.borrow().len())
+        }
+    }
+
+    const IDS: HeaderIds = HeaderIds {
+        cluster_id: 7,
+        member_id: 9,
+    };
+
+    fn hub(revision: i64) -> WatchCore<Client> {
+        WatchCore::new(IDS, revision, 1 << 20)
+    }
+
+    fn put(key: &str, value: &str, rev: i64, prev: Option<&str>) -> Event {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(KeyValue {
+                key: key.into(),
+                value: value.into(),
+                mod_revision: rev,
+                create_revision: rev,
+                version: 1,
+                ..Default::default()
+            }),
+            prev_kv: prev.map(|v| KeyValue {
+                key: key.into(),
+                value: v.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn delete(key: &str, rev: i64) -> Event {
+        Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue {
+                key: key.into(),
+                mod_revision: rev,
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }
+    }
+
+    fn watch(key: &str, end: &str) -> WatchCreateRequest {
+        WatchCreateRequest {
+            key: key.into(),
+            range_end: end.into(),
+            ..Default::default()
+        }
+    }
+
+    /// (watch id, revisions and keys of its events) of each event response.
+    fn seen(responses: &[WatchResponse]) -> Vec<(i64, Vec<(i64, String)>)> {
+        responses
+            .iter()
+            .filter(|r| !r.events.is_empty())
+            .map(|r| {
+                let events = r
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let kv = e.kv.as_ref().unwrap();
+                        (
+                            kv.mod_revision,
+                            String::from_utf8_lossy(&kv.key).into_owned(),
+                        )
+                    })
+                    .collect();
+                (r.watch_id, events)
+            })
+            .collect()
+    }
+
+    /// Runs catch-up reads against `history` until none is due.
+    fn catch_up(core: &mut WatchCore<Client>, history: &[Event], compacted: i64) {
+        for _ in 0..100 {
+            let Some(window) = core.next_read() else {
+                return;
+            };
+            let read = if window.from < compacted {
+                EventsRead {
+                    events: Vec::new(),
+                    last: window.from - 1,
+                    compact_revision: compacted,
+                }
+            } else {
+                EventsRead {
+                    events: history
+                        .iter()
+                        .filter(|e| (window.from..=window.to).contains(&revision_of(e)))
+                        .cloned()
+                        .collect(),
+                    last: window.to,
+                    compact_revision: compacted,
+                }
+            };
+            core.on_read(read);
+        }
+        panic!("catch-up never finished");
+    }
+
+    #[test]
+    fn ids_start_at_zero_per_stream_and_duplicates_are_refused() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("a", ""));
+        core.create(
+            s,
+            &WatchCreateRequest {
+                watch_id: 1,
+                ..watch("b", "")
+            },
+        );
+        core.create(s, &watch("c", ""));
+        core.create(
+            s,
+            &WatchCreateRequest {
+                watch_id: 2,
+                ..watch("d", "")
+            },
+        );
+        let r = client.take();
+        let ids: Vec<(i64, bool, bool)> = r
+            .iter()
+            .map(|r| (r.watch_id, r.created, r.canceled))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (0, true, false),
+                (1, true, false),
+                (2, true, false),
+                (-1, true, true)
+            ]
+        );
+        assert_eq!(r[3].cancel_reason, DUPLICATE_WATCH_ID);
+        assert_eq!(r[0].header.unwrap().revision, 1);
+        let other = Client::new(10);
+        let s2 = core.open_stream(other.clone());
+        core.create(s2, &watch("a", ""));
+        assert_eq!(other.take()[0].watch_id, 0, "ids are per stream");
+    }
+
+    #[test]
+    fn live_events_reach_matching_watchers_once_per_revision_as_asked() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("foo", "")); // 0: one key
+        core.create(s, &watch("f", "g")); // 1: a range
+        core.create(
+            s,
+            &WatchCreateRequest {
+                prev_kv: true,
+                filters: vec![FilterType::Nodelete as i32],
+                ..watch("a", "\0")
+            },
+        ); // 2: from "a" on, no deletes, prev_kv
+        client.take();
+        core.on_events(
+            1,
+            3,
+            2,
+            &[
+                put("foo", "1", 2, None),
+                put("zz", "1", 2, None),
+                delete("foo", 3),
+            ],
+        );
+        let r = client.take();
+        assert_eq!(
+            seen(&r),
+            vec![
+                (0, vec![(2, "foo".into())]),
+                (1, vec![(2, "foo".into())]),
+                (2, vec![(2, "foo".into()), (2, "zz".into())]),
+                (0, vec![(3, "foo".into())]),
+                (1, vec![(3, "foo".into())]),
+            ]
+        );
+        assert!(r.iter().all(|r| r.header.unwrap().raft_term == 2));
+        assert_eq!(r[0].header.unwrap().revision, 2);
+        assert_eq!(r[3].header.unwrap().revision, 3);
+        // prev_kv only for the watcher that asked.
+        core.on_events(3, 4, 2, &[put("foo", "2", 4, Some("1"))]);
+        let r = client.take();
+        let prev: Vec<(i64, bool)> = r
+            .iter()
+            .map(|r| (r.watch_id, r.events[0].prev_kv.is_some()))
+            .collect();
+        assert_eq!(prev, vec![(0, false), (1, false), (2, true)]);
+    }
+
+    #[test]
+    fn a_future_start_skips_earlier_revisions() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(
+            s,
+            &WatchCreateRequest {
+                start_revision: 4,
+                ..watch("k", "")
+            },
+        );
+        client.take();
+        core.on_events(1, 3, 1, &[put("k", "a", 2, None), put("k", "b", 3, None)]);
+        core.on_events(3, 5, 1, &[put("k", "c", 4, None), put("k", "d", 5, None)]);
+        assert_eq!(
+            seen(&client.take()),
+            vec![(0, vec![(4, "k".into())]), (0, vec![(5, "k".into())])]
+        );
+    }
+
+    #[test]
+    fn a_past_start_is_replayed_from_storage_then_goes_live() {
+        let history = vec![
+            put("k", "a", 2, None),
+            put("x", "a", 3, None),
+            delete("k", 4),
+        ];
+        let mut core = hub(4);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(
+            s,
+            &WatchCreateRequest {
+                start_revision: 2,
+                ..watch("k", "")
+            },
+        );
+        assert_eq!(core.counts().unsynced, 1);
+        assert_eq!(
+            core.next_read(),
+            Some(ReadWindow {
+                from: 2,
+                to: 4,
+                max_bytes: CATCH_UP_BYTES
+            })
+        );
+        assert_eq!(core.next_read(), None, "one read at a time");
+        core.on_read(EventsRead {
+            events: history.clone(),
+            last: 4,
+            compact_revision: 0,
+        });
+        assert_eq!(core.counts().unsynced, 0);
+        core.on_events(4, 5, 1, &[put("k", "b", 5, None)]);
+        let r = client.take();
+        assert!(r[0].created);
+        assert_eq!(
+            seen(&r),
+            vec![
+                (0, vec![(2, "k".into()), (4, "k".into())]),
+                (0, vec![(5, "k".into())])
+            ]
+        );
+        assert_eq!(
+            r[1].header.unwrap().revision,
+            4,
+            "catch-up carries the hub's revision"
+        );
+    }
+
+    #[test]
+    fn a_slow_stream_loses_nothing_and_never_blocks_the_others() {
+        let mut core = hub(1);
+        let slow = Client::new(1);
+        let fast = Client::new(1_000);
+        let s1 = core.open_stream(slow.clone());
+        let s2 = core.open_stream(fast.clone());
+        core.create(s1, &watch("k", "l"));
+        core.create(s2, &watch("k", "l"));
+        slow.take();
+        fast.take();
+        let mut history = Vec::new();
+        for rev in 2..=50 {
+            let e = put(&format!("k{rev}"), "v", rev, None);
+            history.push(e.clone());
+            core.on_events(rev - 1, rev, 1, &[e]);
+        }
+        assert_eq!(
+            seen(&fast.take()).len(),
+            49,
+            "the fast stream got every revision"
+        );
+        assert_eq!(
+            core.counts().unsynced,
+            1,
+            "the slow watcher left the live path"
+        );
+        // The slow client reads a little at a time; catch-up fills the gaps.
+        let mut got: Vec<i64> = Vec::new();
+        for _ in 0..200 {
+            got.extend(
+                seen(&slow.take())
+                    .into_iter()
+                    .flat_map(|(_, e)| e.into_iter().map(|(r, _)| r)),
+            );
+            if core.counts().unsynced == 0 {
+                break;
+            }
+            catch_up(&mut core, &history, 0);
+            slow.set_capacity(1);
+        }
+        got.extend(
+            seen(&slow.take())
+                .into_iter()
+                .flat_map(|(_, e)| e.into_iter().map(|(r, _)| r)),
+        );
+        assert_eq!(
+            got,
+            (2..=50).collect::<Vec<i64>>(),
+            "in order, no gap, no duplicate"
+        );
+        assert_eq!(core.counts().unsynced, 0);
+    }
+
+    #[test]
+    fn a_compacted_start_gets_one_compaction_cancel() {
+        let mut core = hub(10);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(
+            s,
+            &WatchCreateRequest {
+                start_revision: 3,
+                ..watch("k", "")
+            },
+        );
+        catch_up(&mut core, &[], 6);
+        let r = client.take();
+        assert_eq!(r.len(), 2);
+        assert!(r[1].canceled && r[1].compact_revision == 6 && r[1].cancel_reason.is_empty());
+        assert_eq!(
+            r[1].header.unwrap().revision,
+            0,
+            "etcd sends header revision 0"
+        );
+        assert_eq!(core.counts().watchers, 0);
+        core.on_events(10, 11, 1, &[put("k", "v", 11, None)]);
+        assert!(client.take().is_empty(), "nothing after the cancel");
+    }
+
+    #[test]
+    fn a_missed_batch_is_caught_up_from_storage() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("k", ""));
+        client.take();
+        let history = vec![put("k", "a", 2, None), put("k", "b", 3, None)];
+        // The batch for revision 2 never reached the hub.
+        core.on_events(2, 3, 1, &history[1..]);
+        assert!(client.take().is_empty(), "revision 3 waits for revision 2");
+        catch_up(&mut core, &history, 0);
+        assert_eq!(
+            seen(&client.take()),
+            vec![(0, vec![(2, "k".into()), (3, "k".into())])]
+        );
+        core.on_replaced(9);
+        catch_up(&mut core, &[], 0);
+        core.on_events(9, 10, 1, &[put("k", "c", 10, None)]);
+        assert_eq!(seen(&client.take()), vec![(0, vec![(10, "k".into())])]);
+    }
+
+    #[test]
+    fn progress_requests_wait_for_the_streams_watchers_to_sync() {
+        let mut core = hub(5);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.request_progress(s);
+        let r = client.take();
+        assert_eq!((r[0].watch_id, r[0].header.unwrap().revision), (-1, 5));
+        core.create(
+            s,
+            &WatchCreateRequest {
+                start_revision: 2,
+                ..watch("k", "")
+            },
+        );
+        client.take();
+        core.request_progress(s);
+        assert!(
+            client.take().is_empty(),
+            "not ahead of the replay still due"
+        );
+        catch_up(&mut core, &[put("k", "v", 3, None)], 0);
+        let r = client.take();
+        assert_eq!(seen(&r), vec![(0, vec![(3, "k".into())])]);
+        assert_eq!((r[1].watch_id, r[1].header.unwrap().revision), (-1, 5));
+    }
+
+    #[test]
+    fn progress_notify_goes_to_idle_watchers_that_asked() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        let notify = |key: &str| WatchCreateRequest {
+            progress_notify: true,
+            ..watch(key, "")
+        };
+        core.create(s, &notify("a"));
+        core.create(s, &notify("b"));
+        core.create(s, &watch("c", ""));
+        client.take();
+        core.on_events(1, 2, 1, &[put("a", "v", 2, None)]);
+        client.take();
+        core.tick_progress();
+        let r = client.take();
+        let ids: Vec<(i64, i64, usize)> = r
+            .iter()
+            .map(|r| (r.watch_id, r.header.unwrap().revision, r.events.len()))
+            .collect();
+        assert_eq!(ids, vec![(1, 2, 0)], "only the idle watcher that asked");
+        core.tick_progress();
+        assert_eq!(client.take().len(), 2, "both idle now");
+    }
+
+    #[test]
+    fn cancel_answers_then_nothing_more_and_unknown_ids_are_ignored() {
+        let mut core = hub(1);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("k", ""));
+        client.take();
+        core.cancel(s, 0);
+        core.cancel(s, 42);
+        let r = client.take();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].canceled && r[0].watch_id == 0);
+        core.on_events(1, 2, 1, &[put("k", "v", 2, None)]);
+        assert!(client.take().is_empty());
+        core.create(s, &watch("k", ""));
+        assert_eq!(
+            client.take()[0].watch_id,
+            1,
+            "ids are not reused on a stream"
+        );
+        core.close_stream(s);
+        assert_eq!(core.counts(), WatchCounts::default());
+    }
+
+    #[test]
+    fn large_responses_are_fragmented_for_watchers_that_asked() {
+        let mut core = WatchCore::new(IDS, 1, 2_000);
+        let client = Client::new(100);
+        let s = core.open_stream(client.clone());
+        core.create(
+            s,
+            &WatchCreateRequest {
+                fragment: true,
+                ..watch("k", "l")
+            },
+        );
+        core.create(s, &watch("k", "l"));
+        client.take();
+        let big = "x".repeat(900);
+        let events: Vec<Event> = (0..5)
+            .map(|i| put(&format!("k{i}"), &big, 2, None))
+            .collect();
+        core.on_events(1, 2, 1, &events);
+        let r = client.take();
+        let fragmented: Vec<&WatchResponse> = r.iter().filter(|r| r.watch_id == 0).collect();
+        assert!(fragmented.len() >= 3, "{} pieces", fragmented.len());
+        let flags: Vec<bool> = fragmented.iter().map(|r| r.fragment).collect();
+        assert!(flags[..flags.len() - 1].iter().all(|f| *f) && !flags[flags.len() - 1]);
+        let total: usize = fragmented.iter().map(|r| r.events.len()).sum();
+        assert_eq!(total, 5);
+        let whole: Vec<&WatchResponse> = r.iter().filter(|r| r.watch_id == 1).collect();
+        assert_eq!(
+            (whole.len(), whole[0].events.len()),
+            (1, 5),
+            "whole when not asked"
+        );
+        // All pieces or none: with room for fewer, the watcher falls behind.
+        client.set_capacity(1);
+        core.on_events(
+            2,
+            3,
+            1,
+            &events
+                .iter()
+                .map(|e| {
+                    let mut e = e.clone();
+                    e.kv.as_mut().unwrap().mod_revision = 3;
+                    e
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert!(client.take().iter().all(|r| !r.fragment), "no partial set");
+    }
+
+    #[test]
+    fn a_created_that_finds_no_room_still_goes_first() {
+        let mut core = hub(1);
+        let client = Client::new(0);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("k", ""));
+        core.on_events(1, 2, 1, &[put("k", "v", 2, None)]);
+        assert!(client.take().is_empty());
+        client.set_capacity(10);
+        catch_up(&mut core, &[put("k", "v", 2, None)], 0);
+        let r = client.take();
+        assert!(r[0].created, "{r:?}");
+        assert_eq!(seen(&r), vec![(0, vec![(2, "k".into())])]);
+    }
+}

@@ -1715,6 +1715,29 @@ fn alarms<B: MvccBackend>(c: &mut Case<B>) {
     assert_eq!(alarm_response(c.apply(alarm_req(0, 0, 1))), vec![(9, 1)]);
 }
 
+/// A byte budget cuts the window at a revision boundary, never inside a
+/// revision, and says how far it got.
+fn events_window_budget<B: MvccBackend>(c: &mut Case<B>) {
+    c.put("a", &"x".repeat(100)); // 2
+    c.delete("a", ""); // 3: a tombstone
+    c.put("b", &"y".repeat(100)); // 4
+    c.delete("\0", "\0"); // 5: one revision deleting b
+    c.put("c", "z"); // 6
+    let (all, last) = c.store.events_window(2, 6, usize::MAX, false).unwrap();
+    assert_eq!((all.len(), last), (5, 6));
+    let (cut, last) = c.store.events_window(2, 6, 50, false).unwrap();
+    assert_eq!((cut.len(), last), (1, 2), "over budget after revision 2");
+    let (cut, last) = c.store.events_window(3, 6, 50, true).unwrap();
+    let revisions: Vec<i64> = cut
+        .iter()
+        .map(|e| e.kv.as_ref().unwrap().mod_revision)
+        .collect();
+    assert_eq!((revisions, last), (vec![3, 4], 4));
+    assert!(cut[0].prev_kv.is_some(), "the delete's previous value");
+    let (none, last) = c.store.events_window(7, 6, 10, false).unwrap();
+    assert_eq!((none.len(), last), (0, 6));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod lmdb_backend {
@@ -1754,6 +1777,7 @@ conformance!(
     hash_kv_matches_etcd,
     leases,
     events,
+    events_window_budget,
     applied_index,
     big_batch_and_big_keys,
     copy_to_file,
