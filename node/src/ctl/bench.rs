@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::CtlError;
-use super::bench_args::BenchArgs;
+use super::bench_args::{BenchArgs, BenchCommand};
 use super::driver;
 use super::report::{self, RunInfo, Summary};
 use super::workload::Plan;
@@ -42,15 +42,28 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
             args.conns, args.clients
         )));
     }
+    let workload = match args.command {
+        BenchCommand::Kv(workload) => workload,
+        BenchCommand::Watch(watch) => {
+            return super::watch_bench::run(
+                endpoints,
+                args.conns,
+                args.dial_timeout,
+                args.json,
+                watch,
+            )
+            .await;
+        }
+    };
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    let plan = Plan::new(&args.workload, seed)?;
-    let total = args.workload.total();
-    let (op, workload) = plan.describe(&args.workload);
+    let plan = Plan::new(&workload, seed)?;
+    let total = workload.total();
+    let (op, workload) = plan.describe(&workload);
     eprintln!(
         "bench {op} ({workload}): {total} requests, {} clients, {} conns, endpoints {}, seed {seed}",
         args.clients,

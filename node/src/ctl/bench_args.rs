@@ -38,7 +38,18 @@ pub struct BenchArgs {
     #[arg(long, global = true)]
     pub seed: Option<u64>,
     #[command(subcommand)]
-    pub workload: Workload,
+    pub command: BenchCommand,
+}
+
+/// What `oxcdctl bench` measures.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCommand {
+    /// A KV workload.
+    #[command(flatten)]
+    Kv(Workload),
+    /// Put-to-event latency and delivery of watch events.
+    #[command(alias = "watch-latency")]
+    Watch(super::watch_bench::WatchArgs),
 }
 
 /// The benchmark to run.
@@ -188,7 +199,7 @@ mod tests {
         };
         assert_eq!((b.clients, b.conns), (7, 3));
         assert_eq!(b.endpoints, vec!["a:1".to_string(), "b:2".to_string()]);
-        let Workload::Put(p) = b.workload else {
+        let BenchCommand::Kv(Workload::Put(p)) = b.command else {
             panic!("expected put");
         };
         assert_eq!(
@@ -201,8 +212,8 @@ mod tests {
             panic!("parsed as a bench command")
         };
         assert!(matches!(
-            b.workload,
-            Workload::Txn(TxnArgs { txn_ops: 2, .. })
+            b.command,
+            BenchCommand::Kv(Workload::Txn(TxnArgs { txn_ops: 2, .. }))
         ));
 
         let cli = parse("oxcdctl bench range foo fop --consistency s --json /tmp/x")
@@ -211,7 +222,7 @@ mod tests {
             panic!("parsed as a bench command")
         };
         assert_eq!(b.json, Some(PathBuf::from("/tmp/x")));
-        let Workload::Range(r) = b.workload else {
+        let BenchCommand::Kv(Workload::Range(r)) = b.command else {
             panic!("expected range");
         };
         assert_eq!((r.key.as_str(), r.end.as_deref()), ("foo", Some("fop")));

@@ -42,13 +42,26 @@ fn endpoint_uri(endpoint: &str) -> Result<String, CtlError> {
     }
 }
 
-/// Opens `conns` connections, connection `j` to `endpoints[j % len]`.
+/// Opens `conns` KV clients, connection `j` to `endpoints[j % len]`.
 pub async fn connect(
     endpoints: &[String],
     conns: usize,
     dial_timeout: Duration,
 ) -> Result<Vec<KvClient<Channel>>, CtlError> {
-    let mut clients = Vec::with_capacity(conns);
+    Ok(channels(endpoints, conns, dial_timeout)
+        .await?
+        .into_iter()
+        .map(|channel| KvClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE))
+        .collect())
+}
+
+/// Opens `conns` gRPC connections, connection `j` to `endpoints[j % len]`.
+pub async fn channels(
+    endpoints: &[String],
+    conns: usize,
+    dial_timeout: Duration,
+) -> Result<Vec<Channel>, CtlError> {
+    let mut channels = Vec::with_capacity(conns);
     for j in 0..conns {
         let ep = &endpoints[j % endpoints.len()];
         let uri = endpoint_uri(ep)?;
@@ -65,9 +78,9 @@ pub async fn connect(
             Ok(Err(e)) => return Err(connect_err(proto::errors::error_chain(&e))),
             Err(_) => return Err(connect_err(format!("timed out after {dial_timeout:?}"))),
         };
-        clients.push(KvClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE));
+        channels.push(channel);
     }
-    Ok(clients)
+    Ok(channels)
 }
 
 /// The message a failed request is counted under, in grpc-go's wording.

@@ -13,6 +13,7 @@ pub mod bench_args;
 pub mod driver;
 pub mod report;
 pub mod snapshot;
+pub mod watch_bench;
 pub mod workload;
 
 use std::path::PathBuf;

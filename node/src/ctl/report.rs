@@ -256,7 +256,6 @@ pub struct Summary {
 impl Summary {
     /// Builds the summary of `stats` for the run described by `info`.
     pub fn new(info: RunInfo, stats: &Stats) -> Self {
-        let ms = |secs: f64| secs * 1000.0;
         Self {
             op: info.op,
             workload: info.workload,
@@ -270,17 +269,25 @@ impl Summary {
             seed: info.seed,
             duration_s: stats.wall.as_secs_f64(),
             rps: stats.rps,
-            latency_ms: LatencyMs {
-                avg: ms(stats.average),
-                stddev: ms(stats.stddev),
-                min: ms(stats.fastest),
-                p50: ms(stats.percentile(50.0)),
-                p90: ms(stats.percentile(90.0)),
-                p95: ms(stats.percentile(95.0)),
-                p99: ms(stats.percentile(99.0)),
-                p999: ms(stats.percentile(99.9)),
-                max: ms(stats.slowest),
-            },
+            latency_ms: LatencyMs::of(stats),
+        }
+    }
+}
+
+impl LatencyMs {
+    /// The latency figures of `stats`, in milliseconds.
+    pub fn of(stats: &Stats) -> Self {
+        let ms = |secs: f64| secs * 1000.0;
+        Self {
+            avg: ms(stats.average),
+            stddev: ms(stats.stddev),
+            min: ms(stats.fastest),
+            p50: ms(stats.percentile(50.0)),
+            p90: ms(stats.percentile(90.0)),
+            p95: ms(stats.percentile(95.0)),
+            p99: ms(stats.percentile(99.0)),
+            p999: ms(stats.percentile(99.9)),
+            max: ms(stats.slowest),
         }
     }
 }
