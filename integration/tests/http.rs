@@ -487,3 +487,73 @@ fn chunked_bodies_are_decoded() {
     let reply = parse_reply(raw).unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (503, "{}"));
 }
+
+/// etcd's watch gauges, with etcd's types, count watchers, streams and slow
+/// watchers on both servers as watches come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_gauges_count_streams_and_watchers_as_in_etcd() {
+    use proto::etcdserverpb::watch_client::WatchClient;
+    use proto::etcdserverpb::watch_request::RequestUnion;
+    use proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+
+    const GAUGES: [&str; 4] = [
+        "etcd_debugging_mvcc_watcher_total",
+        "etcd_debugging_mvcc_watch_stream_total",
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "etcd_debugging_mvcc_pending_events_total",
+    ];
+    for kind in [Kind::Etcd, Kind::Oxcd] {
+        let server = Server::start(kind, ServerOpts::default())
+            .await
+            .unwrap_or_else(|e| panic!("start {}: {e}", kind.name()));
+        let addr = server.client_addr();
+        let before = scrape(kind, &addr).await;
+        for gauge in GAUGES {
+            assert_eq!(
+                before.types.get(gauge).map(String::as_str),
+                Some("gauge"),
+                "{}: {gauge}",
+                kind.name()
+            );
+        }
+        let base = |name: &str| before.value(kind, name);
+        let (watchers0, streams0) = (
+            base("etcd_debugging_mvcc_watcher_total"),
+            base("etcd_debugging_mvcc_watch_stream_total"),
+        );
+
+        let channel = server.channel().await.expect("channel");
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for key in ["a", "b", "c"] {
+            tx.send(WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: key.into(),
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+        }
+        let mut stream = WatchClient::new(channel)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("watch")
+            .into_inner();
+        for _ in 0..3 {
+            let created = stream.message().await.expect("response").expect("created");
+            assert!(created.created);
+        }
+        scrape_until(kind, &addr, "three watchers on one more stream", |s| {
+            s.value(kind, "etcd_debugging_mvcc_watcher_total") == watchers0 + 3.0
+                && s.value(kind, "etcd_debugging_mvcc_watch_stream_total") == streams0 + 1.0
+        })
+        .await;
+        drop(tx);
+        drop(stream);
+        scrape_until(kind, &addr, "the stream's watchers gone", |s| {
+            s.value(kind, "etcd_debugging_mvcc_watcher_total") == watchers0
+                && s.value(kind, "etcd_debugging_mvcc_watch_stream_total") == streams0
+        })
+        .await;
+    }
+}
