@@ -3,6 +3,8 @@
 #   make test   install what the tests need (etcd 3.4, etcdctl) and run every test
 #   make lint   rustfmt check + clippy with warnings as errors
 #   make bench  side-by-side benchmark against real etcd 3.4 (scripts/bench.sh)
+#   make bench-watch  the same for watch: put-to-event latency, delivery,
+#               memory per watcher (SUITE=watch scripts/bench.sh)
 #   make cluster / make status / make cluster-stop
 #               three members on 127.0.0.1 (client 2379/22379/32379, peer
 #               2380/12380/22380), data and logs under cluster/
@@ -10,7 +12,7 @@
 CARGO ?= cargo
 APT_PACKAGES := etcd-server etcd-client
 
-.PHONY: run build test test-deps lint fmt bench cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -41,6 +43,9 @@ fmt:
 
 bench: test-deps
 	./scripts/bench.sh
+
+bench-watch: test-deps
+	SUITE=watch ./scripts/bench.sh
 
 cluster: build
 	./scripts/cluster.sh start

@@ -21,6 +21,11 @@
 #    servers' logs go to $OUT_DIR/<target>/.
 #
 # Environment:
+#   SUITE=kv              kv: the KV workloads below; watch: oxcdctl bench
+#                         watch (1,000 watchers over 100 streams with puts
+#                         at a steady rate, and 10,000 idle watchers for
+#                         memory), one member each, results in
+#                         bench-results/watch/
 #   TARGETS="etcd oxcd"   which servers to measure (default both)
 #   MEMBERS=1             members per target: 1, or 3 (a three-member
 #                         cluster; oxcdctl bench spreads its connections over
@@ -42,7 +47,10 @@ OXCDCTL_BIN=${OXCDCTL_BIN:-$ROOT/target/release/oxcdctl}
 MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
-if [[ "$MEMBERS" == 3 ]]; then
+SUITE=${SUITE:-kv}
+if [[ "$SUITE" == watch ]]; then
+    OUT_DIR=${OUT_DIR:-$ROOT/bench-results/watch}
+elif [[ "$MEMBERS" == 3 ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/3-members}
 else
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
@@ -72,7 +80,17 @@ case "$MEMBERS" in
 esac
 
 # Workloads: name | oxcdctl bench arguments. Every target runs the same list.
-if [[ "$MEMBERS" == 1 ]]; then
+case "$SUITE" in
+    kv) ;;
+    watch) [[ "$MEMBERS" == 1 ]] || die "SUITE=watch runs one member per target" ;;
+    *) die "SUITE must be kv or watch, got '$SUITE'" ;;
+esac
+if [[ "$SUITE" == watch ]]; then
+    WORKLOADS=(
+        "watch-1k|--conns 10 watch --streams 100 --watchers-per-stream 10 --put-total 3000 --put-rate 300 --val-size 256"
+        "watch-idle-10k|--conns 10 watch --streams 100 --watchers-per-stream 100 --put-total 20 --put-rate 20"
+    )
+elif [[ "$MEMBERS" == 1 ]]; then
     WORKLOADS=(
         "put-c1|--clients 1 --conns 1 put --total 2000 --key-size 8 --val-size 256 --key-space-size 100000"
         "put-c100|--clients 100 --conns 10 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
@@ -283,9 +301,26 @@ FAILED=0
 run_one() {
     local target=$1 name=$2 r=$3 args=$4 base
     base="$OUT_DIR/$target/$name.run$r"
+    if [[ "$SUITE" == watch ]]; then
+        # The server's RSS is read before and after the watchers exist.
+        args+=" --rss-pid ${PID[$target/${MEMBER_NAMES[0]}]}"
+    fi
     # shellcheck disable=SC2086 # $args is a list of flags on purpose
-    if "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
+    if ! "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
         >"$base.txt" 2>"$base.err"; then
+        log "  $target round $r failed:"
+        tail -n 5 "$base.err" >&2 || true
+        rm -f "$base.json"
+        FAILED=1
+    elif [[ "$SUITE" == watch ]]; then
+        python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("[bench]   %s round %s: %d watchers, %d of %d events delivered, p50 %.3f ms, p99 %.3f ms, %.0f B RSS per watcher" % (
+    sys.argv[2], sys.argv[3], s["watchers"], s["events_delivered"], s["events_expected"],
+    s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["rss_per_watcher_bytes"] or 0))
+' "$base.json" "$target" "$r" >&2
+    else
         python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -293,11 +328,6 @@ print("[bench]   %s round %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d errors" %
     sys.argv[2], sys.argv[3], s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"],
     s["errors"]))
 ' "$base.json" "$target" "$r" >&2
-    else
-        log "  $target round $r failed:"
-        tail -n 5 "$base.err" >&2 || true
-        rm -f "$base.json"
-        FAILED=1
     fi
 }
 
@@ -344,11 +374,15 @@ done
 # --- 5. table -----------------------------------------------------------------
 etcd_version=$("$ETCD_BIN" --version 2>/dev/null | head -n 1 || true)
 python3 - "$OUT_DIR" "$QUICK" "$REPEATS" "$etcd_version" "$commit" "$load_start" "$MEMBERS" \
-    "$TARGETS" "${names[@]}" >"$OUT_DIR/latest.md" <<'PY'
+    "$TARGETS" "$SUITE" "${names[@]}" >"$OUT_DIR/latest.md" <<'PY'
 import glob, json, os, platform, re, shutil, statistics, sys, time
 
-out_dir, quick, repeats, etcd_version, commit, load_start, members, targets = sys.argv[1:9]
-names = sys.argv[9:]
+out_dir, quick, repeats, etcd_version, commit, load_start, members, targets, suite = sys.argv[1:10]
+names = sys.argv[10:]
+# The figure a run is ranked by: req/s, or for watch runs the put-to-event
+# p99 (negated, so that "median" means the same thing).
+def score(s):
+    return s["rps"] if suite == "kv" else -s["latency_ms"]["p99"]
 
 def runs(target, name):
     """{round: summary} of the successful runs."""
@@ -364,7 +398,7 @@ def median_run(target, name):
     rs = runs(target, name)
     if not rs:
         return None
-    ordered = sorted(rs.items(), key=lambda kv: kv[1]["rps"])
+    ordered = sorted(rs.items(), key=lambda kv: score(kv[1]))
     r, s = ordered[(len(ordered) - 1) // 2]
     base = os.path.join(out_dir, target, name)
     shutil.copy("%s.run%d.json" % (base, r), base + ".json")
@@ -428,6 +462,28 @@ else:
           % (members, members))
 for t in targets.split():
     print("- %s cluster at start: %s; at end: %s" % (t, status(t, "start"), status(t, "end")))
+if suite == "watch":
+    print("- %s rounds per workload, targets interleaved; each column is the target's run with"
+          " the median put-to-event p99; lost and duplicated events are summed over all rounds"
+          % repeats)
+    print()
+    print("| workload | watchers | etcd p50 ms | oxcd p50 ms | etcd p99 ms | oxcd p99 ms"
+          " | lost etcd/oxcd | duplicated etcd/oxcd | RSS per watcher etcd/oxcd (B) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        e, o = median_run("etcd", name), median_run("oxcd", name)
+        total = lambda t, k: sum(s[k] for s in runs(t, name).values()) if runs(t, name) else "n/a"
+        rss = lambda s: "%.0f" % s["rss_per_watcher_bytes"] if s and s.get("rss_per_watcher_bytes") is not None else "n/a"
+        print("| %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s/%s |" % (
+            name, (e or o or {}).get("watchers", "n/a"),
+            fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"), fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
+            total("etcd", "events_lost"), total("oxcd", "events_lost"),
+            total("etcd", "events_duplicated"), total("oxcd", "events_duplicated"),
+            rss(e), rss(o)))
+    print()
+    print("Latency is from each put's answer to each watcher's event (0 when the event came first);"
+          " the JSON summaries in bench-results/watch/ also hold the delay from the put's sending.")
+    sys.exit(0)
 print("- %s rounds per workload, targets interleaved; req/s and latency columns are each"
       " target's median run, oxcd/etcd is the median of the per-round ratios; errors are"
       " summed over all rounds" % repeats)
