@@ -155,12 +155,10 @@ impl Watcher {
                     && revision_of(e) >= self.next_rev
                     && if put { !self.no_put } else { !self.no_delete }
             })
-            .map(|e| {
-                let mut e = e.clone();
-                if !self.prev_kv {
-                    e.prev_kv = None;
-                }
-                e
+            .map(|e| Event {
+                r#type: e.r#type,
+                kv: e.kv.clone(),
+                prev_kv: if self.prev_kv { e.prev_kv.clone() } else { None },
             })
             .collect()
     }
@@ -515,14 +513,16 @@ impl<S: ResponseSink> WatchCore<S> {
     }
 
     fn deliver_revision(&mut self, rev: i64, events: &[Event]) {
-        let mut concerned: BTreeSet<WatcherRef> = BTreeSet::new();
+        let mut concerned: Vec<WatcherRef> = Vec::new();
         for e in events {
             if let Some(kv) = &e.kv {
-                self.synced.matching(&kv.key, |w| {
-                    concerned.insert(w);
-                });
+                self.synced.matching(&kv.key, |w| concerned.push(w));
             }
         }
+        // A watcher matched by several events of the revision answers once
+        // (and watchers are served in a stable order).
+        concerned.sort_unstable();
+        concerned.dedup();
         for w in concerned {
             let Some(watcher) = self.watchers.get(&w) else {
                 continue;
