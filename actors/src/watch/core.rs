@@ -158,7 +158,11 @@ impl Watcher {
             .map(|e| Event {
                 r#type: e.r#type,
                 kv: e.kv.clone(),
-                prev_kv: if self.prev_kv { e.prev_kv.clone() } else { None },
+                prev_kv: if self.prev_kv {
+                    e.prev_kv.clone()
+                } else {
+                    None
+                },
             })
             .collect()
     }

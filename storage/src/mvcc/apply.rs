@@ -30,7 +30,7 @@ use proto::internal::internal_request::Request as Internal;
 use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
 
-use super::backend::{BackendReader, WriteBatch, encode_record};
+use super::backend::{BackendReader, Lease, WriteBatch, encode_record};
 use super::key_index::{KeyIndex, KeyRange};
 use super::range::{self, RangeOptions, range_keys};
 use super::revision::Revision;
@@ -490,7 +490,14 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
                 Ok((ApplyResponse::Empty, Vec::new()))
             }
             Some(Internal::Alarm(a)) => Ok((ApplyResponse::Alarm(self.alarm(a)), Vec::new())),
-            Some(Internal::LeaseCheckpoint(_)) => Ok((ApplyResponse::Empty, Vec::new())),
+            Some(Internal::LeaseCheckpoint(r)) => {
+                self.checkpoint(&r.checkpoints);
+                Ok((ApplyResponse::Empty, Vec::new()))
+            }
+            // The caller has checked the upkeep's term (see `LeaseUpkeep`).
+            Some(Internal::LeaseUpkeep(u)) => {
+                self.lease_upkeep(u).map(|e| (ApplyResponse::Empty, e))
+            }
         };
         let (result, events) = match outcome {
             Ok((resp, events)) => (Ok(resp), events),
@@ -571,6 +578,7 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
                 | Internal::Compaction(_)
                 | Internal::LeaseGrant(_)
                 | Internal::LeaseRevoke(_)
+                | Internal::LeaseUpkeep(_)
         );
         if is_kv_or_lease && active(AlarmType::Corrupt) {
             return Some(EtcdError::Corrupt);
@@ -655,14 +663,38 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
         if self.state.leases.contains_key(&req.id) {
             return Err(EtcdError::LeaseExist.into());
         }
-        self.state.leases.insert(req.id, req.ttl);
-        self.batch.leases.insert(req.id, Some(req.ttl));
+        self.state.leases.insert(req.id, Lease::granted(req.ttl));
+        self.batch
+            .leases
+            .insert(req.id, Some(Lease::granted(req.ttl)));
         Ok(LeaseGrantResponse {
             header: header(self.state.current_rev),
             id: req.id,
             ttl: req.ttl,
             error: String::new(),
         })
+    }
+
+    /// Records remaining TTLs of leases that still exist (etcd's
+    /// `LeaseCheckpoint`).
+    fn checkpoint(&mut self, checkpoints: &[proto::etcdserverpb::LeaseCheckpoint]) {
+        for c in checkpoints {
+            if let Some(lease) = self.state.leases.get_mut(&c.id) {
+                lease.remaining_ttl = c.remaining_ttl;
+                self.batch.leases.insert(c.id, Some(*lease));
+            }
+        }
+    }
+
+    /// The lessor's upkeep: revoke an expired lease (if it still exists:
+    /// a client may have revoked it meanwhile) and record checkpoints.
+    fn lease_upkeep(&mut self, upkeep: &proto::internal::LeaseUpkeep) -> Result<Vec<Event>, Fault> {
+        self.checkpoint(&upkeep.checkpoints);
+        if upkeep.expire == 0 || !self.state.leases.contains_key(&upkeep.expire) {
+            return Ok(Vec::new());
+        }
+        let revoke = LeaseRevokeRequest { id: upkeep.expire };
+        self.lease_revoke(&revoke).map(|(_, events)| events)
     }
 
     fn lease_revoke(&mut self, req: &LeaseRevokeRequest) -> Outcome<LeaseRevokeResponse> {

@@ -58,8 +58,9 @@ pub struct WriteBatch {
     pub records: BTreeMap<Revision, Vec<u8>>,
     /// Stored records to delete (compaction), ascending.
     pub deleted: Vec<Revision>,
-    /// Lease table changes: `Some(ttl)` grants, `None` revokes.
-    pub leases: BTreeMap<i64, Option<i64>>,
+    /// Lease table changes: `Some(lease)` grants or checkpoints, `None`
+    /// revokes.
+    pub leases: BTreeMap<i64, Option<Lease>>,
     /// Member table changes: `Some(encoded etcdserverpb::Member)` sets,
     /// `None` removes.
     pub members: BTreeMap<u64, Option<Vec<u8>>>,
@@ -87,8 +88,8 @@ pub type ScanFn<'f> = dyn FnMut(Revision, &[u8]) -> Result<bool, StorageError> +
 /// call that opened it.
 pub trait BackendReader {
     fn meta(&self) -> Result<Meta, StorageError>;
-    /// Every lease: (id, granted TTL), ascending by id.
-    fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError>;
+    /// Every lease, ascending by id.
+    fn leases(&self) -> Result<Vec<(i64, Lease)>, StorageError>;
     /// Every member: (id, encoded `etcdserverpb::Member`), ascending by id.
     fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
     /// Every active alarm: (member id, `AlarmType` value), ascending.
@@ -150,6 +151,48 @@ pub fn decode_record(bytes: &[u8]) -> Result<(bool, KeyValue), StorageError> {
     let kv = KeyValue::decode(kv)
         .map_err(|e| StorageError::Corrupt(format!("undecodable mvcc record: {e}")))?;
     Ok((tombstone, kv))
+}
+
+/// A lease as stored: its granted TTL and the remaining TTL its last
+/// checkpoint recorded (0: none since the grant or the last renewal, so the
+/// whole TTL), both in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub ttl: i64,
+    pub remaining_ttl: i64,
+}
+
+impl Lease {
+    /// A lease just granted.
+    pub fn granted(ttl: i64) -> Lease {
+        Lease {
+            ttl,
+            remaining_ttl: 0,
+        }
+    }
+
+    /// 16 bytes: TTL then remaining TTL, big endian.
+    pub(crate) fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.ttl.to_be_bytes());
+        out[8..].copy_from_slice(&self.remaining_ttl.to_be_bytes());
+        out
+    }
+
+    /// Reads [`Lease::encode`]'s bytes, or the 8-byte TTL of stores written
+    /// before checkpoints were kept.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Lease, StorageError> {
+        match bytes.len() {
+            8 => Ok(Lease::granted(decode_i64(bytes, "lease ttl")?)),
+            16 => Ok(Lease {
+                ttl: decode_i64(&bytes[..8], "lease ttl")?,
+                remaining_ttl: decode_i64(&bytes[8..], "lease remaining ttl")?,
+            }),
+            n => Err(StorageError::Corrupt(format!(
+                "lease: expected 8 or 16 bytes, got {n}"
+            ))),
+        }
+    }
 }
 
 /// Encodes an i64 meta or lease value.

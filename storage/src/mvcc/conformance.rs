@@ -23,7 +23,7 @@ use proto::internal::internal_request::Request as Internal;
 use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
 
-use super::{Applied, ApplyResponse, LmdbBackend, MemBackend, MvccBackend, MvccStore};
+use super::{Applied, ApplyResponse, Lease, LmdbBackend, MemBackend, MvccBackend, MvccStore};
 use crate::error::EtcdError;
 
 // ---------------------------------------------------------------- harness
@@ -1333,8 +1333,11 @@ fn leases<B: MvccBackend>(c: &mut Case<B>) {
     c.grant(1, 9_000_000_000).unwrap();
     assert_eq!(c.grant(1, 5), Err(EtcdError::LeaseExist));
     c.grant(2, 30).unwrap();
-    assert_eq!(c.store.leases(), vec![(1, 9_000_000_000), (2, 30)]);
-    assert_eq!(c.store.lease_ttl(2), Some(30));
+    assert_eq!(
+        c.store.leases(),
+        vec![(1, Lease::granted(9_000_000_000)), (2, Lease::granted(30))]
+    );
+    assert_eq!(c.store.lease(2), Some(Lease::granted(30)));
     assert_eq!(c.revoke(3), Err(EtcdError::LeaseNotFound));
 
     for k in ["k3", "k1", "k2"] {
@@ -1377,7 +1380,7 @@ fn leases<B: MvccBackend>(c: &mut Case<B>) {
         })
         .collect();
     assert_eq!(deleted, want);
-    assert_eq!(c.store.leases(), vec![(1, 9_000_000_000)]);
+    assert_eq!(c.store.leases(), vec![(1, Lease::granted(9_000_000_000))]);
     assert!(c.store.lease_keys(2).is_empty());
     assert!(c.get("other").is_some());
     // A revoked lease cannot be used any more; its id can be granted again.
@@ -1738,6 +1741,50 @@ fn events_window_budget<B: MvccBackend>(c: &mut Case<B>) {
     assert_eq!((none.len(), last), (0, 6));
 }
 
+/// The lessor's upkeep: checkpoints record remaining TTLs of existing
+/// leases, an expiry revokes the lease with its keys
+/// in one revision, and an expiry of a lease already gone changes nothing.
+fn lease_upkeep<B: MvccBackend>(c: &mut Case<B>) {
+    use proto::etcdserverpb::LeaseCheckpoint;
+    use proto::internal::LeaseUpkeep;
+    c.grant(5, 30).unwrap();
+    c.try_put(PutRequest {
+        lease: 5,
+        ..put("held", "v")
+    })
+    .unwrap();
+    let checkpoint = |id, remaining_ttl| LeaseCheckpoint { id, remaining_ttl };
+    let applied = c.apply(Internal::LeaseUpkeep(LeaseUpkeep {
+        term: 1,
+        expire: 0,
+        checkpoints: vec![checkpoint(5, 12), checkpoint(99, 3)],
+    }));
+    assert_eq!(applied.result, Ok(ApplyResponse::Empty));
+    assert_eq!(
+        c.store.lease(5),
+        Some(Lease {
+            ttl: 30,
+            remaining_ttl: 12
+        })
+    );
+    assert_eq!(c.store.lease(99), None, "no lease made up by a checkpoint");
+    let before = c.store.current_revision();
+    let expired = c.apply(Internal::LeaseUpkeep(LeaseUpkeep {
+        term: 1,
+        expire: 5,
+        checkpoints: vec![],
+    }));
+    assert_eq!(expired.revision, before + 1);
+    assert_eq!(expired.events.len(), 1, "the held key's delete event");
+    assert_eq!(c.store.lease(5), None);
+    let again = c.apply(Internal::LeaseUpkeep(LeaseUpkeep {
+        term: 1,
+        expire: 5,
+        checkpoints: vec![],
+    }));
+    assert_eq!((again.revision, again.events.len()), (before + 1, 0));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod lmdb_backend {
@@ -1776,6 +1823,7 @@ conformance!(
     compaction,
     hash_kv_matches_etcd,
     leases,
+    lease_upkeep,
     events,
     events_window_budget,
     applied_index,

@@ -28,7 +28,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, PutFlags, RoTxn, WithoutTls};
 
 use super::backend::{
-    BackendReader, Meta, MvccBackend, ScanFn, WriteBatch, decode_i64, encode_i64,
+    BackendReader, Lease, Meta, MvccBackend, ScanFn, WriteBatch, decode_i64, encode_i64,
 };
 use super::revision::Revision;
 use crate::error::StorageError;
@@ -196,13 +196,13 @@ impl BackendReader for LmdbReader<'_> {
         })
     }
 
-    fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError> {
+    fn leases(&self) -> Result<Vec<(i64, Lease)>, StorageError> {
         let mut out = Vec::new();
         for item in self.backend.leases.iter(&self.txn)? {
-            let (id, ttl) = item?;
-            out.push((decode_i64(id, "lease id")?, decode_i64(ttl, "lease ttl")?));
+            let (id, lease) = item?;
+            out.push((decode_i64(id, "lease id")?, Lease::decode(lease)?));
         }
-        out.sort_unstable();
+        out.sort_unstable_by_key(|(id, _)| *id);
         Ok(out)
     }
 
@@ -270,9 +270,9 @@ impl MvccBackend for LmdbBackend {
         }
         for (id, change) in &batch.leases {
             match change {
-                Some(ttl) => self
+                Some(lease) => self
                     .leases
-                    .put(&mut wtxn, &encode_i64(*id), &encode_i64(*ttl))?,
+                    .put(&mut wtxn, &encode_i64(*id), &lease.encode())?,
                 None => {
                     self.leases.delete(&mut wtxn, &encode_i64(*id))?;
                 }
@@ -378,8 +378,8 @@ pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(),
         batch.records.insert(rev, value.to_vec());
         Ok(true)
     })?;
-    for (id, ttl) in reader.leases()? {
-        batch.leases.insert(id, Some(ttl));
+    for (id, lease) in reader.leases()? {
+        batch.leases.insert(id, Some(lease));
     }
     for (id, member) in reader.members()? {
         batch.members.insert(id, Some(member));
@@ -433,7 +433,7 @@ mod tests {
             let mut batch = WriteBatch::default();
             batch.records.insert(Revision::new(2, 0), kv(b"a"));
             batch.records.insert(Revision::new(2, 1), kv(b"b"));
-            batch.leases.insert(9, Some(30));
+            batch.leases.insert(9, Some(Lease::granted(30)));
             batch.meta.applied_index = 7;
             batch.meta.current_revision = 2;
             b.commit(&batch).unwrap();
@@ -444,7 +444,7 @@ mod tests {
         let b = LmdbBackend::open(dir.path(), &LmdbOptions::new(1 << 20)).unwrap();
         let r = b.reader().unwrap();
         assert_eq!(r.meta().unwrap().applied_index, 7);
-        assert_eq!(r.leases().unwrap(), vec![(9, 30)]);
+        assert_eq!(r.leases().unwrap(), vec![(9, Lease::granted(30))]);
         assert_eq!(
             r.record(Revision::new(2, 1)).unwrap(),
             Some(kv(b"b").as_slice())

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
-use super::backend::{BackendReader, Meta, MvccBackend, ScanFn, WriteBatch};
+use super::backend::{BackendReader, Lease, Meta, MvccBackend, ScanFn, WriteBatch};
 use super::lmdb::write_image;
 use super::revision::{REVISION_BYTES, Revision};
 use crate::error::StorageError;
@@ -27,7 +27,7 @@ const BASE_SIZE: usize = 3 * 4096;
 #[derive(Debug, Clone)]
 pub struct MemBackend {
     records: BTreeMap<Revision, Vec<u8>>,
-    leases: BTreeMap<i64, i64>,
+    leases: BTreeMap<i64, Lease>,
     members: BTreeMap<u64, Vec<u8>>,
     alarms: std::collections::BTreeSet<(u64, i32)>,
     meta: Meta,
@@ -70,12 +70,12 @@ impl BackendReader for MemReader<'_> {
         Ok(self.backend.meta)
     }
 
-    fn leases(&self) -> Result<Vec<(i64, i64)>, StorageError> {
+    fn leases(&self) -> Result<Vec<(i64, Lease)>, StorageError> {
         Ok(self
             .backend
             .leases
             .iter()
-            .map(|(id, ttl)| (*id, *ttl))
+            .map(|(id, lease)| (*id, *lease))
             .collect())
     }
 
@@ -131,8 +131,8 @@ impl MvccBackend for MemBackend {
         }
         for (id, change) in &batch.leases {
             match change {
-                Some(ttl) => {
-                    if self.leases.insert(*id, *ttl).is_none() {
+                Some(lease) => {
+                    if self.leases.insert(*id, *lease).is_none() {
                         self.in_use += 16 + ENTRY_OVERHEAD;
                     }
                 }
@@ -193,7 +193,7 @@ mod tests {
         let empty = mem.size_in_use().unwrap();
         let mut batch = WriteBatch::default();
         batch.records.insert(Revision::new(2, 0), vec![0; 100]);
-        batch.leases.insert(7, Some(10));
+        batch.leases.insert(7, Some(Lease::granted(10)));
         mem.commit(&batch).unwrap();
         let full = mem.size_in_use().unwrap();
         assert!(full > empty + 100);

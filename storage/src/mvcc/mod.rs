@@ -54,7 +54,7 @@ mod conformance;
 
 pub use apply::{Applied, ApplyResponse, MAX_LEASE_TTL};
 pub use backend::{
-    BackendReader, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch, decode_record,
+    BackendReader, Lease, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch, decode_record,
     encode_record, split_record,
 };
 pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader};

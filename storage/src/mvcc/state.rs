@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use proto::Message as _;
 use proto::etcdserverpb::Member;
 
-use super::backend::{BackendReader, Meta, decode_record};
+use super::backend::{BackendReader, Lease, Meta, decode_record};
 use super::key_index::TreeIndex;
 use super::revision::Revision;
 use crate::error::StorageError;
@@ -23,8 +23,8 @@ use crate::error::StorageError;
 /// Lease id -> attached keys, as the lessor keeps them.
 pub(crate) type LeaseKeys = HashMap<i64, BTreeSet<Vec<u8>>>;
 
-/// Lease id -> granted TTL.
-pub(crate) type LeaseTable = BTreeMap<i64, i64>;
+/// Lease id -> the lease as stored.
+pub(crate) type LeaseTable = BTreeMap<i64, Lease>;
 
 /// The in-memory part of the store, rebuilt from the backend at open.
 #[derive(Debug, Clone)]

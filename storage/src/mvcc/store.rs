@@ -23,7 +23,7 @@ use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
 
 use super::apply::{Applied, Applier};
-use super::backend::{BackendReader, MvccBackend, WriteBatch, decode_record, split_record};
+use super::backend::{BackendReader, Lease, MvccBackend, WriteBatch, decode_record, split_record};
 use super::hash::Crc32c;
 use super::lmdb::{LmdbBackend, LmdbOptions};
 use super::mem::MemBackend;
@@ -310,17 +310,17 @@ impl<B: MvccBackend> MvccStore<B> {
         Ok(())
     }
 
-    /// Every lease: (id, granted TTL), ascending by id.
-    pub fn leases(&self) -> Vec<(i64, i64)> {
+    /// Every lease, ascending by id.
+    pub fn leases(&self) -> Vec<(i64, Lease)> {
         self.state
             .leases
             .iter()
-            .map(|(id, ttl)| (*id, *ttl))
+            .map(|(id, lease)| (*id, *lease))
             .collect()
     }
 
-    /// The granted TTL of lease `id`, if it exists.
-    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+    /// Lease `id`, if it exists.
+    pub fn lease(&self, id: i64) -> Option<Lease> {
         self.state.leases.get(&id).copied()
     }
 
@@ -348,9 +348,9 @@ impl<B: MvccBackend> MvccStore<B> {
             Ok(true)
         })?;
         h.update(b"lease");
-        for (id, ttl) in reader.leases()? {
+        for (id, lease) in reader.leases()? {
             h.update(&id.to_be_bytes());
-            h.update(&ttl.to_be_bytes());
+            h.update(&lease.encode());
         }
         h.update(b"members");
         for (id, member) in reader.members()? {
