@@ -21,6 +21,7 @@
 //! [`messages`], so the imports between actors run one way.
 
 pub mod apply;
+pub mod lease;
 pub mod log_writer;
 pub mod mailbox;
 pub mod messages;

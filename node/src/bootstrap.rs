@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::Arbiter;
 use actors::apply::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
+use actors::lease::core::LessorConfig;
+use actors::lease::{ConnectRaft as ConnectLessorRaft, LESSOR_MAILBOX, LessorActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
 use actors::mailbox::start_on;
 use actors::raft::core::{CoreConfig, RaftCore};
@@ -281,8 +283,29 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     });
     let hub = Mailbox::new(hub_addr, WATCH_MAILBOX, hub_probe);
 
+    // The lessor too: the apply actor tells it about lease changes; it
+    // learns where raft is once raft runs.
+    let lessor_probe = metrics.for_actor("lessor");
+    let lessor_addr = start_on(&Arbiter::new().handle(), {
+        let probe = lessor_probe.clone();
+        let leases = kv.leases();
+        let config = LessorConfig {
+            checkpoint_interval_ms: config.lease_checkpoint_interval.as_millis().max(1) as u64,
+            revokes_per_tick: 100,
+            checkpoints_per_tick: 1_000,
+        };
+        move |_| LessorActor::new(config, leases, probe)
+    });
+    let lessor = Mailbox::new(lessor_addr, LESSOR_MAILBOX, lessor_probe);
+
     let sizes = SizeGauges::new(&registry)?;
-    let apply_core = ApplyCore::new(kv, header, snapshots, sizes.clone(), Box::new(hub.clone()))?;
+    let apply_core = ApplyCore::new(
+        kv,
+        header,
+        snapshots,
+        sizes.clone(),
+        vec![Box::new(hub.clone()), Box::new(lessor.clone())],
+    )?;
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();
@@ -350,6 +373,9 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     if transport
         .try_send(ConnectRaft { raft: raft.clone() })
         .is_err()
+        || lessor
+            .try_send(ConnectLessorRaft { raft: raft.clone() })
+            .is_err()
     {
         return Err(BootstrapError::Config(
             "peer transport did not start".into(),
@@ -360,6 +386,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         Mailboxes {
             raft: raft.clone(),
             apply,
+            lessor,
             watch: WatchHandle {
                 hub,
                 pending_events: watch_metrics.pending_events,
@@ -370,6 +397,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         Limits {
             max_txn_ops: config.max_txn_ops,
             quota_bytes: config.quota_bytes(),
+            min_lease_ttl: config.min_lease_ttl(),
         },
         sizes.in_use,
         member_dir.join("snap"),

@@ -126,6 +126,15 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub watch_progress_notify_interval: std::time::Duration,
+    /// How often the leader checkpoints the remaining TTL of each lease, so
+    /// that a new leader continues its countdown (Go syntax: 5m, 30s).
+    #[arg(
+        long = "experimental-lease-checkpoint-interval",
+        env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+        default_value = "5m",
+        value_parser = parse_go_duration
+    )]
+    pub lease_checkpoint_interval: std::time::Duration,
 }
 
 /// Parses a Go `time.Duration` string as etcd's flags take it: a sequence
@@ -184,6 +193,14 @@ impl Config {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", self.name)))
+    }
+
+    /// etcd's shortest lease TTL in seconds: 1.5 election timeouts (counted
+    /// in whole heartbeat ticks, as etcd counts them), rounded up.
+    pub fn min_lease_ttl(&self) -> i64 {
+        let election_ticks = self.election_timeout / self.heartbeat_interval.max(1);
+        let ms = (3 * election_ticks / 2) * self.heartbeat_interval;
+        ms.div_ceil(1000) as i64
     }
 
     pub fn quota_bytes(&self) -> i64 {

@@ -8,11 +8,16 @@
 //! 2. Linearizable reads: `ReadIndex` to the raft actor.
 //! 3. Serializable reads: `Read` straight to the apply actor.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use actors::Mailbox;
 use actors::apply::ApplyActor;
+use actors::lease::LessorActor;
 use actors::messages::{
-    Backup, Defragment, GetStatus, GetStoreStatus, PendingRead, Propose, RaftStatus, Read,
-    ReadIndex, ReadRequest, ReadResponse, StoreStatus, TransferLeader,
+    Backup, Defragment, GetStatus, GetStoreStatus, KeepAlive, PendingRead, Propose, RaftStatus,
+    Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive, TransferLeader,
 };
 use actors::raft::RaftActor;
 use actors::watch::WatchHub;
@@ -20,6 +25,7 @@ use proto::internal::{InternalRequest, internal_request};
 use storage::EtcdError;
 use storage::mvcc::ApplyResponse;
 use tokio::sync::oneshot;
+use tonic::transport::Channel;
 
 /// Limits the facade checks before anything reaches raft.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +33,18 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// `--quota-backend-bytes` (0 already replaced by etcd's 2 GiB default).
     pub quota_bytes: i64,
+    /// The shortest lease TTL granted, in seconds: etcd's
+    /// `ceil(1.5 x election timeout)`; shorter requests are raised to it.
+    pub min_lease_ttl: i64,
 }
 
 /// What etcd charges a request against the quota: key + value + 256 bytes
 /// per put (`etcdserver/quota.go`: `kvOverhead`).
 pub const KV_OVERHEAD: i64 = 256;
+
+/// What etcd charges a lease grant against the quota
+/// (`etcdserver/quota.go`: `leaseOverhead`).
+pub const LEASE_OVERHEAD: i64 = 64;
 
 /// Addresses of the actors the facade talks to, plus the ids for headers.
 #[derive(Clone)]
@@ -50,6 +63,12 @@ pub struct NodeHandle {
     /// time.
     store_jobs: std::sync::Arc<tokio::sync::Semaphore>,
     pub watch: WatchHandle,
+    pub lessor: Mailbox<LessorActor>,
+    /// Lease ids this member hands out when a grant names none.
+    lease_ids: Arc<AtomicU64>,
+    /// Connections to other members' client URLs, for requests only the
+    /// leader answers (keep-alives, time-to-live).
+    leader_channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 /// The watch hub's mailbox, and the gauge of events its streams hold (the
@@ -65,6 +84,7 @@ pub struct Mailboxes {
     pub raft: Mailbox<RaftActor>,
     pub apply: Mailbox<ApplyActor>,
     pub watch: WatchHandle,
+    pub lessor: Mailbox<LessorActor>,
 }
 
 impl NodeHandle {
@@ -76,7 +96,18 @@ impl NodeHandle {
         db_in_use: prometheus::IntGauge,
         backup_dir: std::path::PathBuf,
     ) -> Self {
-        let Mailboxes { raft, apply, watch } = mailboxes;
+        let Mailboxes {
+            raft,
+            apply,
+            watch,
+            lessor,
+        } = mailboxes;
+        // etcd's idutil layout: the member's low bits on top (15 here, so
+        // ids stay positive), then milliseconds << 8 counting up.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let lease_ids = ((member_id & 0x7fff) << 48) | ((now_ms << 8) & ((1 << 48) - 1));
         Self {
             raft,
             apply,
@@ -87,7 +118,71 @@ impl NodeHandle {
             backup_dir,
             store_jobs: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             watch,
+            lessor,
+            lease_ids: Arc::new(AtomicU64::new(lease_ids)),
+            leader_channels: Arc::default(),
         }
+    }
+
+    /// A fresh lease id: unique in the cluster (member bits) and positive.
+    pub fn next_lease_id(&self) -> i64 {
+        let id = self.lease_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        (id & (i64::MAX as u64)) as i64
+    }
+
+    /// A keep-alive for lease `id` on this member's lessor: its TTL (0: no
+    /// such lease), or `NotLeader` when this member does not lead.
+    pub async fn keep_alive(&self, id: i64) -> Result<i64, EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        self.lessor
+            .try_send(KeepAlive { id, reply })
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Lease `id`'s remaining and granted TTL on this member's lessor
+    /// (`None`: unknown lease, or this member does not lead).
+    pub async fn time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, EtcdError> {
+        self.lessor
+            .request(TimeToLive { id })
+            .map_err(|_| EtcdError::TooManyRequests)?
+            .await
+            .map_err(|_| EtcdError::Stopped)
+    }
+
+    /// Whether this member leads now.
+    pub async fn is_leader(&self) -> Result<bool, EtcdError> {
+        let (raft, _) = self.status().await?;
+        Ok(raft.leader != 0 && raft.leader == raft.id)
+    }
+
+    /// A connection to the current leader's first client URL, for requests
+    /// only the leader answers; `NoLeader` when there is none (or it has not
+    /// published its URLs yet).
+    pub async fn leader_channel(&self) -> Result<Channel, EtcdError> {
+        let (raft, _) = self.status().await?;
+        if raft.leader == 0 {
+            return Err(EtcdError::NoLeader);
+        }
+        let ReadResponse::MemberList(members) = self.read(ReadRequest::MemberList, false).await?
+        else {
+            return Err(EtcdError::NoLeader);
+        };
+        let url = members
+            .iter()
+            .find(|m| m.id == raft.leader)
+            .and_then(|m| m.client_ur_ls.first().cloned())
+            .ok_or(EtcdError::NoLeader)?;
+        let mut cache = self.leader_channels.lock().expect("leader channel cache");
+        if let Some(channel) = cache.get(&url) {
+            return Ok(channel.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|_| EtcdError::NoLeader)?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy();
+        cache.insert(url, channel.clone());
+        Ok(channel)
     }
 
     /// Replicates `request` and returns its applied result.

@@ -30,15 +30,15 @@ use std::path::PathBuf;
 
 use proto::Message as _;
 use proto::etcdserverpb::{HashKvResponse, ResponseHeader};
-use proto::internal::{InternalRequest, SnapshotDescriptor};
+use proto::internal::{InternalRequest, SnapshotDescriptor, internal_request};
 use raft::eraftpb::EntryType;
-use storage::mvcc::{ApplyResponse, MvccBackend, MvccStore};
+use storage::mvcc::{Applied, ApplyResponse, Lease, MvccBackend, MvccStore};
 use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
 use crate::messages::{
-    ApplyReport, CommittedBatch, EventsRead, PendingRead, ReadBatch, ReadRequest, ReadResponse,
-    StoreEvents, StoreStatus,
+    ApplyReport, CommittedBatch, EventsRead, LeaseChange, PendingRead, ReadBatch, ReadRequest,
+    ReadResponse, StoreEvents, StoreStatus,
 };
 
 /// The ids every response header carries.
@@ -121,23 +121,61 @@ pub struct ApplyCore<B: MvccBackend> {
     waiting_reads: BTreeMap<u64, Vec<PendingRead>>,
     snapshots: SnapshotSettings<B>,
     sizes: SizeGauges,
-    feed: Box<dyn StoreFeed>,
+    feeds: Vec<Box<dyn StoreFeed>>,
 }
 
-/// Where the store's changes go (the watch hub), told before the clients
-/// of a batch are answered. It must not block: it is called on the apply
-/// thread, inside the batch.
+/// Where the store's changes go (the watch hub, the lessor), told before
+/// the clients of a batch are answered. It must not block: it is called on
+/// the apply thread, inside the batch. A feed takes what it needs; the
+/// rest defaults to nothing.
 pub trait StoreFeed: Send {
     /// One applied batch: the store moved from `update.from` to `update.to`.
-    fn events(&mut self, update: StoreEvents);
-    /// The store was replaced by a snapshot image at `revision`.
-    fn replaced(&mut self, revision: i64);
+    /// The one feed that forwards the events (the watch hub) takes them out
+    /// of `update`, so they are not copied.
+    fn events(&mut self, _update: &mut StoreEvents) {}
+    /// The leases one applied batch granted, revoked or checkpointed.
+    fn leases(&mut self, _changes: &[LeaseChange]) {}
+    /// The store was replaced by a snapshot image at `revision`, holding
+    /// `leases`.
+    fn replaced(&mut self, _revision: i64, _leases: &[(i64, Lease)]) {}
 }
 
-/// No watch hub (tests, tools): changes go nowhere.
-impl StoreFeed for () {
-    fn events(&mut self, _: StoreEvents) {}
-    fn replaced(&mut self, _: i64) {}
+/// What a batch did to the leases, read from its requests and results.
+fn lease_changes(
+    requests: &HashMap<u64, &InternalRequest>,
+    applied: &[Applied],
+) -> Vec<LeaseChange> {
+    use proto::internal::internal_request::Request as Internal;
+    let mut changes = Vec::new();
+    for a in applied {
+        let Some(request) = requests.get(&a.index).and_then(|r| r.request.as_ref()) else {
+            continue;
+        };
+        match (request, &a.result) {
+            (_, Ok(ApplyResponse::LeaseGrant(g))) => changes.push(LeaseChange::Granted {
+                id: g.id,
+                ttl: g.ttl,
+            }),
+            (Internal::LeaseRevoke(r), Ok(_)) => changes.push(LeaseChange::Revoked { id: r.id }),
+            (Internal::LeaseCheckpoint(c), Ok(_)) => {
+                changes.extend(c.checkpoints.iter().map(|c| LeaseChange::Checkpointed {
+                    id: c.id,
+                    remaining_ttl: c.remaining_ttl,
+                }));
+            }
+            (Internal::LeaseUpkeep(u), Ok(_)) => {
+                changes.extend(u.checkpoints.iter().map(|c| LeaseChange::Checkpointed {
+                    id: c.id,
+                    remaining_ttl: c.remaining_ttl,
+                }));
+                if u.expire != 0 {
+                    changes.push(LeaseChange::Revoked { id: u.expire });
+                }
+            }
+            _ => {}
+        }
+    }
+    changes
 }
 
 impl<B: MvccBackend> ApplyCore<B> {
@@ -146,7 +184,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         header: HeaderInfo,
         snapshots: SnapshotSettings<B>,
         sizes: SizeGauges,
-        feed: Box<dyn StoreFeed>,
+        feeds: Vec<Box<dyn StoreFeed>>,
     ) -> Result<Self, StorageError> {
         let core = Self {
             store: Some(store),
@@ -155,7 +193,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             waiting_reads: BTreeMap::new(),
             snapshots,
             sizes,
-            feed,
+            feeds,
         };
         core.publish_size()?;
         Ok(core)
@@ -206,6 +244,12 @@ impl<B: MvccBackend> ApplyCore<B> {
                     && !e.get_data().is_empty())
                 .then(|| InternalRequest::decode(e.get_data()))
                 .and_then(|r| match r {
+                    // Upkeep from a leader that was deposed before its entry
+                    // committed: a no-op on every member alike.
+                    Ok(InternalRequest {
+                        request: Some(internal_request::Request::LeaseUpkeep(u)),
+                        ..
+                    }) if u.term != e.get_term() => None,
                     Ok(r) => Some(r),
                     Err(err) => {
                         // Every member decodes the same bytes the same way,
@@ -222,7 +266,11 @@ impl<B: MvccBackend> ApplyCore<B> {
             requests.iter().map(|(i, r)| (*i, r.as_ref())).collect();
         let mut waiters: HashMap<u64, _> = batch.waiters.into_iter().collect();
         let (header, term) = (self.header, self.term);
-        let feed = &mut self.feed;
+        let feeds = &mut self.feeds;
+        let by_index: HashMap<u64, &InternalRequest> = requests
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (*i, r)))
+            .collect();
         let store = self
             .store
             .as_mut()
@@ -239,12 +287,19 @@ impl<B: MvccBackend> ApplyCore<B> {
                 .iter_mut()
                 .flat_map(|a| std::mem::take(&mut a.events))
                 .collect();
-            feed.events(StoreEvents {
+            let mut update = StoreEvents {
                 from,
                 to,
                 term,
                 events,
-            });
+            };
+            let changes = lease_changes(&by_index, &applied);
+            for feed in feeds.iter_mut() {
+                feed.events(&mut update);
+                if !changes.is_empty() {
+                    feed.leases(&changes);
+                }
+            }
             for result in applied {
                 if let Some(reply) = waiters.remove(&result.id) {
                     let revision = result.revision;
@@ -321,7 +376,10 @@ impl<B: MvccBackend> ApplyCore<B> {
             revision = store.current_revision(),
             "installed snapshot"
         );
-        self.feed.replaced(store.current_revision());
+        let leases = store.leases();
+        for feed in &mut self.feeds {
+            feed.replaced(store.current_revision(), &leases);
+        }
         self.store = Some(store);
         self.publish_size()?;
         self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
@@ -418,6 +476,20 @@ impl<B: MvccBackend> ApplyCore<B> {
                 ReadResponse::Txn(resp)
             }),
             ReadRequest::MemberList => Ok(ReadResponse::MemberList(self.store().members())),
+            ReadRequest::Leases => Ok(ReadResponse::Leases(
+                self.store()
+                    .leases()
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect(),
+                self.header(None),
+            )),
+            ReadRequest::Lease { id } => Ok(ReadResponse::Lease(
+                self.store()
+                    .lease(*id)
+                    .map(|lease| (lease.ttl, self.store().lease_keys(*id))),
+                self.header(None),
+            )),
             ReadRequest::Hash => match self.store().hash() {
                 Ok(hash) => Ok(ReadResponse::Hash(proto::etcdserverpb::HashResponse {
                     header: Some(self.header(None)),

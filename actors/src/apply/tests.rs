@@ -22,10 +22,10 @@ struct Fixture {
 }
 
 fn fixture(snapshot_count: u64) -> Fixture {
-    fixture_with(snapshot_count, Box::new(()))
+    fixture_with(snapshot_count, Vec::new())
 }
 
-fn fixture_with(snapshot_count: u64, feed: Box<dyn StoreFeed>) -> Fixture {
+fn fixture_with(snapshot_count: u64, feeds: Vec<Box<dyn StoreFeed>>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let kv_dir = dir.path().join("kv");
     let snap = SnapDir::open(&dir.path().join("snap")).unwrap();
@@ -44,7 +44,7 @@ fn fixture_with(snapshot_count: u64, feed: Box<dyn StoreFeed>) -> Fixture {
     let sizes = SizeGauges::new(&prometheus::Registry::new()).unwrap();
     Fixture {
         _dir: dir,
-        core: ApplyCore::new(store, header, settings, sizes, feed).unwrap(),
+        core: ApplyCore::new(store, header, settings, sizes, feeds).unwrap(),
         snap,
     }
 }
@@ -267,7 +267,7 @@ struct Recorder {
 }
 
 impl StoreFeed for Recorder {
-    fn events(&mut self, update: StoreEvents) {
+    fn events(&mut self, update: &mut StoreEvents) {
         let answered =
             self.answer.lock().unwrap().as_mut().is_some_and(|rx| {
                 !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
@@ -282,8 +282,6 @@ impl StoreFeed for Recorder {
             .unwrap()
             .push((update.from, update.to, revisions, answered));
     }
-
-    fn replaced(&mut self, _: i64) {}
 }
 
 #[test]
@@ -294,7 +292,7 @@ fn the_watch_hub_hears_of_a_batch_before_its_clients_are_answered() {
         seen: std::sync::Arc::clone(&seen),
         answer: std::sync::Arc::clone(&answer),
     };
-    let mut f = fixture_with(1_000, Box::new(feed));
+    let mut f = fixture_with(1_000, vec![Box::new(feed)]);
     let (tx, rx) = oneshot::channel();
     *answer.lock().unwrap() = Some(rx);
     f.core

@@ -10,13 +10,14 @@
 //! the reply channels that travel with their requests.
 //!
 //! One file per receiving actor: [`to_raft`], [`to_apply`],
-//! [`to_log_writer`], [`to_transport`], [`to_watch`]; plus [`requests`], the client
+//! [`to_log_writer`], [`to_transport`], [`to_watch`], [`to_lessor`]; plus [`requests`], the client
 //! requests and reply channels that pass through several actors (a
 //! [`PendingRead`] goes to raft for its read index, then to apply inside a
 //! [`ReadBatch`]).
 
 pub mod requests;
 pub mod to_apply;
+pub mod to_lessor;
 pub mod to_log_writer;
 pub mod to_raft;
 pub mod to_transport;
@@ -24,6 +25,7 @@ pub mod to_watch;
 
 pub use requests::*;
 pub use to_apply::*;
+pub use to_lessor::*;
 pub use to_log_writer::*;
 pub use to_raft::*;
 pub use to_transport::*;

@@ -28,6 +28,12 @@ pub enum ReadRequest {
     MemberList,
     /// `Maintenance.Hash`: the hash of the whole store.
     Hash,
+    /// `Lease.LeaseLeases`: every lease id.
+    Leases,
+    /// A lease's granted TTL and attached keys (`LeaseTimeToLive`).
+    Lease {
+        id: i64,
+    },
 }
 
 /// The answer to a [`ReadRequest`].
@@ -38,6 +44,13 @@ pub enum ReadResponse {
     HashKv(HashKvResponse),
     MemberList(Vec<proto::etcdserverpb::Member>),
     Hash(proto::etcdserverpb::HashResponse),
+    /// Lease ids, ascending, with the store's response header.
+    Leases(Vec<i64>, proto::etcdserverpb::ResponseHeader),
+    /// `None` when there is no such lease: (granted TTL, keys, header).
+    Lease(
+        Option<(i64, Vec<Vec<u8>>)>,
+        proto::etcdserverpb::ResponseHeader,
+    ),
 }
 
 /// Where the result of a read goes.

@@ -304,13 +304,19 @@ impl Handler<StoreReplaced> for WatchHub {
 
 /// The hub side of the apply actor's feed: `StoreEvents` with `try_send`.
 impl crate::apply::core::StoreFeed for Mailbox<WatchHub> {
-    fn events(&mut self, update: StoreEvents) {
+    fn events(&mut self, update: &mut StoreEvents) {
+        let update = StoreEvents {
+            from: update.from,
+            to: update.to,
+            term: update.term,
+            events: std::mem::take(&mut update.events),
+        };
         if self.try_send(update).is_err() {
             tracing::debug!("watch hub mailbox full; its watchers will catch up from storage");
         }
     }
 
-    fn replaced(&mut self, revision: i64) {
+    fn replaced(&mut self, revision: i64, _: &[(i64, storage::mvcc::Lease)]) {
         // If refused, the next `StoreEvents` starts at the new store's
         // revision, which the hub sees as a gap: the same resync.
         if self.try_send(StoreReplaced { revision }).is_err() {

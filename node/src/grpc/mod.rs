@@ -1,11 +1,12 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
-//! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Cluster, Maintenance,
-//! health), `/metrics`, `/health` and
+//! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
+//! Maintenance, health), `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port.
 
 pub mod cluster;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
+use proto::etcdserverpb::lease_server::LeaseServer;
 use proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use proto::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
@@ -51,8 +53,12 @@ pub async fn serve_client(
     let watch = WatchServer::new(watch::WatchService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(lease::LeaseService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let grpc = Routes::new(kv)
         .add_service(watch)
+        .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
@@ -69,6 +75,7 @@ pub async fn serve_client(
 const SERVED: &[&str] = &[
     "etcdserverpb.KV",
     "etcdserverpb.Watch",
+    "etcdserverpb.Lease",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
     "grpc.health.v1.Health",
