@@ -93,7 +93,9 @@ impl<A: Actor> Mailbox<A> {
     /// Enqueues a message that must not be lost, now and in call order, and
     /// returns the future of its answer. Used only between actors, for
     /// messages whose number the sender bounds itself (one `Append` in
-    /// flight; committed entries bounded by the apply-lag check).
+    /// flight; committed entries bounded by the apply-lag check). The
+    /// returned future must be awaited or spawned: actix skips a message
+    /// whose reply channel is gone (see [`Mailbox::post`]).
     pub fn deliver<M>(&self, msg: M) -> actix::dev::Request<A, M>
     where
         M: Message + Send + 'static,
@@ -103,6 +105,22 @@ impl<A: Actor> Mailbox<A> {
     {
         self.probe.enqueued();
         self.addr.send(msg)
+    }
+}
+
+impl<A: Actor> Mailbox<A> {
+    /// Enqueues a message that must not be lost and whose answer nobody
+    /// waits for (the answer of [`Mailbox::deliver`] cannot be dropped:
+    /// actix skips a message whose reply channel is closed). Between actors
+    /// only, for messages bounded by the sender (one per applied batch).
+    pub fn post<M>(&self, msg: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+    {
+        self.probe.enqueued();
+        self.addr.do_send(msg);
     }
 }
 

@@ -239,15 +239,15 @@ impl Handler<LeasesReplaced> for LessorActor {
 /// refused: their number is bounded by the entries raft commits.
 impl StoreFeed for Mailbox<LessorActor> {
     fn leases(&mut self, changes: &[LeaseChange]) {
-        // Sent and not awaited: the apply actor never waits on the lessor.
-        drop(self.deliver(LeasesChanged {
+        // Posted: the apply actor never waits on the lessor.
+        self.post(LeasesChanged {
             changes: changes.to_vec(),
-        }));
+        });
     }
 
     fn replaced(&mut self, _revision: i64, leases: &[(i64, Lease)]) {
-        drop(self.deliver(LeasesReplaced {
+        self.post(LeasesReplaced {
             leases: leases.to_vec(),
-        }));
+        });
     }
 }
