@@ -24,6 +24,9 @@ fn code(e: &EtcdError) -> Code {
         // Not in etcd 3.4's rpctypes map either, so it also goes out as Unknown;
         // so does a backend error (`togRPCError`'s default).
         LeaderTransferTimeout | Backend(_) => Code::Unknown,
+        // The lock and election services return their recipes' plain Go
+        // errors, which grpc-go sends as Unknown.
+        ElectionNotLeader | ElectionNoLeader | MissingLeaderKey => Code::Unknown,
         NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail => Code::Unavailable,
         Corrupt => Code::DataLoss,
     }
@@ -155,6 +158,13 @@ mod tests {
                 Code::Unknown,
                 "etcdserver: request timed out, leader transfer took too long",
             ),
+            (ElectionNotLeader, Code::Unknown, "election: not leader"),
+            (ElectionNoLeader, Code::Unknown, "election: no leader"),
+            (
+                MissingLeaderKey,
+                Code::Unknown,
+                "\"leader\" field must be provided",
+            ),
             (
                 Backend("io: No space left on device (os error 28)".to_string()),
                 Code::Unknown,
@@ -195,9 +205,12 @@ mod tests {
                 BadLeaderTransferee => 21,
                 LeaderTransferTimeout => 22,
                 Backend(_) => 23,
+                ElectionNotLeader => 24,
+                ElectionNoLeader => 25,
+                MissingLeaderKey => 26,
             }
         };
-        let mut covered = [false; 24];
+        let mut covered = [false; 27];
         for (err, _, _) in table {
             covered[position(err)] = true;
         }

@@ -5,9 +5,12 @@
 //! 3. [`bootstrap`]: builds the actor graph in one place.
 //! 4. [`handle`]: the facade's door into the actors.
 //! 5. [`grpc`]: etcd's gRPC services and the HTTP endpoints on the client port.
-//! 6. [`errors`]: the single mapping from errors to `tonic::Status`.
+//! 6. [`concurrency`]: locks and elections on the KV store (the Lock and
+//!    Election services' recipes).
+//! 7. [`errors`]: the single mapping from errors to `tonic::Status`.
 
 pub mod bootstrap;
+pub mod concurrency;
 pub mod config;
 pub mod errors;
 pub mod grpc;

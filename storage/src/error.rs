@@ -59,6 +59,17 @@ pub enum EtcdError {
     BadLeaderTransferee,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    /// An election request from a contender that no longer leads (etcd's
+    /// `concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// No contender holds the election (`concurrency.ErrElectionNoLeader`).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// A Proclaim or Resign without its leader key (`v3election`'s
+    /// `ErrMissingLeaderKey`).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
     /// Member-local work on the store itself (defragmentation, a snapshot
     /// image) failed, e.g. on a full disk: etcd passes the backend's own
     /// error text through, unmapped.

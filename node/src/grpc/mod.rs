@@ -1,12 +1,14 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
 //! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
-//! Maintenance, health), `/metrics`, `/health` and
+//! Maintenance, Lock, Election, health), `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port.
 
 pub mod cluster;
+pub mod election;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 
@@ -17,6 +19,8 @@ use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::lease_server::LeaseServer;
 use proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use proto::etcdserverpb::watch_server::WatchServer;
+use proto::v3electionpb::election_server::ElectionServer;
+use proto::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
 use crate::handle::NodeHandle;
@@ -56,9 +60,17 @@ pub async fn serve_client(
     let lease = LeaseServer::new(lease::LeaseService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(lock::LockService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let election = ElectionServer::new(election::ElectionService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let grpc = Routes::new(kv)
         .add_service(watch)
         .add_service(lease)
+        .add_service(lock)
+        .add_service(election)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
@@ -76,6 +88,8 @@ const SERVED: &[&str] = &[
     "etcdserverpb.KV",
     "etcdserverpb.Watch",
     "etcdserverpb.Lease",
+    "v3lockpb.Lock",
+    "v3electionpb.Election",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
     "grpc.health.v1.Health",
