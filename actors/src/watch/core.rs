@@ -59,6 +59,8 @@ pub const CATCH_UP_BYTES: usize = 4 << 20;
 /// for room; a client that keeps creating watches without reading is cut
 /// off beyond it.
 pub const MAX_CONTROL_BACKLOG: usize = 1_024;
+/// etcd's reason for a range whose end is not after its key.
+pub const EMPTY_WATCHER_RANGE: &str = "mvcc: watcher range is empty";
 /// etcd's reason for a duplicate client-chosen watch id.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
@@ -320,6 +322,21 @@ impl<S: ResponseSink> WatchCore<S> {
 
     /// Step 1: a `create_request`.
     pub fn create(&mut self, stream: u64, request: &WatchCreateRequest) {
+        if !self.streams.contains_key(&stream) {
+            return;
+        }
+        // etcd refuses a range that holds no key (end at or before key);
+        // `"\0"` is the from-key range, and an empty key means `"\0"`.
+        let key: &[u8] = if request.key.is_empty() {
+            &[0]
+        } else {
+            &request.key
+        };
+        let end = &request.range_end;
+        if !end.is_empty() && end.as_slice() != [0] && key >= end.as_slice() {
+            self.refuse_create(stream, EMPTY_WATCHER_RANGE);
+            return;
+        }
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -331,15 +348,7 @@ impl<S: ResponseSink> WatchCore<S> {
             s.next_id += 1;
             id
         } else if s.watchers.contains(&request.watch_id) {
-            let refused = WatchResponse {
-                header: self.header(self.revision),
-                watch_id: -1,
-                created: true,
-                canceled: true,
-                cancel_reason: DUPLICATE_WATCH_ID.to_string(),
-                ..Default::default()
-            };
-            self.send_control(stream, refused);
+            self.refuse_create(stream, DUPLICATE_WATCH_ID);
             return;
         } else {
             request.watch_id
@@ -382,6 +391,20 @@ impl<S: ResponseSink> WatchCore<S> {
         } else {
             self.unsynced.insert(w);
         }
+    }
+
+    /// etcd's answer to a create it refuses: created and canceled at once,
+    /// watch id -1, the reason.
+    fn refuse_create(&mut self, stream: u64, reason: &str) {
+        let refused = WatchResponse {
+            header: self.header(self.revision),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        };
+        self.send_control(stream, refused);
     }
 
     fn make_synced(&mut self, w: WatcherRef) {
@@ -924,6 +947,18 @@ mod tests {
         let s2 = core.open_stream(other.clone());
         core.create(s2, &watch("a", ""));
         assert_eq!(other.take()[0].watch_id, 0, "ids are per stream");
+        for (key, end) in [("foo", "bar"), ("foo", "foo")] {
+            core.create(s2, &watch(key, end));
+            let r = other.take();
+            assert_eq!(
+                (r[0].watch_id, r[0].created, r[0].canceled),
+                (-1, true, true)
+            );
+            assert_eq!(r[0].cancel_reason, EMPTY_WATCHER_RANGE);
+        }
+        core.create(s2, &watch("foo", "\0"));
+        assert_eq!(other.take()[0].watch_id, 1, "from-key is a range");
+        assert_eq!(core.counts().watchers, 5);
     }
 
     #[test]
