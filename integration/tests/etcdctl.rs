@@ -658,8 +658,13 @@ fn first_difference(expected: &CaseRun, actual: &CaseRun) -> Option<String> {
     (0..longest)
         .find(|&i| expected.transcript.get(i) != actual.transcript.get(i))
         .map(|i| {
+            let failure = actual
+                .failure
+                .as_ref()
+                .map(|f| format!(" (against oxcd, {f})"))
+                .unwrap_or_default();
             format!(
-                "entry #{i}\n----- etcd -----\n{}----- oxcd -----\n{}",
+                "entry #{i}{failure}\n----- etcd -----\n{}----- oxcd -----\n{}",
                 entry(expected, i),
                 entry(actual, i)
             )
