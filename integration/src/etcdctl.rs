@@ -15,12 +15,24 @@
 //!      SIZE, RAFT TERM, RAFT INDEX and RAFT APPLIED INDEX columns replaced,
 //!      table TOOK columns too, and tables lose their padding so column
 //!      widths do not matter.
+//! 3. [`BackgroundCtl`] runs a long-lived etcdctl (`watch`, `watch -i`):
+//!    its stdout and stderr are read while it runs, so a test can wait,
+//!    bounded in time, until it has printed N lines
+//!    ([`BackgroundCtl::wait_stdout_lines`]), feed its stdin line by line,
+//!    close it, wait for it to exit, and finally kill it by its own pid
+//!    ([`BackgroundCtl::finish`]; a killed run reports exit code -1).
+//! 4. [`wait_for_watchers`] polls the server's `/metrics` until
+//!    `etcd_debugging_mvcc_watcher_total` reaches a count, so writes are only
+//!    made once a watch `etcdctl` asked for "from now" is registered.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::{HarnessError, etcdctl_binary};
 
@@ -73,6 +85,258 @@ pub async fn run_etcdctl(
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         code: output.status.code().unwrap_or(-1),
     })
+}
+
+fn timed_out(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what)
+}
+
+/// How long [`BackgroundCtl::finish`] waits for a killed etcdctl to be
+/// reaped and for its pipes to close (a command it runs per watch event
+/// holds them until it exits).
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An etcdctl running in the background whose output is collected as it
+/// arrives.
+#[derive(Debug)]
+pub struct BackgroundCtl {
+    /// `etcdctl <args>`, for error messages.
+    label: String,
+    child: Child,
+    /// The pipe to its stdin, while open (only for interactive runs).
+    stdin: Option<ChildStdin>,
+    stdout: watch::Receiver<Vec<u8>>,
+    stderr: watch::Receiver<Vec<u8>>,
+    readers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Copies `pipe` into `out` chunk by chunk until end of file.
+fn pump(
+    mut pipe: impl AsyncRead + Unpin + Send + 'static,
+    out: watch::Sender<Vec<u8>>,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = pipe.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.send_modify(|buf| buf.extend_from_slice(&chunk[..n]));
+        }
+    })
+}
+
+fn line_count(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+impl BackgroundCtl {
+    /// Starts `etcdctl --endpoints=<endpoint> <args>` with `ETCDCTL_API=3`.
+    /// With `interactive`, its stdin is a pipe fed by
+    /// [`BackgroundCtl::send_line`]; otherwise it is `/dev/null`.
+    pub fn spawn(endpoint: &str, args: &[&str], interactive: bool) -> Result<Self, HarnessError> {
+        let binary = etcdctl_binary()?;
+        let mut child = tokio::process::Command::new(&binary)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .stdin(if interactive {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                path: binary.clone(),
+                source,
+            })?;
+        let (stdout_tx, stdout) = watch::channel(Vec::new());
+        let (stderr_tx, stderr) = watch::channel(Vec::new());
+        let mut readers = Vec::new();
+        if let Some(pipe) = child.stdout.take() {
+            readers.push(pump(pipe, stdout_tx));
+        }
+        if let Some(pipe) = child.stderr.take() {
+            readers.push(pump(pipe, stderr_tx));
+        }
+        Ok(BackgroundCtl {
+            label: format!("etcdctl {}", args.join(" ")),
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            readers,
+        })
+    }
+
+    /// What it has printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.borrow()).into_owned()
+    }
+
+    /// What it has printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.borrow()).into_owned()
+    }
+
+    /// Writes `line` and a newline to its stdin (kept open).
+    pub async fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        let pipe = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                format!("{}: stdin is not open", self.label),
+            )
+        })?;
+        pipe.write_all(format!("{line}\n").as_bytes()).await?;
+        pipe.flush().await
+    }
+
+    /// Closes its stdin (end of file for an interactive run).
+    pub async fn close_stdin(&mut self) -> std::io::Result<()> {
+        match self.stdin.take() {
+            Some(mut pipe) => pipe.shutdown().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until stdout holds at least `lines` newlines. Fails when
+    /// `timeout` passes first or stdout is closed short of them.
+    pub async fn wait_stdout_lines(
+        &mut self,
+        lines: usize,
+        timeout: Duration,
+    ) -> std::io::Result<()> {
+        let reached = tokio::time::timeout(timeout, async {
+            // `Err` once stdout is closed without the condition holding.
+            self.stdout
+                .wait_for(|out| line_count(out) >= lines)
+                .await
+                .is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{}: stdout closed after {} of {lines} lines",
+                    self.label,
+                    line_count(&self.stdout.borrow())
+                ),
+            )),
+            Err(_) => Err(timed_out(format!(
+                "{}: {} of {lines} stdout lines after {timeout:?}",
+                self.label,
+                line_count(&self.stdout.borrow())
+            ))),
+        }
+    }
+
+    /// Waits until it exits by itself and returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::io::Result<i32> {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => Ok(status?.code().unwrap_or(-1)),
+            Err(_) => Err(timed_out(format!(
+                "{}: still running after {timeout:?}",
+                self.label
+            ))),
+        }
+    }
+
+    /// Kills it by its pid if it still runs, reaps it, reads its pipes to
+    /// the end and returns everything it printed. A killed run has exit
+    /// code -1.
+    pub async fn finish(mut self) -> Result<CtlOutput, HarnessError> {
+        let status = match self.child.try_wait()? {
+            Some(status) => status,
+            None => {
+                // SIGKILL to this child's own pid, nothing else.
+                self.child.start_kill()?;
+                tokio::time::timeout(REAP_TIMEOUT, self.child.wait())
+                    .await
+                    .map_err(|_| timed_out(format!("{}: not reaped after kill", self.label)))??
+            }
+        };
+        let deadline = Instant::now() + REAP_TIMEOUT;
+        for reader in self.readers.drain(..) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, reader).await {
+                Ok(Ok(read)) => read?,
+                Ok(Err(join)) => return Err(std::io::Error::other(join).into()),
+                Err(_) => {
+                    return Err(timed_out(format!(
+                        "{}: output pipes still open {REAP_TIMEOUT:?} after exit",
+                        self.label
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(CtlOutput {
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+            code: status.code().unwrap_or(-1),
+        })
+    }
+}
+
+/// The metric counting a server's registered watchers (etcd's name; oxcd
+/// exports it too).
+const WATCHER_METRIC: &str = "etcd_debugging_mvcc_watcher_total";
+/// Bound on one `/metrics` scrape.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between two scrapes while waiting for a watcher count.
+const SCRAPE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Reads `etcd_debugging_mvcc_watcher_total` from `http://<addr>/metrics`
+/// (HTTP/1.0, so the body is not chunked).
+pub async fn watcher_total(addr: &str) -> std::io::Result<Option<u64>> {
+    let scrape = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(SCRAPE_TIMEOUT, scrape)
+        .await
+        .map_err(|_| {
+            timed_out(format!(
+                "GET {addr}/metrics: no answer in {SCRAPE_TIMEOUT:?}"
+            ))
+        })??;
+    let text = String::from_utf8_lossy(&raw);
+    Ok(text.lines().find_map(|line| {
+        let value = line.strip_prefix(WATCHER_METRIC)?.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().map(|v| v as u64)
+    }))
+}
+
+/// Polls [`watcher_total`] until the server at `addr` counts `watchers`
+/// watchers, bounded by `timeout`.
+pub async fn wait_for_watchers(
+    addr: &str,
+    watchers: u64,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = watcher_total(addr).await?;
+        if seen == Some(watchers) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(timed_out(format!(
+                "{addr}: {WATCHER_METRIC} is {seen:?}, not {watchers}, after {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(SCRAPE_INTERVAL).await;
+    }
 }
 
 /// JSON fields whose values differ between servers for reasons outside the
