@@ -21,7 +21,8 @@
 //!
 //! The tests in `tests/`:
 //! - `differential`: oxcd vs etcd on the same seeded random KV operations;
-//! - `etcdctl`: etcdctl's output against both, and `check datascale`;
+//! - `etcdctl`: etcdctl's output against both (KV commands, `watch` in
+//!   its forms, `check datascale`);
 //! - `bad_input`: oversized, malformed and unknown requests answered as etcd
 //!   does;
 //! - `http`: `/health`, `/version` and `/metrics` against etcd's;
@@ -32,7 +33,9 @@
 //! - `cluster`: three members: election, linearizable reads everywhere,
 //!   leader failover under load, catch-up by snapshot, an isolated member,
 //!   a linearizability check of a history across a leader kill;
-//! - `hostile_peer`: forged and broken peer messages against a follower.
+//! - `hostile_peer`: forged and broken peer messages against a follower;
+//! - `overload`: a flood of maintenance requests while writes go on;
+//! - `lock_election`: the Lock and Election services on three members.
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
