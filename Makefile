@@ -5,6 +5,7 @@
 #   make bench  side-by-side benchmark against real etcd 3.4 (scripts/bench.sh)
 #   make bench-watch  the same for watch: put-to-event latency, delivery,
 #               memory per watcher (SUITE=watch scripts/bench.sh)
+#   make bench-lease  keep-alive throughput and expiry speed (SUITE=lease)
 #   make cluster / make status / make cluster-stop
 #               three members on 127.0.0.1 (client 2379/22379/32379, peer
 #               2380/12380/22380), data and logs under cluster/
@@ -12,7 +13,7 @@
 CARGO ?= cargo
 APT_PACKAGES := etcd-server etcd-client
 
-.PHONY: run build test test-deps lint fmt bench bench-watch cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -46,6 +47,9 @@ bench: test-deps
 
 bench-watch: test-deps
 	SUITE=watch ./scripts/bench.sh
+
+bench-lease: test-deps
+	SUITE=lease ./scripts/bench.sh
 
 cluster: build
 	./scripts/cluster.sh start

@@ -26,6 +26,9 @@
 #                         at a steady rate, and 10,000 idle watchers for
 #                         memory), one member each, results in
 #                         bench-results/watch/
+#                         SUITE=lease: oxcdctl bench lease-keepalive (10,000
+#                         leases kept alive, then 10,000 left to expire), one
+#                         member each, results in bench-results/lease/
 #   TARGETS="etcd oxcd"   which servers to measure (default both)
 #   MEMBERS=1             members per target: 1, or 3 (a three-member
 #                         cluster; oxcdctl bench spreads its connections over
@@ -48,8 +51,8 @@ MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
 SUITE=${SUITE:-kv}
-if [[ "$SUITE" == watch ]]; then
-    OUT_DIR=${OUT_DIR:-$ROOT/bench-results/watch}
+if [[ "$SUITE" == watch || "$SUITE" == lease ]]; then
+    OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$SUITE}
 elif [[ "$MEMBERS" == 3 ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/3-members}
 else
@@ -82,13 +85,17 @@ esac
 # Workloads: name | oxcdctl bench arguments. Every target runs the same list.
 case "$SUITE" in
     kv) ;;
-    watch) [[ "$MEMBERS" == 1 ]] || die "SUITE=watch runs one member per target" ;;
-    *) die "SUITE must be kv or watch, got '$SUITE'" ;;
+    watch | lease) [[ "$MEMBERS" == 1 ]] || die "SUITE=$SUITE runs one member per target" ;;
+    *) die "SUITE must be kv, watch or lease, got '$SUITE'" ;;
 esac
 if [[ "$SUITE" == watch ]]; then
     WORKLOADS=(
         "watch-1k|--conns 10 watch --streams 100 --watchers-per-stream 10 --put-total 3000 --put-rate 300 --val-size 256"
         "watch-idle-10k|--conns 10 watch --streams 100 --watchers-per-stream 100 --put-total 20 --put-rate 20"
+    )
+elif [[ "$SUITE" == lease ]]; then
+    WORKLOADS=(
+        "keepalive-10k|--conns 10 --clients 100 lease-keepalive --leases 10000 --total 100000 --expire-ttl 5"
     )
 elif [[ "$MEMBERS" == 1 ]]; then
     WORKLOADS=(
@@ -382,7 +389,7 @@ names = sys.argv[10:]
 # The figure a run is ranked by: req/s, or for watch runs the put-to-event
 # p99 (negated, so that "median" means the same thing).
 def score(s):
-    return s["rps"] if suite == "kv" else -s["latency_ms"]["p99"]
+    return -s["latency_ms"]["p99"] if suite == "watch" else s["rps"]
 
 def runs(target, name):
     """{round: summary} of the successful runs."""
@@ -498,6 +505,14 @@ for name in names:
         fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"),
         fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
         all_errors("etcd", name), all_errors("oxcd", name)))
+if suite == "lease":
+    print()
+    for name in names:
+        e, o = median_run("etcd", name), median_run("oxcd", name)
+        show = lambda s: ("%.2f s after the deadline, %.0f leases/s" % (s["expire_s"], s["expired_per_s"])
+                          if s and s.get("expire_s") is not None else "n/a")
+        print("- `%s` expiry of %s leases left to expire at once: etcd %s; oxcd %s" % (
+            name, (e or o or {}).get("leases", "n/a"), show(e), show(o)))
 print()
 print("Workload parameters and req/s of every round:")
 print()

@@ -54,6 +54,18 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
             )
             .await;
         }
+        BenchCommand::LeaseKeepalive(lease) => {
+            return super::lease_bench::run(
+                endpoints,
+                args.conns,
+                args.clients,
+                args.dial_timeout,
+                args.request_timeout,
+                args.json,
+                lease,
+            )
+            .await;
+        }
     };
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()

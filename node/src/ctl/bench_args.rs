@@ -50,6 +50,8 @@ pub enum BenchCommand {
     /// Put-to-event latency and delivery of watch events.
     #[command(alias = "watch-latency")]
     Watch(super::watch_bench::WatchArgs),
+    /// Lease keep-alive throughput and latency, and expiry speed.
+    LeaseKeepalive(super::lease_bench::LeaseArgs),
 }
 
 /// The benchmark to run.
