@@ -209,6 +209,12 @@ fn steps() -> Vec<Step> {
         cmd(&["endpoint", "health"]),
         cmd(&["endpoint", "health", "-w", "json"]),
         cmd(&["endpoint", "health", "-w", "table"]),
+        // etcdctl's lock recipe (lease, txn, range, watch): the command runs
+        // with the lock held, then the lock's key is deleted.
+        cmd(&["lock", "golden-lock", "echo", "held"]),
+        cmd(&["get", "golden-lock", "--prefix", "--keys-only"]),
+        cmd(&["lease", "revoke", "1234"]),
+        cmd(&["lease", "timetolive", "1234"]),
     ]
 }
 
