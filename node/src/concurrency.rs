@@ -44,8 +44,9 @@ pub fn contender_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     k
 }
 
-/// The end of the range holding every key under `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+/// The end of the range holding every key under `prefix` (etcd's
+/// `GetPrefixRangeEnd`; `"\0"`, every key, when no end exists).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -321,11 +322,6 @@ impl Drop for InternalWatch {
     }
 }
 
-/// The end of `prefix`'s range, for watches over it.
-pub fn range_end_of(prefix: &[u8]) -> Vec<u8> {
-    prefix_end(prefix)
-}
-
 /// Step 4: deletes a contender's key when dropped before [`Abandon::keep`]
 /// (the request failed, or its client went away while it waited).
 pub struct Abandon {
@@ -366,5 +362,19 @@ impl Drop for Abandon {
                 tracing::warn!(key = %String::from_utf8_lossy(&key), error = %e, "could not remove an abandoned contender's key");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_etcds_rules() {
+        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix(b"lock"), b"lock/".to_vec());
+        assert_eq!(contender_key(b"lock/", 0x694d), b"lock/694d".to_vec());
     }
 }

@@ -285,31 +285,26 @@ impl NodeHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    /// Writes an image of this member's store to `path`. One whole-store
-    /// job (image or defragmentation) runs at a time; others wait their
-    /// turn here, not in the apply actor's mailbox.
+    /// Writes an image of this member's store to `path` (see
+    /// [`NodeHandle::store_job`]).
     pub async fn backup(&self, path: std::path::PathBuf) -> Result<(), EtcdError> {
-        let _turn = self
-            .store_jobs
-            .acquire()
-            .await
-            .map_err(|_| EtcdError::Stopped)?;
-        let request = self
-            .apply
-            .request(Backup { path })
-            .map_err(|_| EtcdError::TooManyRequests)?;
-        match request.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "snapshot image failed");
-                Err(EtcdError::Backend(e.to_string()))
-            }
-            Err(_) => Err(EtcdError::Stopped),
-        }
+        self.store_job(Backup { path }, "snapshot image").await
     }
 
-    /// Defragments this member's store (one whole-store job at a time).
+    /// Defragments this member's store (see [`NodeHandle::store_job`]).
     pub async fn defragment(&self) -> Result<(i64, i64), EtcdError> {
+        self.store_job(Defragment, "defragmentation").await
+    }
+
+    /// Runs a whole-store job on the apply actor. One runs at a time;
+    /// others wait their turn here, not in the apply actor's mailbox. A
+    /// storage failure is etcd's unmapped backend error, not "stopped".
+    async fn store_job<M, T>(&self, job: M, what: &str) -> Result<T, EtcdError>
+    where
+        M: actix::Message<Result = Result<T, storage::StorageError>> + Send + 'static,
+        T: Send + 'static,
+        ApplyActor: actix::Handler<M>,
+    {
         let _turn = self
             .store_jobs
             .acquire()
@@ -317,12 +312,12 @@ impl NodeHandle {
             .map_err(|_| EtcdError::Stopped)?;
         let request = self
             .apply
-            .request(Defragment)
+            .request(job)
             .map_err(|_| EtcdError::TooManyRequests)?;
         match request.await {
-            Ok(Ok(sizes)) => Ok(sizes),
+            Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "defragmentation failed");
+                tracing::error!(error = %e, "{what} failed");
                 Err(EtcdError::Backend(e.to_string()))
             }
             Err(_) => Err(EtcdError::Stopped),

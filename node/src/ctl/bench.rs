@@ -104,13 +104,5 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
         total,
         seed,
     };
-    let json = serde_json::to_string_pretty(&Summary::new(info, &stats))?;
-    println!("\n{json}");
-    if let Some(path) = &args.json {
-        std::fs::write(path, format!("{json}\n")).map_err(|source| CtlError::Write {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
+    report::emit_json(&Summary::new(info, &stats), args.json.as_ref())
 }

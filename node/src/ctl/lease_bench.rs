@@ -264,13 +264,5 @@ pub async fn run(
         expire_s,
         expired_per_s,
     };
-    let text = serde_json::to_string_pretty(&summary)?;
-    println!("\n{text}");
-    if let Some(path) = &json {
-        std::fs::write(path, format!("{text}\n")).map_err(|source| CtlError::Write {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
+    report::emit_json(&summary, json.as_ref())
 }

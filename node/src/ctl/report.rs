@@ -202,6 +202,23 @@ pub fn render(stats: &Stats) -> String {
     s
 }
 
+/// Prints a run's JSON summary after its report, and writes it to `path`
+/// when given (what `scripts/bench.sh` reads).
+pub fn emit_json(
+    summary: &impl Serialize,
+    path: Option<&std::path::PathBuf>,
+) -> Result<(), super::CtlError> {
+    let json = serde_json::to_string_pretty(summary)?;
+    println!("\n{json}");
+    if let Some(path) = path {
+        std::fs::write(path, format!("{json}\n")).map_err(|source| super::CtlError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// What was run, for the JSON summary.
 #[derive(Debug, Clone)]
 pub struct RunInfo {

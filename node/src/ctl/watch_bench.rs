@@ -102,18 +102,6 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The end of the range `[prefix, end)` holding every key with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 /// What one stream saw: per watch id, (revision, arrival) of each event.
 type Arrivals = HashMap<i64, Vec<(i64, Instant)>>;
 
@@ -133,7 +121,7 @@ async fn run_stream(
     let create = |_: usize| WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: prefix.clone(),
-            range_end: prefix_end(&prefix),
+            range_end: node::concurrency::prefix_end(&prefix),
             ..Default::default()
         })),
     };
@@ -361,27 +349,12 @@ pub async fn run(
             .zip(rss_after)
             .map(|(b, a)| (a as f64 - b as f64) / watchers as f64),
     };
-    let text = serde_json::to_string_pretty(&summary)?;
-    println!("\n{text}");
-    if let Some(path) = &json {
-        std::fs::write(path, format!("{text}\n")).map_err(|source| CtlError::Write {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
+    report::emit_json(&summary, json.as_ref())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_ends_follow_etcds_rule() {
-        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
-    }
 
     #[test]
     fn rss_is_read_from_proc() {

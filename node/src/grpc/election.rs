@@ -64,7 +64,7 @@ async fn observe(
             None => {
                 // Wait for the first key put under the prefix.
                 let mut watch = InternalWatch::open(&node).await?;
-                let end = concurrency::range_end_of(&prefix);
+                let end = concurrency::prefix_end(&prefix);
                 watch.create(&prefix, &end, header.revision).await?;
                 let mut found = None;
                 while found.is_none() {
