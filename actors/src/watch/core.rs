@@ -149,13 +149,18 @@ struct Watcher {
 impl Watcher {
     /// The events of `events` this watcher wants, as it wants them.
     fn select<'a>(&self, events: impl Iterator<Item = &'a Event>) -> Vec<Event> {
+        self.shape(events.filter(|e| {
+            let key = e.kv.as_ref().map_or(&[][..], |kv| &kv.key[..]);
+            self.range.contains(key)
+        }))
+    }
+
+    /// Like [`Watcher::select`], for events already known to be in range.
+    fn shape<'a>(&self, events: impl Iterator<Item = &'a Event>) -> Vec<Event> {
         events
             .filter(|e| {
-                let key = e.kv.as_ref().map_or(&[][..], |kv| &kv.key[..]);
                 let put = e.r#type == EventType::Put as i32;
-                self.range.contains(key)
-                    && revision_of(e) >= self.next_rev
-                    && if put { !self.no_put } else { !self.no_delete }
+                revision_of(e) >= self.next_rev && if put { !self.no_put } else { !self.no_delete }
             })
             .map(|e| Event {
                 r#type: e.r#type,
@@ -540,24 +545,33 @@ impl<S: ResponseSink> WatchCore<S> {
     }
 
     fn deliver_revision(&mut self, rev: i64, events: &[Event]) {
-        let mut concerned: Vec<WatcherRef> = Vec::new();
-        for e in events {
+        // (watcher, event) pairs the index matched: the key check is done
+        // there, once per distinct range, not per watcher.
+        let mut matched: Vec<(WatcherRef, usize)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
             if let Some(kv) = &e.kv {
-                self.synced.matching(&kv.key, |w| concerned.push(w));
+                self.synced.matching(&kv.key, |w| matched.push((w, i)));
             }
         }
-        // A watcher matched by several events of the revision answers once
-        // (and watchers are served in a stable order).
-        concerned.sort_unstable();
-        concerned.dedup();
-        for w in concerned {
+        // Each watcher answers once, with its events in order (and watchers
+        // are served in a stable order).
+        matched.sort_unstable();
+        let mut start = 0;
+        while start < matched.len() {
+            let w = matched[start].0;
+            let end = matched[start..]
+                .iter()
+                .position(|(x, _)| *x != w)
+                .map_or(matched.len(), |n| start + n);
+            let picked = matched[start..end].iter().map(|(_, i)| &events[*i]);
+            start = end;
             let Some(watcher) = self.watchers.get(&w) else {
                 continue;
             };
             if watcher.next_rev > rev {
                 continue;
             }
-            let selected = watcher.select(events.iter());
+            let selected = watcher.shape(picked);
             if selected.is_empty() {
                 continue;
             }
