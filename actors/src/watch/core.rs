@@ -695,10 +695,14 @@ impl<S: ResponseSink> WatchCore<S> {
         Some(window)
     }
 
+    /// Whether a stream can take a catch-up response now: nothing waits
+    /// before it, and its client has read enough to leave room. A stream
+    /// without room is not read for (the read would be thrown away); the
+    /// sync timer tries again.
     fn stream_clear(&self, stream: u64) -> bool {
         self.streams
             .get(&stream)
-            .is_some_and(|s| s.control.is_empty())
+            .is_some_and(|s| s.control.is_empty() && s.sink.room() > 0)
     }
 
     /// The catch-up read failed (the store could not be read): try again
@@ -1148,6 +1152,23 @@ mod tests {
             "in order, no gap, no duplicate"
         );
         assert_eq!(core.counts().unsynced, 0);
+    }
+
+    #[test]
+    fn no_history_is_read_for_a_stream_without_room() {
+        let mut core = hub(1);
+        let client = Client::new(1);
+        let s = core.open_stream(client.clone());
+        core.create(s, &watch("k", ""));
+        core.on_events(1, 2, 1, &[put("k", "a", 2, None)]);
+        assert_eq!(
+            core.counts().unsynced,
+            1,
+            "the created answer filled the stream"
+        );
+        assert_eq!(core.next_read(), None, "a read now would be thrown away");
+        client.take();
+        assert!(core.next_read().is_some(), "read once the client made room");
     }
 
     #[test]
