@@ -32,12 +32,17 @@
 //! - `cluster`: three members: election, linearizable reads everywhere,
 //!   leader failover under load, catch-up by snapshot, an isolated member,
 //!   a linearizability check of a history across a leader kill;
-//! - `hostile_peer`: forged and broken peer messages against a follower.
+//! - `hostile_peer`: forged and broken peer messages against a follower;
+//! - `watch`: the Watch API: a seeded property test on three members
+//!   (random writes, compactions and watchers, each stream checked against
+//!   the history), a stalled consumer, resumption across kills and
+//!   restarts, and protocol details against etcd 3.4.
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
 //! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
-//! porcupine-rs.
+//! porcupine-rs; [`watch_check`] derives the events each watcher is due from
+//! the acknowledged writes and checks what it received.
 
 pub mod acks;
 pub mod binaries;
@@ -54,6 +59,7 @@ pub mod lin_verdict;
 pub mod raw;
 pub mod server;
 pub mod show;
+pub mod watch_check;
 
 pub use binaries::{Kind, etcdctl_binary, oxcdctl_binary, workspace_root};
 pub use error::HarnessError;
