@@ -486,6 +486,13 @@ pub fn check_watcher(
     compactions: &[i64],
 ) -> Result<Verdict, String> {
     let got = read_watcher(responses)?;
+    if got.created_revision > history.last_revision() {
+        return Err(format!(
+            "`created` reports revision {}, past the last write's {}",
+            got.created_revision,
+            history.last_revision()
+        ));
+    }
     let from = match spec.start_revision {
         0 => got.created_revision + 1,
         r => r.max(1),

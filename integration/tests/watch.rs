@@ -107,7 +107,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on connecting and on opening a watch stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on watchers getting what they are due once the writes are done.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on one step of the protocol script.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between two polls of a condition.
