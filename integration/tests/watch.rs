@@ -8,8 +8,7 @@
 //!    2. three clients (one per member) run `OXCD_WATCH_OPS` random writes
 //!       each: puts, single and range deletes, txns of several puts and
 //!       deletes (one revision), and, on client 0, five compactions spread
-//!       over its writes, at
-//!       revisions that only hold puts (see step 6);
+//!       over its writes, at revisions that only hold puts (see step 6);
 //!    3. meanwhile thirty watchers are created on the six streams, in
 //!       three waves (before the writes, at 35 % and at 70 %), each with a
 //!       random range (one key, a prefix, from a key, an arbitrary range),
