@@ -35,12 +35,17 @@
 //!   a linearizability check of a history across a leader kill;
 //! - `hostile_peer`: forged and broken peer messages against a follower;
 //! - `overload`: a flood of maintenance requests while writes go on;
-//! - `lock_election`: the Lock and Election services on three members.
+//! - `lock_election`: the Lock and Election services on three members;
+//! - `watch`: the Watch API: a seeded property test on three members
+//!   (random writes, compactions and watchers, each stream checked against
+//!   the history), a stalled consumer, resumption across kills and
+//!   restarts, and protocol details against etcd 3.4.
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
 //! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
-//! porcupine-rs.
+//! porcupine-rs; [`watch_check`] derives the events each watcher is due from
+//! the acknowledged writes and checks what it received.
 
 pub mod acks;
 pub mod binaries;
@@ -57,6 +62,7 @@ pub mod lin_verdict;
 pub mod raw;
 pub mod server;
 pub mod show;
+pub mod watch_check;
 
 pub use binaries::{Kind, etcdctl_binary, oxcdctl_binary, workspace_root};
 pub use error::HarnessError;
