@@ -32,12 +32,17 @@
 //! - `cluster`: three members: election, linearizable reads everywhere,
 //!   leader failover under load, catch-up by snapshot, an isolated member,
 //!   a linearizability check of a history across a leader kill;
-//! - `hostile_peer`: forged and broken peer messages against a follower.
+//! - `hostile_peer`: forged and broken peer messages against a follower;
+//! - `lease`: etcdctl's lease commands against both, expiry with its delete
+//!   events, countdowns across leader kills and moves, a thousand leases kept
+//!   alive through a leader kill, keep-alive and time-to-live through a
+//!   follower.
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
 //! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
-//! porcupine-rs.
+//! porcupine-rs; [`lease_check`] normalises etcdctl's lease output and
+//! judges expiry times and keep-alive streams.
 
 pub mod acks;
 pub mod binaries;
@@ -45,6 +50,7 @@ pub mod cluster;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
+pub mod lease_check;
 pub mod lin;
 pub mod lin_check;
 mod lin_fill;
