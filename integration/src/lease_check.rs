@@ -392,6 +392,50 @@ impl KeepAliveLedger {
             .collect()
     }
 
+    /// Answers, latency quantiles and requests in flight, for messages.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} answers, latency p50 {} ms, p99 {} ms, max {} ms, {} in flight",
+            self.answers,
+            self.latency_ms(0.5),
+            self.latency_ms(0.99),
+            self.latency_ms(1.0),
+            self.in_flight()
+        )
+    }
+
+    /// Whether the leases `ids` were kept alive up to `now`: none answered
+    /// TTL 0, each renewed by a request sent within `ttl` (counting from
+    /// `since` for one never renewed). The error says which failed and how
+    /// the stream fared.
+    pub fn verdict(
+        &self,
+        ids: &[i64],
+        since: Instant,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<(), String> {
+        if let Some((first, at)) = self.not_found.iter().next() {
+            return Err(format!(
+                "{} kept-alive leases answered TTL 0 (expired), the first {first:x} {:.2}s \
+                 after `since`; {}",
+                self.not_found.len(),
+                at.saturating_duration_since(since).as_secs_f64(),
+                self.summary()
+            ));
+        }
+        let overdue = self.overdue(ids, since, ttl, now);
+        if let Some(first) = overdue.first() {
+            return Err(format!(
+                "{} leases not renewed within their TTL of {ttl:?} (the stream answered too \
+                 late or not at all), the first {first:x}; {}",
+                overdue.len(),
+                self.summary()
+            ));
+        }
+        Ok(())
+    }
+
     /// The `q`-quantile (0..=1) of answer latencies in milliseconds.
     pub fn latency_ms(&self, q: f64) -> u64 {
         let mut sorted = self.latencies_ms.clone();
@@ -572,5 +616,27 @@ mod tests {
         assert!(ledger.overdue(&[1], t0, ms(10_000), at(9_999)).is_empty());
         assert_eq!(ledger.answers(), 2);
         assert_eq!(ledger.latency_ms(1.0), 5);
+    }
+
+    #[test]
+    fn the_verdict_names_expired_then_overdue_leases() {
+        let t0 = Instant::now();
+        let at = |n| t0 + ms(n);
+        let ttl = ms(1_000);
+        let mut ledger = KeepAliveLedger::default();
+        for id in [1, 2] {
+            ledger.sent(id, at(10));
+            ledger.answered(id, 1, at(20)).unwrap();
+        }
+        assert!(ledger.verdict(&[1, 2], t0, ttl, at(1_009)).is_ok());
+        let late = ledger.verdict(&[1, 2], t0, ttl, at(1_010)).unwrap_err();
+        assert!(late.starts_with("2 leases not renewed"), "{late}");
+        ledger.sent(2, at(30));
+        ledger.answered(2, 0, at(40)).unwrap();
+        let gone = ledger.verdict(&[1, 2], t0, ttl, at(50)).unwrap_err();
+        assert!(
+            gone.starts_with("1 kept-alive leases answered TTL 0"),
+            "{gone}"
+        );
     }
 }
