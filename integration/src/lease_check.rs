@@ -4,8 +4,9 @@
 //! 1. [`LeaseIds`] keeps the lease ids one server granted, in grant order, and
 //!    rewrites etcdctl's output about them: every id (hex in text, decimal in
 //!    JSON and `-w fields`) becomes `<lease-n>`, the raft term of `-w fields`
-//!    becomes `<raft term>`, the lists of `lease list` are sorted (etcd lists
-//!    its leases in Go map order), and, for `lease timetolive`, each
+//!    becomes `<raft term>`, the lists of `lease list` and the attached keys
+//!    of `lease timetolive --keys` are sorted (etcd lists both in Go map
+//!    order), and, for `lease timetolive`, each
 //!    remaining TTL becomes `<remaining>` and is returned beside the text so
 //!    [`remaining_agree`] can compare two servers' (one may print 29 s where
 //!    the other prints 30 s).
@@ -82,10 +83,13 @@ impl LeaseIds {
             .map(|line| self.line(line, remaining, found))
             .collect();
         // `lease list`: "found N leases" then one id per line; `-w fields`:
-        // one `"ID" : n` line per lease. Either way the order is etcd's map
-        // order, so the lines are compared as a set (kept in a sorted list).
+        // one `"ID" : n` line per lease, or one `"Key" : k` line per attached
+        // key. The order is etcd's map order, so the lines are compared as a
+        // set (kept in a sorted list).
+        let repeated = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count() > 1;
         if lines.first().is_some_and(|l| l.starts_with("found "))
-            || lines.iter().filter(|l| l.starts_with("\"ID\" : ")).count() > 1
+            || repeated("\"ID\" : ")
+            || repeated("\"Key\" : ")
         {
             lines.sort();
         }
@@ -131,7 +135,7 @@ impl LeaseIds {
         if remaining {
             line = take_remaining(&line, found);
         }
-        line
+        sort_attached_keys(&line)
     }
 
     fn json(&self, value: &mut Value, remaining: bool, found: &mut Vec<i64>) {
@@ -153,8 +157,10 @@ impl LeaseIds {
                         _ => self.json(v, remaining, found),
                     }
                 }
-                if let Some(Value::Array(leases)) = map.get_mut("leases") {
-                    leases.sort_by_key(Value::to_string);
+                for list in ["leases", "keys"] {
+                    if let Some(Value::Array(items)) = map.get_mut(list) {
+                        items.sort_by_key(Value::to_string);
+                    }
                 }
             }
             Value::Array(items) => items
@@ -201,6 +207,23 @@ fn replace_word(line: &str, word: &str, with: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `attached keys([b a])` becomes `attached keys([a b])` (keys printed
+/// with `%s` and joined by spaces, so a key with a space would be split: the
+/// tests use none).
+fn sort_attached_keys(line: &str) -> String {
+    const OPEN: &str = "attached keys([";
+    let Some(at) = line.find(OPEN) else {
+        return line.to_string();
+    };
+    let rest = &line[at + OPEN.len()..];
+    let Some((keys, tail)) = rest.split_once("])") else {
+        return line.to_string();
+    };
+    let mut keys: Vec<&str> = keys.split(' ').collect();
+    keys.sort_unstable();
+    format!("{}{OPEN}{}]){tail}", &line[..at], keys.join(" "))
 }
 
 /// `remaining(<n>s)` becomes `remaining(<remaining>)`, `n` pushed to `found`.
@@ -540,6 +563,27 @@ mod tests {
             "\"RaftTerm\" : <raft term>\n\"ID\" : <lease-0>\n\"TTL\" : <remaining>\n\"GrantedTTL\" : 30\n"
         );
         assert_eq!(found, vec![29]);
+        // Attached keys compare as sets, in every format.
+        let a = known.normalize(&out("lease 2040a25135d96d0f granted with TTL(30s), remaining(29s), attached keys([k2 k])\n"), true);
+        let b = known.normalize(&out("lease 2040a25135d96d0f granted with TTL(30s), remaining(29s), attached keys([k k2])\n"), true);
+        assert_eq!(a, b);
+        let a = known.normalize(&out(r#"{"id":1,"keys":["azI=","aw=="]}"#), false);
+        let b = known.normalize(&out(r#"{"id":1,"keys":["aw==","azI="]}"#), false);
+        assert_eq!(a, b);
+        let a = known.normalize(
+            &out("\"GrantedTTL\" : 30\n\"Key\" : \"k2\"\n\"Key\" : \"k\"\n"),
+            false,
+        );
+        let b = known.normalize(
+            &out("\"GrantedTTL\" : 30\n\"Key\" : \"k\"\n\"Key\" : \"k2\"\n"),
+            false,
+        );
+        assert_eq!(a, b);
+        let c = known.normalize(
+            &out("\"GrantedTTL\" : 30\n\"Key\" : \"k\"\n\"Key\" : \"k3\"\n"),
+            false,
+        );
+        assert_ne!(a, c);
         // Not a time-to-live: a keep-alive's TTL is compared as it is.
         let (o, found) = known.normalize(&out("\"TTL\" : 30\n"), false);
         assert_eq!(o.stdout, "\"TTL\" : 30\n");

@@ -859,20 +859,16 @@ async fn keep_alive_driver(
             tokio::time::sleep(POLL).await;
             continue;
         };
+        // The stream is opened by the reader while requests are sent: etcd
+        // sends the response headers with the first answer only.
         let (tx, rx) = mpsc::channel(256);
-        let opened = tokio::time::timeout(
-            RPC_TIMEOUT,
-            LeaseClient::new(channel).lease_keep_alive(ReceiverStream::new(rx)),
-        )
-        .await;
-        let Ok(Ok(answers)) = opened else {
-            at = (at + 1) % endpoints.len();
-            tokio::time::sleep(POLL).await;
-            continue;
-        };
-        let mut answers = answers.into_inner();
+        let mut client = LeaseClient::new(channel);
         let reader_ledger = ledger.clone();
         let mut reader = tokio::spawn(async move {
+            let mut answers = match client.lease_keep_alive(ReceiverStream::new(rx)).await {
+                Ok(answers) => answers.into_inner(),
+                Err(s) => return Ok(format!("open: {:?}: {}", s.code(), s.message())),
+            };
             loop {
                 match answers.message().await {
                     Ok(Some(answer)) => {
