@@ -60,6 +60,9 @@ pub struct ClusterOpts {
     pub snapshot_count: Option<u64>,
     /// `--log-level`.
     pub log_level: String,
+    /// Further flags for every member, appended as given (e.g.
+    /// `--experimental-lease-checkpoint-interval=1s`).
+    pub extra_args: Vec<String>,
     /// How long a start or restart waits for readiness.
     pub start_timeout: Duration,
 }
@@ -75,6 +78,7 @@ impl Default for ClusterOpts {
             election_timeout_ms: 500,
             snapshot_count: None,
             log_level: "info".to_string(),
+            extra_args: Vec::new(),
             start_timeout: Duration::from_secs(60),
         }
     }
@@ -454,6 +458,7 @@ impl Cluster {
         if let Some(count) = o.snapshot_count {
             args.push(format!("--snapshot-count={count}"));
         }
+        args.extend(o.extra_args.iter().cloned());
         args
     }
 
@@ -691,6 +696,7 @@ mod tests {
             opts: ClusterOpts {
                 size,
                 snapshot_count: Some(200),
+                extra_args: vec!["--experimental-lease-checkpoint-interval=1s".to_string()],
                 ..ClusterOpts::default()
             },
             dir: Some(dir),
@@ -724,6 +730,10 @@ mod tests {
                 2000 + i
             )));
             assert!(args.contains(&"--snapshot-count=200".to_string()));
+            assert_eq!(
+                args.last().map(String::as_str),
+                Some("--experimental-lease-checkpoint-interval=1s")
+            );
         }
         assert_ne!(cluster.data_dir(0), cluster.data_dir(1));
     }

@@ -39,13 +39,19 @@
 //! - `watch`: the Watch API: a seeded property test on three members
 //!   (random writes, compactions and watchers, each stream checked against
 //!   the history), a stalled consumer, resumption across kills and
-//!   restarts, and protocol details against etcd 3.4.
+//!   restarts, and protocol details against etcd 3.4;
+//! - `lease`: etcdctl's lease commands against both, expiry with its delete
+//!   events, countdowns across leader kills and moves, a thousand leases kept
+//!   alive through a leader kill, keep-alive and time-to-live through a
+//!   follower.
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
 //! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
 //! porcupine-rs; [`watch_check`] derives the events each watcher is due from
-//! the acknowledged writes and checks what it received.
+//! the acknowledged writes and checks what it received; [`lease_check`]
+//! normalises etcdctl's lease output and judges expiry times and keep-alive
+//! streams.
 
 pub mod acks;
 pub mod binaries;
@@ -53,6 +59,7 @@ pub mod cluster;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
+pub mod lease_check;
 pub mod lin;
 pub mod lin_check;
 mod lin_fill;

@@ -63,6 +63,9 @@ pub struct ServerOpts {
     pub snapshot_count: Option<u64>,
     /// `--log-level`.
     pub log_level: String,
+    /// Further flags, appended as given (e.g.
+    /// `--experimental-lease-checkpoint-interval=1s`).
+    pub extra_args: Vec<String>,
     /// How long [`Server::start`] and [`Server::restart`] wait for readiness.
     pub start_timeout: Duration,
 }
@@ -81,6 +84,7 @@ impl Default for ServerOpts {
             quota_backend_bytes: None,
             snapshot_count: None,
             log_level: "info".to_string(),
+            extra_args: Vec::new(),
             start_timeout: Duration::from_secs(30),
         }
     }
@@ -336,6 +340,7 @@ impl Server {
                 args.push(format!("--{flag}={v}"));
             }
         }
+        args.extend(o.extra_args.iter().cloned());
         args
     }
 
@@ -480,6 +485,7 @@ mod tests {
             binary: PathBuf::from("/bin/true"),
             opts: ServerOpts {
                 max_txn_ops: Some(64),
+                extra_args: vec!["--experimental-lease-checkpoint-interval=1s".to_string()],
                 ..ServerOpts::default()
             },
             dir,
@@ -494,6 +500,10 @@ mod tests {
         assert!(args.contains(&"--initial-cluster=default=http://127.0.0.1:2222".to_string()));
         assert!(args.contains(&"--max-txn-ops=64".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--max-request-bytes")));
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("--experimental-lease-checkpoint-interval=1s")
+        );
     }
 
     /// Needs etcd (`ETCD_BIN` or `/usr/bin/etcd`), like the tests in `tests/`.
