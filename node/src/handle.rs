@@ -16,8 +16,9 @@ use actors::Mailbox;
 use actors::apply::ApplyActor;
 use actors::lease::LessorActor;
 use actors::messages::{
-    Backup, Defragment, GetStatus, GetStoreStatus, KeepAlive, PendingRead, Propose, RaftStatus,
-    Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive, TransferLeader,
+    Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, PendingRead, Propose,
+    RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive,
+    TransferLeader,
 };
 use actors::raft::RaftActor;
 use actors::watch::WatchHub;
@@ -145,6 +146,16 @@ impl NodeHandle {
     pub async fn time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, EtcdError> {
         self.lessor
             .request(TimeToLive { id })
+            .map_err(|_| EtcdError::TooManyRequests)?
+            .await
+            .map_err(|_| EtcdError::Stopped)
+    }
+
+    /// Whether this member's lessor acts as the leader's (it takes over a
+    /// tick after raft makes this member leader).
+    pub async fn lessor_primary(&self) -> Result<bool, EtcdError> {
+        self.lessor
+            .request(IsPrimary)
             .map_err(|_| EtcdError::TooManyRequests)?
             .await
             .map_err(|_| EtcdError::Stopped)

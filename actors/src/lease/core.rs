@@ -17,19 +17,23 @@
 //! 4. [`LessorCore::tick`] returns the upkeep to propose: expired leases
 //!    (at most [`LessorConfig::revokes_per_tick`] per tick, each once until
 //!    its revoke is applied or fails), the reset checkpoints keep-alives
-//!    wait for, and, every [`LessorConfig::checkpoint_interval`], the
-//!    remaining TTL of every lease counting down (at most
-//!    [`LessorConfig::checkpoints_per_tick`] per tick), so that after a
-//!    leader change the countdown continues instead of starting over (etcd
-//!    3.4's behaviour, which lets long leases outlive leader churn).
+//!    wait for, and, every checkpoint interval, the remaining TTL of every
+//!    lease counting down with more than an interval left (at most
+//!    [`LessorConfig::checkpoints_per_tick`] per tick; etcd's rule: a
+//!    shorter lease restarts whole on a new leader, which costs at most its
+//!    TTL, less than an interval), so that after a leader change the
+//!    countdown continues instead of starting over (etcd 3.4's behaviour,
+//!    which lets long leases outlive leader churn).
 //!    Upkeep carries the term it was proposed in; the apply actor ignores
 //!    upkeep committed in another term.
 //!
-//! The bound: a lease whose owner stopped keeping it alive expires at most
-//! one checkpoint interval plus the time to elect a leader after its
-//! deadline, however often leadership moves; a lease kept alive within its
-//! TTL is never expired (its deadline as any later leader computes it is at
-//! or past the one its last keep-alive set).
+//! The bound: each leader change can push an abandoned lease's expiry back
+//! by at most one checkpoint interval (the age of the last checkpoint, or a
+//! short lease's whole TTL), plus 1 s (checkpoints count whole seconds,
+//! rounded up), plus the time to elect the new leader; leadership moving k
+//! times adds at most k times that. A lease kept alive within its TTL is
+//! never expired (its deadline as any later leader computes it is at or
+//! past the one its last keep-alive set).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -308,10 +312,17 @@ impl LessorCore {
             let Some(deadline) = t.deadline else {
                 continue;
             };
-            let left = (deadline.saturating_sub(now).div_ceil(1000)) as i64;
-            // A lease still at (or within a second of) its whole TTL needs
-            // none; one already due expires instead.
-            if left >= t.stored.ttl || left <= 0 || self.expiring.contains(&id) {
+            let left_ms = deadline.saturating_sub(now);
+            let left = left_ms.div_ceil(1000) as i64;
+            // A lease still at its whole TTL needs none; one already due
+            // expires instead; one with at most an interval left restarts
+            // whole on a new leader at a cost below an interval (etcd's
+            // rule), and so keeps its keep-alives free of resets.
+            if left >= t.stored.ttl
+                || left <= 0
+                || left_ms <= self.config.checkpoint_interval_ms
+                || self.expiring.contains(&id)
+            {
                 continue;
             }
             upkeep.checkpoints.push((id, left));
@@ -471,6 +482,24 @@ mod tests {
         assert_eq!(ttl_of(&mut rx), Some(Err(EtcdError::NotLeader)));
         assert!(core.tick(100_000).is_empty());
         assert_eq!(core.time_to_live(1, 0), None);
+    }
+
+    #[test]
+    fn leases_with_at_most_an_interval_left_are_not_checkpointed() {
+        let mut core = LessorCore::new(
+            CONFIG,
+            vec![(1, Lease::granted(3)), (2, Lease::granted(60))],
+        );
+        core.promote(1, 0);
+        let upkeep = core.tick(1_000);
+        assert!(upkeep.checkpoints.is_empty(), "not due before the interval");
+        let upkeep = core.tick(5_000);
+        assert_eq!(upkeep.expire, vec![1]);
+        assert_eq!(
+            upkeep.checkpoints,
+            vec![(2, 55)],
+            "only the lease with more than 5 s left"
+        );
     }
 
     #[test]

@@ -30,15 +30,19 @@ use self::core::{LessorConfig, LessorCore, Upkeep};
 use crate::Mailbox;
 use crate::apply::core::StoreFeed;
 use crate::messages::{
-    GetStatus, KeepAlive, LeaseChange, LeasesChanged, LeasesReplaced, Propose, TimeToLive,
+    GetStatus, IsPrimary, KeepAlive, LeaseChange, LeasesChanged, LeasesReplaced, Propose,
+    TimeToLive,
 };
 use crate::metrics::ActorProbe;
 use crate::raft::RaftActor;
 
 /// Mailbox capacity of the lessor (keep-alives, lease changes).
 pub const LESSOR_MAILBOX: usize = 8192;
-/// How often the lessor checks leadership, expiry and checkpoints.
-pub const TICK: Duration = Duration::from_millis(100);
+/// How often the lessor checks leadership, expiry and checkpoints: short,
+/// so that a new leader's lessor takes over (and keep-alives waiting for a
+/// reset checkpoint are proposed) within milliseconds. A tick scans every
+/// lease once (about 50 us for 10,000 leases).
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// The lessor actor.
 pub struct LessorActor {
@@ -194,6 +198,15 @@ impl Handler<KeepAlive> for LessorActor {
         let _timer = self.probe.handling("KeepAlive");
         let now = self.now();
         self.core.keep_alive(msg.id, now, msg.reply);
+    }
+}
+
+impl Handler<IsPrimary> for LessorActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: IsPrimary, _: &mut Context<Self>) -> bool {
+        let _timer = self.probe.handling("IsPrimary");
+        self.core.is_primary()
     }
 }
 

@@ -23,6 +23,11 @@ pub struct TimeToLive {
     pub id: i64,
 }
 
+/// Whether the lessor acts as the leader's now.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsPrimary;
+
 /// A change to the store's leases, as applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseChange {

@@ -132,9 +132,16 @@ async fn keep_alive(
         }
         let id = leases[(i % leases.len() as u64) as usize];
         let started = Instant::now();
-        if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-            *errors.entry("keep-alive stream closed".into()).or_default() += 1;
-            break;
+        match tokio::time::timeout(timeout, tx.send(LeaseKeepAliveRequest { id })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                *errors.entry("keep-alive stream closed".into()).or_default() += 1;
+                break;
+            }
+            Err(_) => {
+                *errors.entry("timed out sending".into()).or_default() += 1;
+                break;
+            }
         }
         match tokio::time::timeout(timeout, answers.message()).await {
             Ok(Ok(Some(answer))) if answer.ttl > 0 => {
@@ -149,7 +156,11 @@ async fn keep_alive(
                 *errors.entry(s.message().to_string()).or_default() += 1;
                 break;
             }
-            Err(_) => *errors.entry("timed out".into()).or_default() += 1,
+            // The answer may still come: the stream is out of step, end it.
+            Err(_) => {
+                *errors.entry("timed out".into()).or_default() += 1;
+                break;
+            }
         }
     }
     (latencies, errors)

@@ -17,6 +17,7 @@
 //! 5. `LeaseLeases` lists the store's leases (any member).
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use proto::etcdserverpb::lease_client::LeaseClient;
@@ -24,7 +25,7 @@ use proto::etcdserverpb::lease_server::Lease;
 use proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use proto::internal::internal_request::Request as Replicated;
 use storage::EtcdError;
@@ -47,33 +48,88 @@ impl LeaseService {
     }
 }
 
-/// Step 3: one keep-alive, answered here or by the leader.
-async fn keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-    match node.keep_alive(id).await {
-        Ok(ttl) => {
-            let header = node.header(true).await.map_err(|e| to_status(&e))?;
-            Ok(LeaseKeepAliveResponse {
-                header: Some(header),
-                id,
-                ttl,
-            })
+/// How long a keep-alive or time-to-live waits for a leader (an election,
+/// a lessor taking over) before it fails; etcd waits too rather than end
+/// the client's stream.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// Pause between two tries while waiting for a leader.
+const RETRY: Duration = Duration::from_millis(10);
+/// Keep-alives of one stream worked on at once (answered in order).
+const KEEP_ALIVES_IN_FLIGHT: usize = 64;
+
+/// Where a lease request that only the leader's lessor answers goes.
+enum Answerer {
+    /// This member leads and its lessor has taken over.
+    Here,
+    /// Another member leads: forward to it.
+    Leader(tonic::transport::Channel),
+}
+
+/// Waits (bounded) until the request can be answered here or forwarded. A
+/// member that leads but whose lessor has not taken over yet (it does
+/// within a tick) waits rather than forward to itself.
+async fn answerer(node: &NodeHandle) -> Result<Answerer, Status> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let error = match node.is_leader().await {
+            Ok(true) => match node.lessor_primary().await {
+                Ok(true) => return Ok(Answerer::Here),
+                Ok(false) => EtcdError::NotLeader,
+                Err(e) => e,
+            },
+            Ok(false) => match node.leader_channel().await {
+                Ok(channel) => return Ok(Answerer::Leader(channel)),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(to_status(&error));
         }
-        Err(EtcdError::NotLeader) => forward_keep_alive(node, id).await,
-        Err(e) => Err(to_status(&e)),
+        tokio::time::sleep(RETRY).await;
     }
 }
 
-async fn forward_keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-    let channel = node.leader_channel().await.map_err(|e| to_status(&e))?;
-    let request = LeaseKeepAliveRequest { id };
-    let mut answers = LeaseClient::new(channel)
-        .lease_keep_alive(futures::stream::iter([request]))
-        .await?
-        .into_inner();
-    answers
-        .message()
-        .await?
-        .ok_or_else(|| to_status(&EtcdError::LeaderChanged))
+/// Step 3: one keep-alive, answered here or by the leader; the header is
+/// this member's, as etcd fills it.
+async fn keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    let ttl = loop {
+        match node.keep_alive(id).await {
+            Ok(ttl) => break ttl,
+            Err(EtcdError::NotLeader) => {}
+            Err(e) => return Err(to_status(&e)),
+        }
+        if let Answerer::Leader(channel) = answerer(node).await? {
+            let forwarded = async {
+                let request = LeaseKeepAliveRequest { id };
+                let mut answers = LeaseClient::new(channel)
+                    .lease_keep_alive(futures::stream::iter([request]))
+                    .await?
+                    .into_inner();
+                answers
+                    .message()
+                    .await?
+                    .ok_or_else(|| to_status(&EtcdError::LeaderChanged))
+            }
+            .await;
+            match forwarded {
+                Ok(answer) => break answer.ttl,
+                Err(status) if tokio::time::Instant::now() >= deadline => return Err(status),
+                Err(_) => {}
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(to_status(&EtcdError::NoLeader));
+        }
+        tokio::time::sleep(RETRY).await;
+    };
+    let header = node.header(true).await.map_err(|e| to_status(&e))?;
+    Ok(LeaseKeepAliveResponse {
+        header: Some(header),
+        id,
+        ttl,
+    })
 }
 
 #[tonic::async_trait]
@@ -117,12 +173,16 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let node = self.node.clone();
         let requests = request.into_inner();
-        // One answer per request, in order; an error ends the stream (the
-        // client opens a new one, as with etcd).
-        let answers = requests.then(move |request| {
-            let node = node.clone();
-            async move { keep_alive(&node, request?.id).await }
-        });
+        // One answer per request, in order, up to KEEP_ALIVES_IN_FLIGHT
+        // worked on at once (one waiting for a reset checkpoint does not
+        // hold up the rest); an error ends the stream (the client opens a
+        // new one, as with etcd).
+        let answers = requests
+            .map(move |request| {
+                let node = node.clone();
+                async move { keep_alive(&node, request?.id).await }
+            })
+            .buffered(KEEP_ALIVES_IN_FLIGHT);
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -131,20 +191,16 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let leader = self.node.is_leader().await.map_err(|e| to_status(&e))?;
-        if !leader {
-            let channel = self
-                .node
-                .leader_channel()
-                .await
-                .map_err(|e| to_status(&e))?;
-            return LeaseClient::new(channel).lease_time_to_live(req).await;
+        let node = &self.node;
+        if let Answerer::Leader(channel) = answerer(node).await? {
+            let mut answer = LeaseClient::new(channel)
+                .lease_time_to_live(req)
+                .await?
+                .into_inner();
+            answer.header = Some(node.header(true).await.map_err(|e| to_status(&e))?);
+            return Ok(Response::new(answer));
         }
-        let remaining = self
-            .node
-            .time_to_live(req.id)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let remaining = node.time_to_live(req.id).await.map_err(|e| to_status(&e))?;
         let stored = self
             .node
             .read(ReadRequest::Lease { id: req.id }, false)
@@ -161,9 +217,9 @@ impl Lease for LeaseService {
                 granted_ttl: granted,
                 keys: if req.keys { keys } else { Vec::new() },
             },
-            // etcd answers an unknown lease with TTL -1 and a bare header.
+            // etcd answers an unknown lease with TTL -1.
             _ => LeaseTimeToLiveResponse {
-                header: Some(ResponseHeader::default()),
+                header: Some(node.header(true).await.map_err(|e| to_status(&e))?),
                 id: req.id,
                 ttl: -1,
                 ..Default::default()
