@@ -114,35 +114,53 @@ async fn keep_alive(
 ) -> (Vec<f64>, BTreeMap<String, u64>) {
     let (mut latencies, mut errors) = (Vec::new(), BTreeMap::new());
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    // The first request goes before the call is answered: grpc-go (etcd)
+    // sends a stream's headers only with its first message.
+    let first = next.fetch_add(1, Ordering::Relaxed);
+    if first >= total {
+        return (latencies, errors);
+    }
+    let mut pending = Some(first);
+    let started_first = Instant::now();
+    let _ = tx.try_send(LeaseKeepAliveRequest {
+        id: leases[(first % leases.len() as u64) as usize],
+    });
     let mut client = LeaseClient::new(channel);
-    let mut answers = match client
-        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-    {
-        Ok(a) => a.into_inner(),
-        Err(s) => {
+    let call = client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut answers = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(a)) => a.into_inner(),
+        Ok(Err(s)) => {
             errors.insert(s.message().to_string(), 1);
+            return (latencies, errors);
+        }
+        Err(_) => {
+            errors.insert("timed out opening the stream".into(), 1);
             return (latencies, errors);
         }
     };
     loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= total {
-            break;
-        }
-        let id = leases[(i % leases.len() as u64) as usize];
-        let started = Instant::now();
-        match tokio::time::timeout(timeout, tx.send(LeaseKeepAliveRequest { id })).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                *errors.entry("keep-alive stream closed".into()).or_default() += 1;
+        let started = if pending.take().is_some() {
+            started_first
+        } else {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= total {
                 break;
             }
-            Err(_) => {
-                *errors.entry("timed out sending".into()).or_default() += 1;
-                break;
+            let id = leases[(i % leases.len() as u64) as usize];
+            let started = Instant::now();
+            match tokio::time::timeout(timeout, tx.send(LeaseKeepAliveRequest { id })).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    *errors.entry("keep-alive stream closed".into()).or_default() += 1;
+                    break;
+                }
+                Err(_) => {
+                    *errors.entry("timed out sending".into()).or_default() += 1;
+                    break;
+                }
             }
-        }
+            started
+        };
         match tokio::time::timeout(timeout, answers.message()).await {
             Ok(Ok(Some(answer))) if answer.ttl > 0 => {
                 latencies.push(started.elapsed().as_secs_f64())
