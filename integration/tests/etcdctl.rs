@@ -818,3 +818,60 @@ async fn check_datascale_passes_as_against_etcd() {
     assert_eq!(*revision, 10_002);
     assert_eq!(actual, expected, "oxcd (left) against etcd (right)");
 }
+
+/// `name/<lease id in hex>` with the id written out: lease ids differ from
+/// server to server.
+fn without_lease_ids(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.rsplit_once('/') {
+            Some((name, id)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) => {
+                format!("{name}/<lease>")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What `lock` (holding, no command), `elect` (campaigning) and `elect -l`
+/// (observing) print on `server` while they run, each until it printed
+/// `lines` lines; the session lines stay open until killed.
+async fn lock_and_elect(server: &Server) -> Vec<(String, String)> {
+    let addr = server.client_addr();
+    let mut printed = Vec::new();
+    let runs: [(&[&str], usize); 3] = [
+        (&["lock", "golden-held"], 1),
+        (&["elect", "golden-election", "alice"], 2),
+        (&["elect", "-l", "golden-election"], 2),
+    ];
+    let mut running = Vec::new();
+    for (args, lines) in runs {
+        let mut ctl = BackgroundCtl::spawn(&addr, args, false)
+            .unwrap_or_else(|e| panic!("spawn etcdctl {args:?}: {e}"));
+        ctl.wait_stdout_lines(lines, WATCH_WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("etcdctl {args:?} on {}: {e}", server.kind().name()));
+        printed.push((args.join(" "), without_lease_ids(&ctl.stdout())));
+        running.push(ctl);
+    }
+    for ctl in running {
+        let _ = ctl.finish().await;
+    }
+    printed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lock_and_elect_print_as_against_etcd() {
+    let (reference, candidate) = tokio::join!(
+        Server::start(Kind::Etcd, ServerOpts::default()),
+        Server::start(Kind::Oxcd, ServerOpts::default())
+    );
+    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
+    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let expected = lock_and_elect(&reference).await;
+    let actual = lock_and_elect(&candidate).await;
+    for ((command, etcd), (_, oxcd)) in expected.iter().zip(&actual) {
+        assert_eq!(oxcd, etcd, "etcdctl {command}");
+    }
+    println!("lock, elect and elect -l print the same: {actual:?}");
+}
