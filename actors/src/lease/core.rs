@@ -27,11 +27,14 @@
 //!    Upkeep carries the term it was proposed in; the apply actor ignores
 //!    upkeep committed in another term.
 //!
-//! The bound: each leader change can push an abandoned lease's expiry back
-//! by at most one checkpoint interval (the age of the last checkpoint, or a
-//! short lease's whole TTL), plus 1 s (checkpoints count whole seconds,
-//! rounded up), plus the time to elect the new leader; leadership moving k
-//! times adds at most k times that. A lease kept alive within its TTL is
+//! A new leader checkpoints every lease (short ones too) right after it
+//! takes over, so a further change restarts each countdown from there.
+//!
+//! The bound: an abandoned lease expires at most one checkpoint interval
+//! (the age of the last checkpoint, or a short lease's whole TTL) plus 1 s
+//! per leader change (checkpoints count whole seconds, rounded up) plus the
+//! elections after its deadline, however often leadership moves (as long as
+//! each new leader had the moment to checkpoint before the next change). A lease kept alive within its TTL is
 //! never expired (its deadline as any later leader computes it is at or
 //! past the one its last keep-alive set).
 
@@ -106,6 +109,9 @@ pub struct LessorCore {
     next_checkpoint: u64,
     /// Leases whose countdown is due for a checkpoint in the current pass.
     checkpoint_queue: Vec<i64>,
+    /// The current pass is the one right after a promotion: it checkpoints
+    /// every lease, short ones too.
+    checkpoint_all: bool,
 }
 
 fn secs_to_ms(s: i64) -> u64 {
@@ -124,6 +130,7 @@ impl LessorCore {
             resetting: BTreeSet::new(),
             next_checkpoint: 0,
             checkpoint_queue: Vec::new(),
+            checkpoint_all: false,
         };
         core.replace(leases, 0);
         core
@@ -213,8 +220,12 @@ impl LessorCore {
                 t.deadline = Some(deadline);
             }
         }
-        self.next_checkpoint = now.saturating_add(self.config.checkpoint_interval_ms);
+        // Checkpoint every lease at once: a further leader change then
+        // restarts each countdown from here, not from a checkpoint up to an
+        // interval old, so changes do not add up.
+        self.next_checkpoint = now;
         self.checkpoint_queue.clear();
+        self.checkpoint_all = true;
     }
 
     /// Step 2: this member no longer leads.
@@ -301,6 +312,8 @@ impl LessorCore {
         if now >= self.next_checkpoint {
             self.next_checkpoint = now.saturating_add(self.config.checkpoint_interval_ms);
             self.checkpoint_queue = self.leases.keys().rev().copied().collect();
+        } else if self.checkpoint_queue.is_empty() {
+            self.checkpoint_all = false;
         }
         while upkeep.checkpoints.len() < self.config.checkpoints_per_tick {
             let Some(id) = self.checkpoint_queue.pop() else {
@@ -320,7 +333,7 @@ impl LessorCore {
             // rule), and so keeps its keep-alives free of resets.
             if left >= t.stored.ttl
                 || left <= 0
-                || left_ms <= self.config.checkpoint_interval_ms
+                || (left_ms <= self.config.checkpoint_interval_ms && !self.checkpoint_all)
                 || self.expiring.contains(&id)
             {
                 continue;
@@ -485,20 +498,24 @@ mod tests {
     }
 
     #[test]
-    fn leases_with_at_most_an_interval_left_are_not_checkpointed() {
+    fn leases_with_at_most_an_interval_left_are_checkpointed_only_after_a_promotion() {
         let mut core = LessorCore::new(
             CONFIG,
             vec![(1, Lease::granted(3)), (2, Lease::granted(60))],
         );
         core.promote(1, 0);
         let upkeep = core.tick(1_000);
-        assert!(upkeep.checkpoints.is_empty(), "not due before the interval");
-        let upkeep = core.tick(5_000);
+        assert_eq!(
+            upkeep.checkpoints,
+            vec![(1, 2), (2, 59)],
+            "every lease right after the promotion"
+        );
+        let upkeep = core.tick(6_000);
         assert_eq!(upkeep.expire, vec![1]);
         assert_eq!(
             upkeep.checkpoints,
-            vec![(2, 55)],
-            "only the lease with more than 5 s left"
+            vec![(2, 54)],
+            "then only the lease with more than an interval left"
         );
     }
 
@@ -511,15 +528,20 @@ mod tests {
         let leases = (1..=5).map(|id| (id, Lease::granted(100))).collect();
         let mut core = LessorCore::new(config, leases);
         core.promote(1, 0);
-        assert!(core.tick(1_000).checkpoints.is_empty(), "not due yet");
+        let mut after_promotion = Vec::new();
+        for t in 0..3 {
+            after_promotion.extend(core.tick(1_000 + t * 100).checkpoints);
+        }
+        assert_eq!(after_promotion.len(), 5, "the promotion pass, 2 per tick");
+        assert!(core.tick(1_300).checkpoints.is_empty(), "not due again yet");
         let mut seen = Vec::new();
-        for t in 0..5 {
-            seen.extend(core.tick(5_000 + t * 100).checkpoints);
+        for t in 0..3 {
+            seen.extend(core.tick(6_000 + t * 100).checkpoints);
         }
         assert_eq!(seen.len(), 5);
-        assert!(seen.iter().all(|(_, left)| *left == 95));
+        assert!(seen.iter().all(|(_, left)| *left == 94));
         assert!(
-            core.tick(5_600).checkpoints.is_empty(),
+            core.tick(6_400).checkpoints.is_empty(),
             "one pass per interval"
         );
     }
