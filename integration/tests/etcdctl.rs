@@ -840,7 +840,8 @@ async fn lock_and_elect(server: &Server) -> Vec<(String, String)> {
     let addr = server.client_addr();
     let mut printed = Vec::new();
     let runs: [(&[&str], usize); 3] = [
-        (&["lock", "golden-held"], 1),
+        // The key, then its (empty) value.
+        (&["lock", "golden-held"], 2),
         (&["elect", "golden-election", "alice"], 2),
         (&["elect", "-l", "golden-election"], 2),
     ];
@@ -851,7 +852,11 @@ async fn lock_and_elect(server: &Server) -> Vec<(String, String)> {
         ctl.wait_stdout_lines(lines, WATCH_WAIT)
             .await
             .unwrap_or_else(|e| panic!("etcdctl {args:?} on {}: {e}", server.kind().name()));
-        printed.push((args.join(" "), without_lease_ids(&ctl.stdout())));
+        // Exactly the lines waited for: whatever comes later depends on
+        // timing.
+        let stdout = ctl.stdout();
+        let first: Vec<&str> = stdout.split_inclusive('\n').take(lines).collect();
+        printed.push((args.join(" "), without_lease_ids(&first.concat())));
         running.push(ctl);
     }
     for ctl in running {
