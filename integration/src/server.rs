@@ -149,6 +149,20 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// Starts real etcd (the reference) and oxcd side by side, with the same
+    /// options, for tests that compare them; fails the test if either does
+    /// not start.
+    pub async fn start_pair(opts: ServerOpts) -> (Server, Server) {
+        let (reference, candidate) = tokio::join!(
+            Server::start(Kind::Etcd, opts.clone()),
+            Server::start(Kind::Oxcd, opts)
+        );
+        (
+            reference.unwrap_or_else(|e| panic!("start etcd: {e}")),
+            candidate.unwrap_or_else(|e| panic!("start oxcd: {e}")),
+        )
+    }
+
     /// Starts a fresh single-member server of `kind` and waits until it
     /// serves reads and writes.
     pub async fn start(kind: Kind, opts: ServerOpts) -> Result<Server, HarnessError> {

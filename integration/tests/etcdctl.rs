@@ -238,12 +238,7 @@ fn render(out: &CtlOutput) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_prints_the_same_against_oxcd_and_etcd() {
-    let (reference, candidate) = tokio::join!(
-        Server::start(Kind::Etcd, ServerOpts::default()),
-        Server::start(Kind::Oxcd, ServerOpts::default())
-    );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
     let etcd_norm = normalizer(&reference).await;
     let oxcd_norm = normalizer(&candidate).await;
 
@@ -867,12 +862,7 @@ async fn lock_and_elect(server: &Server) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lock_and_elect_print_as_against_etcd() {
-    let (reference, candidate) = tokio::join!(
-        Server::start(Kind::Etcd, ServerOpts::default()),
-        Server::start(Kind::Oxcd, ServerOpts::default())
-    );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
     let expected = lock_and_elect(&reference).await;
     let actual = lock_and_elect(&candidate).await;
     for ((command, etcd), (_, oxcd)) in expected.iter().zip(&actual) {

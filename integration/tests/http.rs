@@ -223,12 +223,7 @@ async fn set_nospace(server: &Server, action: AlarmAction) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_version_answer_as_etcd_does() {
-    let (reference, candidate) = tokio::join!(
-        Server::start(Kind::Etcd, ServerOpts::default()),
-        Server::start(Kind::Oxcd, ServerOpts::default())
-    );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
     let (etcd, oxcd) = (reference.client_addr(), candidate.client_addr());
 
     // 1. /health on a fresh member.
@@ -262,12 +257,7 @@ async fn health_and_version_answer_as_etcd_does() {
 /// 200 that a JSON client would fail to parse).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_get_404_as_in_etcd() {
-    let (reference, candidate) = tokio::join!(
-        Server::start(Kind::Etcd, ServerOpts::default()),
-        Server::start(Kind::Oxcd, ServerOpts::default())
-    );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
     let (etcd, oxcd) = (reference.client_addr(), candidate.client_addr());
     for (method, path) in [
         ("GET", "/nonexistent"),
@@ -296,12 +286,7 @@ async fn unknown_paths_get_404_as_in_etcd() {
 /// memberID:... alarm:NOSPACE"); so is oxcd's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_false_while_an_alarm_is_raised() {
-    let (reference, candidate) = tokio::join!(
-        Server::start(Kind::Etcd, ServerOpts::default()),
-        Server::start(Kind::Oxcd, ServerOpts::default())
-    );
-    let reference = reference.unwrap_or_else(|e| panic!("start etcd: {e}"));
-    let candidate = candidate.unwrap_or_else(|e| panic!("start oxcd: {e}"));
+    let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
     let (etcd, oxcd) = (reference.client_addr(), candidate.client_addr());
     set_nospace(&reference, AlarmAction::Activate).await;
     set_nospace(&candidate, AlarmAction::Activate).await;

@@ -483,6 +483,19 @@ mod tests {
         m
     }
 
+    /// One `Snapshot` call with this cluster's id, carrying `chunks`.
+    async fn snapshot_call(
+        client: &mut PeerClient<tonic::transport::Channel>,
+        chunks: Vec<SnapshotChunk>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        let mut request = Request::new(tokio_stream::iter(chunks));
+        request.metadata_mut().insert(
+            wire::CLUSTER_ID_HEADER,
+            wire::cluster_id_header_value(CLUSTER).parse().unwrap(),
+        );
+        client.snapshot(request).await
+    }
+
     /// Polls `done` every few milliseconds until it holds or `DEADLINE`.
     async fn eventually(done: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + DEADLINE;
@@ -773,12 +786,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let mut request = Request::new(tokio_stream::iter(chunks));
-        request.metadata_mut().insert(
-            wire::CLUSTER_ID_HEADER,
-            wire::cluster_id_header_value(CLUSTER).parse().unwrap(),
-        );
-        let status = client.snapshot(request).await.unwrap_err();
+        let status = snapshot_call(&mut client, chunks).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
         assert_eq!(receiver.raft.count(|_| true), 0);
     }
@@ -844,12 +852,7 @@ mod tests {
             offset: 0,
             last: true,
         }];
-        let mut request = Request::new(tokio_stream::iter(chunks));
-        request.metadata_mut().insert(
-            wire::CLUSTER_ID_HEADER,
-            wire::cluster_id_header_value(CLUSTER).parse().unwrap(),
-        );
-        let status = client.snapshot(request).await.unwrap_err();
+        let status = snapshot_call(&mut client, chunks).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         assert_eq!(receiver.refused.count(&Refusal::BadSnapshot), 1);
         assert_eq!(receiver.raft.count(|_| true), 0);
