@@ -600,17 +600,7 @@ fn single_kv(resp: &RangeResponse) -> Result<Option<Versioned>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn put(key: &str, value: &str) -> Request {
-        Request::Put {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
-
-    fn get(key: &str) -> Request {
-        Request::Get { key: key.into() }
-    }
+    use crate::lin_sim::{get, put};
 
     fn held(value: &str, mod_revision: i64) -> Option<Versioned> {
         Some(Versioned {

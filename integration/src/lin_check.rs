@@ -804,28 +804,7 @@ impl<'a> Checker<'a> {
 mod tests {
     use super::*;
     use crate::lin_sim;
-
-    fn op(client: u32, call: i64, ret: i64, request: Request, response: Response) -> Op {
-        Op {
-            client,
-            member: 0,
-            call,
-            ret,
-            request,
-            response,
-        }
-    }
-
-    fn put(key: &str, value: &str) -> Request {
-        Request::Put {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
-
-    fn get(key: &str) -> Request {
-        Request::Get { key: key.into() }
-    }
+    use crate::lin_sim::{get, op, put};
 
     fn cas(key: &str, expected: i64, value: &str) -> Request {
         Request::CasPut {

@@ -7,11 +7,39 @@
 //! 2. Some writes fail as the recorder would see them (`Response::Unknown`,
 //!    never returned): before they take effect, or after.
 //! 3. [`plant_stale_read`] then breaks one history on purpose.
+//!
+//! Also the small builders the checkers' tests write histories by hand with
+//! ([`op`], [`put`], [`get`]).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::lin::{Op, Request, Response, State, Versioned, Workload, answer};
+
+/// An operation of client `client` from `call` to `ret` (member 0).
+pub(crate) fn op(client: u32, call: i64, ret: i64, request: Request, response: Response) -> Op {
+    Op {
+        client,
+        member: 0,
+        call,
+        ret,
+        request,
+        response,
+    }
+}
+
+/// `put(key, value)`.
+pub(crate) fn put(key: &str, value: &str) -> Request {
+    Request::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// `get(key)`.
+pub(crate) fn get(key: &str) -> Request {
+    Request::Get { key: key.into() }
+}
 
 struct Pending {
     client: u32,

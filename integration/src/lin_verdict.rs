@@ -234,17 +234,7 @@ mod tests {
     use super::*;
     use crate::lin::Versioned;
     use crate::lin_sim;
-
-    fn op(client: u32, call: i64, ret: i64, request: Request, response: Response) -> Op {
-        Op {
-            client,
-            member: 0,
-            call,
-            ret,
-            request,
-            response,
-        }
-    }
+    use crate::lin_sim::op;
 
     fn put(v: &str) -> Request {
         Request::Put {

@@ -157,6 +157,26 @@ pub async fn create_contender(
     Ok((existing.create_revision, header, Some(existing.value)))
 }
 
+/// Runs `then` if `key`'s create revision is still `revision` (the caller
+/// still holds the key); whether it ran, and the txn's header.
+async fn if_created_at(
+    node: &NodeHandle,
+    key: &[u8],
+    revision: i64,
+    then: Op,
+) -> Result<(bool, ResponseHeader), EtcdError> {
+    let resp = txn(
+        node,
+        TxnRequest {
+            compare: vec![create_revision_is(key, revision)],
+            success: vec![op(then)],
+            failure: vec![],
+        },
+    )
+    .await?;
+    Ok((resp.succeeded, resp.header.unwrap_or_default()))
+}
+
 /// Puts `value` on `key` if its create revision is still `revision`;
 /// false when it is not (the key was deleted or recreated).
 pub async fn put_if_created_at(
@@ -166,21 +186,13 @@ pub async fn put_if_created_at(
     value: &[u8],
     lease: i64,
 ) -> Result<(bool, ResponseHeader), EtcdError> {
-    let resp = txn(
-        node,
-        TxnRequest {
-            compare: vec![create_revision_is(key, revision)],
-            success: vec![op(Op::RequestPut(PutRequest {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                lease,
-                ..Default::default()
-            }))],
-            failure: vec![],
-        },
-    )
-    .await?;
-    Ok((resp.succeeded, resp.header.unwrap_or_default()))
+    let put = Op::RequestPut(PutRequest {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        lease,
+        ..Default::default()
+    });
+    if_created_at(node, key, revision, put).await
 }
 
 /// Deletes `key` if its create revision is still `revision`.
@@ -189,19 +201,11 @@ pub async fn delete_if_created_at(
     key: &[u8],
     revision: i64,
 ) -> Result<ResponseHeader, EtcdError> {
-    let resp = txn(
-        node,
-        TxnRequest {
-            compare: vec![create_revision_is(key, revision)],
-            success: vec![op(Op::RequestDeleteRange(DeleteRangeRequest {
-                key: key.to_vec(),
-                ..Default::default()
-            }))],
-            failure: vec![],
-        },
-    )
-    .await?;
-    Ok(resp.header.unwrap_or_default())
+    let delete = Op::RequestDeleteRange(DeleteRangeRequest {
+        key: key.to_vec(),
+        ..Default::default()
+    });
+    Ok(if_created_at(node, key, revision, delete).await?.1)
 }
 
 /// Deletes `key` (unlock).

@@ -483,6 +483,22 @@ mod tests {
         m
     }
 
+    /// A client of `receiver`'s peer service.
+    async fn connect(receiver: &Receiver) -> PeerClient<tonic::transport::Channel> {
+        PeerClient::connect(format!("http://{}", receiver.addr))
+            .await
+            .unwrap()
+    }
+
+    /// A descriptor whose hash matches no image.
+    fn unverified(index: u64, size: u64) -> SnapshotDescriptor {
+        SnapshotDescriptor {
+            index,
+            size,
+            sha256: vec![0; 32],
+        }
+    }
+
     /// One `Snapshot` call with this cluster's id, carrying `chunks`.
     async fn snapshot_call(
         client: &mut PeerClient<tonic::transport::Channel>,
@@ -715,11 +731,7 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert_eq!(status.message(), wire::CLUSTER_ID_MISMATCH);
 
-        let d = SnapshotDescriptor {
-            index: 3,
-            size: 1,
-            sha256: vec![0; 32],
-        };
+        let d = unverified(3, 1);
         let chunk = SnapshotChunk {
             raft_message: wire::encode_message(&snapshot_message(2, &d)).unwrap(),
             data: vec![1],
@@ -764,14 +776,8 @@ mod tests {
     #[actix_rt::test]
     async fn a_corrupt_image_is_refused_and_not_stepped() {
         let receiver = start_receiver(bind().await);
-        let mut client = PeerClient::connect(format!("http://{}", receiver.addr))
-            .await
-            .unwrap();
-        let d = SnapshotDescriptor {
-            index: 4,
-            size: 3,
-            sha256: vec![0; 32],
-        };
+        let mut client = connect(&receiver).await;
+        let d = unverified(4, 3);
         let chunks = vec![
             SnapshotChunk {
                 raft_message: wire::encode_message(&snapshot_message(2, &d)).unwrap(),
@@ -794,14 +800,8 @@ mod tests {
     #[actix_rt::test]
     async fn snapshots_and_garbage_on_the_stream_are_refused_and_counted() {
         let receiver = start_receiver(bind().await);
-        let mut client = PeerClient::connect(format!("http://{}", receiver.addr))
-            .await
-            .unwrap();
-        let d = SnapshotDescriptor {
-            index: 4,
-            size: 3,
-            sha256: vec![0; 32],
-        };
+        let mut client = connect(&receiver).await;
+        let d = unverified(4, 3);
         let batch = RaftBatch {
             from: 1,
             cluster_id: CLUSTER,
@@ -836,14 +836,8 @@ mod tests {
     #[actix_rt::test]
     async fn a_snapshot_descriptor_for_another_index_is_refused() {
         let receiver = start_receiver(bind().await);
-        let mut client = PeerClient::connect(format!("http://{}", receiver.addr))
-            .await
-            .unwrap();
-        let d = SnapshotDescriptor {
-            index: 4,
-            size: 1,
-            sha256: vec![0; 32],
-        };
+        let mut client = connect(&receiver).await;
+        let d = unverified(4, 1);
         let mut message = snapshot_message(2, &d);
         message.mut_snapshot().mut_metadata().index = 5;
         let chunks = vec![SnapshotChunk {

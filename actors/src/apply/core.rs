@@ -267,9 +267,23 @@ impl<B: MvccBackend> ApplyCore<B> {
         let mut waiters: HashMap<u64, _> = batch.waiters.into_iter().collect();
         let (header, term) = (self.header, self.term);
         let feeds = &mut self.feeds;
-        let by_index: HashMap<u64, &InternalRequest> = requests
+        // The lease requests of the batch, by raft index (most batches have
+        // none: then nothing is built).
+        let leases_by_index: HashMap<u64, &InternalRequest> = requests
             .iter()
             .filter_map(|(i, r)| r.as_ref().map(|r| (*i, r)))
+            .filter(|(_, r)| {
+                use internal_request::Request as R;
+                matches!(
+                    r.request,
+                    Some(
+                        R::LeaseGrant(_)
+                            | R::LeaseRevoke(_)
+                            | R::LeaseCheckpoint(_)
+                            | R::LeaseUpkeep(_)
+                    )
+                )
+            })
             .collect();
         let store = self
             .store
@@ -293,7 +307,11 @@ impl<B: MvccBackend> ApplyCore<B> {
                 term,
                 events,
             };
-            let changes = lease_changes(&by_index, &applied);
+            let changes = if leases_by_index.is_empty() {
+                Vec::new()
+            } else {
+                lease_changes(&leases_by_index, &applied)
+            };
             for feed in feeds.iter_mut() {
                 feed.events(&mut update);
                 if !changes.is_empty() {
