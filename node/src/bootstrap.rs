@@ -157,7 +157,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         no_meta_sync: true,
         ..LmdbOptions::new(mvcc_map_bytes(config))
     };
-    let mut kv = MvccStore::open_with(&kv_dir, &kv_options)?;
+    let batch_limits = config.backend_batch_limits();
+    let mut kv = MvccStore::open_batched(&kv_dir, &kv_options, batch_limits)?;
     // A snapshot received from the leader is durable in the raft log before
     // its image replaces the store; a crash in between leaves the store
     // behind the log's snapshot. Finish the install now.
@@ -169,7 +170,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         );
         kv.close();
         install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
-        kv = MvccStore::open_with(&kv_dir, &kv_options)?;
+        kv = MvccStore::open_batched(&kv_dir, &kv_options, batch_limits)?;
     }
     let founding: Vec<proto::etcdserverpb::Member> = members
         .iter()
@@ -260,7 +261,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         store_dir: kv_dir.clone(),
         snapshot_count: config.snapshot_count,
         last_snapshot: log_snapshot,
-        reopen: Box::new(move |dir| MvccStore::open_with(dir, &kv_options)),
+        reopen: Box::new(move |dir| MvccStore::open_batched(dir, &kv_options, batch_limits)),
     };
     // The watch hub starts first: the apply actor feeds it; it learns where
     // to read history (the apply actor) once that one runs.
@@ -309,7 +310,9 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();
-        move |_| ApplyActor::new(apply_core, probe, commit)
+        // Ask a few times per interval whether pending commits are due.
+        let flush_check = (batch_limits.interval / 4).max(std::time::Duration::from_millis(5));
+        move |_| ApplyActor::new(apply_core, probe, commit, flush_check)
     });
     let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
     if hub

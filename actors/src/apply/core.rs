@@ -8,7 +8,10 @@
 //! 2. Each result goes to the waiter registered under the entry's request id
 //!    (only on the member that proposed it), with the response header filled,
 //!    before the MVCC commit: the entries are already durable in the raft
-//!    log, so that fsync stays off the client's path.
+//!    log, so that fsync stays off the client's path. The store batches its
+//!    commits (etcd's backend batch interval, `storage::mvcc::Batched`):
+//!    [`ApplyCore::flush_if_due`] writes them, asked after every batch and on
+//!    the actor's timer.
 //! 3. Linearizable reads wait in `waiting_reads` until the applied index
 //!    reaches their read index, then are served from a fresh read txn.
 //! 4. Every `--snapshot-count` applied entries, an image of the store is
@@ -205,6 +208,12 @@ impl<B: MvccBackend> ApplyCore<B> {
             .expect("the store is only absent during a snapshot install")
     }
 
+    fn store_mut(&mut self) -> &mut MvccStore<B> {
+        self.store
+            .as_mut()
+            .expect("the store is only absent during a snapshot install")
+    }
+
     pub fn status(&self) -> StoreStatus {
         StoreStatus {
             revision: self.store().current_revision(),
@@ -348,7 +357,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         }
         // The image is copied under one LMDB read txn, so it is the state at
         // exactly `applied` (this actor is the only writer).
-        let store = self.store.as_ref().expect("store present outside install");
+        let store = self.store.as_mut().expect("store present outside install");
         let descriptor = s
             .snap_dir
             .create(applied, |path| store.copy_to_file(path))?;
@@ -433,8 +442,27 @@ impl<B: MvccBackend> ApplyCore<B> {
 
     /// Writes a consistent image of the store to `path` (for
     /// `Maintenance.Snapshot`); the caller streams and removes it.
-    pub fn backup(&self, path: &std::path::Path) -> Result<(), StorageError> {
-        self.store().copy_to_file(path)
+    pub fn backup(&mut self, path: &std::path::Path) -> Result<(), StorageError> {
+        self.store_mut().copy_to_file(path)
+    }
+
+    /// Writes the store's pending commits if its batch interval or limits
+    /// say so (see `storage::mvcc::Batched`); returns whether it wrote.
+    pub fn flush_if_due(&mut self) -> Result<bool, StorageError> {
+        let store = self.store_mut();
+        if !store.flush_due() {
+            return Ok(false);
+        }
+        store.flush()?;
+        Ok(true)
+    }
+
+    /// Writes the store's pending commits now (shutdown).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        match self.store.as_mut() {
+            Some(store) => store.flush(),
+            None => Ok(()),
+        }
     }
 
     /// etcd's Defragment: rewrites the store compactly (an LMDB compacting
@@ -445,7 +473,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         let before = self.store().db_size()?;
         let image = self.snapshots.store_dir.join("data.mdb.defrag");
         let _ = std::fs::remove_file(&image);
-        self.store().copy_to_file(&image)?;
+        self.store_mut().copy_to_file(&image)?;
         if let Some(store) = self.store.take() {
             store.close();
         }

@@ -1,7 +1,10 @@
 //! The apply actor: owns the MVCC LMDB environment, on its own thread.
 //!
 //! 1. `Committed` (from the raft actor) is applied in one write txn; waiters
-//!    handed over with it are answered; the reply is the applied index.
+//!    handed over with it are answered; the reply is the applied index. The
+//!    store's commits are batched (etcd's `--backend-batch-interval` and
+//!    `--backend-batch-limit`): they are written to LMDB after a batch, or on
+//!    a timer, once the interval has passed or a limit is reached.
 //! 2. `ReadReady` carries linearizable reads with their read index; they are
 //!    served once applied >= read index (see [`core::ApplyCore`]).
 //! 3. `Read` is a serializable read, served at once from a fresh read txn.
@@ -19,8 +22,10 @@ pub mod core;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use actix::prelude::*;
-use storage::mvcc::LmdbBackend;
+use storage::mvcc::{Batched, LmdbBackend};
 
 use self::core::ApplyCore;
 use crate::messages::{
@@ -31,25 +36,45 @@ use crate::metrics::ActorProbe;
 /// Mailbox capacity of the apply actor for client reads.
 pub const APPLY_MAILBOX: usize = 4096;
 
+/// The store the apply actor owns: LMDB, commits batched.
+pub type StoreBackend = Batched<LmdbBackend>;
+
 /// The apply actor shell.
 pub struct ApplyActor {
-    core: ApplyCore<LmdbBackend>,
+    core: ApplyCore<StoreBackend>,
     probe: ActorProbe,
     commit: prometheus::Histogram,
+    /// How often the timer asks whether pending commits are due.
+    flush_check: Duration,
 }
 
 impl ApplyActor {
-    /// `commit` observes each applied batch (etcd's
-    /// `etcd_disk_backend_commit_duration_seconds`).
+    /// `commit` observes each write of the store's pending commits (etcd's
+    /// `etcd_disk_backend_commit_duration_seconds`); `flush_check` is how
+    /// often an idle actor asks whether they are due (a fraction of the
+    /// batch interval).
     pub fn new(
-        core: ApplyCore<LmdbBackend>,
+        core: ApplyCore<StoreBackend>,
         probe: ActorProbe,
         commit: prometheus::Histogram,
+        flush_check: Duration,
     ) -> Self {
         Self {
             core,
             probe,
             commit,
+            flush_check,
+        }
+    }
+
+    /// Writes the store's pending commits if they are due; a failure is
+    /// fatal, as for an apply.
+    fn flush_if_due(&mut self) {
+        let started = std::time::Instant::now();
+        match self.core.flush_if_due() {
+            Ok(true) => self.commit.observe(started.elapsed().as_secs_f64()),
+            Ok(false) => {}
+            Err(e) => crate::fatal(&format!("writing the store failed: {e}")),
         }
     }
 }
@@ -57,8 +82,16 @@ impl ApplyActor {
 impl Actor for ApplyActor {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.flush_check, |act, _| act.flush_if_due());
+    }
+
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.core.shutdown();
+        // Less for raft to replay at the next start; losing them is safe.
+        if let Err(e) = self.core.flush() {
+            tracing::warn!(error = %e, "pending store commits not written at shutdown");
+        }
         Running::Stop
     }
 }
@@ -68,11 +101,12 @@ impl Handler<Committed> for ApplyActor {
 
     fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("Committed");
-        let _commit = self.commit.start_timer();
-        match self.core.apply(msg.batch) {
-            Ok(report) => MessageResult(report),
+        let report = match self.core.apply(msg.batch) {
+            Ok(report) => report,
             Err(e) => crate::fatal(&format!("apply failed: {e}")),
-        }
+        };
+        self.flush_if_due();
+        MessageResult(report)
     }
 }
 

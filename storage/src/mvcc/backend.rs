@@ -7,7 +7,8 @@
 //! 2. Everything one `apply_batch` call changes is collected in one
 //!    [`WriteBatch`] (new records, deleted records, lease changes, and the
 //!    meta values including the applied raft index) and handed to
-//!    [`MvccBackend::commit`], which applies it atomically: all or nothing.
+//!    [`MvccBackend::commit`], which applies it atomically: all or nothing
+//!    ([`super::Batched`] holds commits in memory and writes them together).
 //! 3. A record is one byte of flags ([`RECORD_TOMBSTONE`]) followed by the
 //!    protobuf `mvccpb.KeyValue`, byte-identical to etcd's key-bucket value
 //!    (a tombstone's KeyValue carries only the key, as in etcd).
@@ -109,8 +110,19 @@ pub trait MvccBackend: Send + 'static {
 
     /// Opens a read view of the committed state.
     fn reader(&self) -> Result<Self::Reader<'_>, StorageError>;
-    /// Applies `batch` atomically (and durably, for a persistent backend).
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StorageError>;
+    /// Applies `batch` atomically (and durably, for a persistent backend,
+    /// once [`MvccBackend::flush`] returns).
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), StorageError>;
+    /// Writes every commit so far to disk (a backend that batches commits,
+    /// [`super::Batched`], writes its pending ones now).
+    fn flush(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Whether pending commits are due to be written ([`super::Batched`]'s
+    /// interval has passed).
+    fn flush_due(&self) -> bool {
+        false
+    }
     /// Physical size in bytes (the LMDB file size). An `Err` is a failure
     /// to measure, never reported as a size: the quota check relies on it.
     fn size(&self) -> Result<i64, StorageError>;

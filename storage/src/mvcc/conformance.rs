@@ -23,7 +23,10 @@ use proto::internal::internal_request::Request as Internal;
 use proto::mvccpb::event::EventType;
 use proto::mvccpb::{Event, KeyValue};
 
-use super::{Applied, ApplyResponse, Lease, LmdbBackend, MemBackend, MvccBackend, MvccStore};
+use super::{
+    Applied, ApplyResponse, BatchLimits, Batched, Lease, LmdbBackend, LmdbOptions, MemBackend,
+    MvccBackend, MvccStore,
+};
 use crate::error::EtcdError;
 
 // ---------------------------------------------------------------- harness
@@ -65,6 +68,28 @@ impl Case<LmdbBackend> {
             index,
             dir,
             log,
+        }
+    }
+}
+
+impl Case<Batched<LmdbBackend>> {
+    /// An LMDB store whose commits are held until an explicit flush (an
+    /// interval and limits never reached in a test), so every read goes
+    /// through the pending overlay.
+    pub(crate) fn batched() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limits = BatchLimits {
+            interval: std::time::Duration::from_secs(3600),
+            max_records: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        let store = MvccStore::open_batched(dir.path(), &LmdbOptions::new(256 << 20), limits)
+            .expect("open batched lmdb store");
+        Self {
+            store,
+            index: 0,
+            dir: Some(dir),
+            log: Vec::new(),
         }
     }
 }
@@ -1797,6 +1822,20 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod batched_lmdb_backend {
+            $(
+                #[test]
+                fn $case() {
+                    let mut c = super::Case::batched();
+                    super::$case(&mut c);
+                    c.store.verify_index().unwrap();
+                    // Written out, the same state reads back alike.
+                    let before = super::observe(&c.store);
+                    c.store.flush().unwrap();
+                    assert_eq!(super::observe(&c.store), before);
+                }
+            )*
+        }
         mod mem_backend {
             $(
                 #[test]
@@ -1949,6 +1988,97 @@ fn lmdb_failed_commit_leaves_committed_state() {
     };
     let out = store.apply_batch(&[(2, Some(&next))]).unwrap();
     assert_eq!(out[0].revision, 3);
+}
+
+#[test]
+fn batched_reopen_keeps_what_was_flushed_and_loses_the_rest_together() {
+    // A crash between flushes: the store reopens at the last flush, with the
+    // applied index of that flush, so raft replays exactly what was lost.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BatchLimits {
+        interval: std::time::Duration::from_secs(3600),
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let options = LmdbOptions::new(64 << 20);
+    let req = |id: u64, k: &str| InternalRequest {
+        id,
+        request: Some(Internal::Put(put(k, "v"))),
+    };
+    let (a, b) = (req(1, "a"), req(2, "b"));
+    {
+        let mut store = MvccStore::open_batched(dir.path(), &options, limits).unwrap();
+        store.apply_batch(&[(1, Some(&a))]).unwrap();
+        store.flush().unwrap();
+        store.apply_batch(&[(2, Some(&b))]).unwrap();
+        assert_eq!(store.applied_index(), 2);
+        assert_eq!(store.range(&rreq("b", "")).unwrap().count, 1);
+        // Dropped without close: nothing more reaches the disk.
+    }
+    let mut store = MvccStore::open_batched(dir.path(), &options, limits).unwrap();
+    assert_eq!(store.applied_index(), 1);
+    assert_eq!(store.current_revision(), 2);
+    assert_eq!(store.range(&rreq("a", "")).unwrap().count, 1);
+    assert_eq!(store.range(&rreq("b", "")).unwrap().count, 0);
+    // The replay gives the same result as the first time.
+    let again = store.apply_batch(&[(2, Some(&b))]).unwrap();
+    assert_eq!(again[0].revision, 3);
+    // An image is always of the whole state: pending commits are written
+    // first.
+    let image = dir.path().join("image.mdb");
+    store.copy_to_file(&image).unwrap();
+    drop(store);
+    let store = MvccStore::open_batched(dir.path(), &options, limits).unwrap();
+    assert_eq!(store.applied_index(), 2);
+}
+
+#[test]
+fn batched_writes_when_the_interval_or_a_limit_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BatchLimits {
+        interval: std::time::Duration::from_secs(3600),
+        max_records: 3,
+        max_bytes: usize::MAX,
+    };
+    let mut store =
+        MvccStore::open_batched(dir.path(), &LmdbOptions::new(64 << 20), limits).unwrap();
+    let reqs: Vec<InternalRequest> = (0..3)
+        .map(|i| InternalRequest {
+            id: i + 1,
+            request: Some(Internal::Put(put(&format!("k{i}"), "v"))),
+        })
+        .collect();
+    store
+        .apply_batch(&[(1, Some(&reqs[0])), (2, Some(&reqs[1]))])
+        .unwrap();
+    assert!(!store.flush_due());
+    store.apply_batch(&[(3, Some(&reqs[2]))]).unwrap();
+    // The third record reached the limit.
+    assert!(store.flush_due());
+    store.flush_if_due().unwrap();
+    assert!(!store.flush_due());
+    drop(store);
+    let mut store = MvccStore::open_batched(
+        dir.path(),
+        &LmdbOptions::new(64 << 20),
+        BatchLimits {
+            interval: std::time::Duration::ZERO,
+            ..limits
+        },
+    )
+    .unwrap();
+    assert_eq!(store.applied_index(), 3);
+    // With a zero interval, every commit is due at once.
+    let next = InternalRequest {
+        id: 9,
+        request: Some(Internal::Put(put("z", "v"))),
+    };
+    store.apply_batch(&[(4, Some(&next))]).unwrap();
+    assert!(store.flush_due());
+    store.flush_if_due().unwrap();
+    drop(store);
+    let store = MvccStore::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(store.applied_index(), 4);
 }
 
 mod random {
@@ -2124,6 +2254,9 @@ mod random {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut lmdb = Case::lmdb();
         let mut mem = Case::mem();
+        // Batched commits, written out at random moments: every read must
+        // see the same state whatever is still pending.
+        let mut batched = Case::batched();
         let mut index = 0u64;
         let (mut ok, mut refused) = (0, 0);
         for step in 0..1200 {
@@ -2148,7 +2281,12 @@ mod random {
             index += batch.len() as u64;
             let on_lmdb = lmdb.store.apply_batch(&entries).expect("lmdb apply");
             let on_mem = mem.store.apply_batch(&entries).expect("mem apply");
+            let on_batched = batched.store.apply_batch(&entries).expect("batched apply");
             assert_eq!(on_lmdb, on_mem, "seed {seed} step {step}: {entries:?}");
+            assert_eq!(on_batched, on_mem, "seed {seed} step {step}: {entries:?}");
+            if rng.gen_bool(0.1) {
+                batched.store.flush().expect("batched flush");
+            }
             for a in &on_mem {
                 if a.result.is_ok() {
                     ok += 1
@@ -2181,6 +2319,16 @@ mod random {
                     observe(&mem.store),
                     "seed {seed} step {step}"
                 );
+                assert_eq!(
+                    observe(&batched.store),
+                    observe(&mem.store),
+                    "seed {seed} step {step}"
+                );
+                assert_eq!(
+                    batched.store.hash().unwrap(),
+                    mem.store.hash().unwrap(),
+                    "seed {seed} step {step}"
+                );
                 let from = mem.store.compact_revision().max(1);
                 assert_eq!(
                     lmdb.store.events(from, current, true),
@@ -2189,6 +2337,7 @@ mod random {
                 );
                 lmdb.store.verify_index().unwrap();
                 mem.store.verify_index().unwrap();
+                batched.store.verify_index().unwrap();
             }
             if step % 300 == 299 {
                 lmdb = lmdb.reopen();

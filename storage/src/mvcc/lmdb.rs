@@ -257,7 +257,7 @@ impl MvccBackend for LmdbBackend {
         })
     }
 
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut wtxn = self.env.write_txn()?;
         for (rev, value) in &batch.records {
             // Revisions only grow, so every new record goes at the end of the
@@ -393,7 +393,7 @@ pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(),
     }
     {
         let mut image = LmdbBackend::open(&scratch, &LmdbOptions::new(2 * bytes + (64 << 20)))?;
-        image.commit(&batch)?;
+        image.commit(batch)?;
     }
     std::fs::rename(scratch.join("data.mdb"), path)?;
     std::fs::remove_dir_all(&scratch)?;
@@ -436,7 +436,7 @@ mod tests {
             batch.leases.insert(9, Some(Lease::granted(30)));
             batch.meta.applied_index = 7;
             batch.meta.current_revision = 2;
-            b.commit(&batch).unwrap();
+            b.commit(batch).unwrap();
             let (size, in_use) = (b.size().unwrap(), b.size_in_use().unwrap());
             assert!(size > 0);
             assert!(in_use > 0 && in_use <= size);
@@ -494,10 +494,10 @@ mod tests {
                 .records
                 .insert(Revision::new(i + 2, 0), vec![7u8; 16 * 1024]);
         }
-        assert!(matches!(b.commit(&batch), Err(StorageError::Lmdb(_))));
+        assert!(matches!(b.commit(batch), Err(StorageError::Lmdb(_))));
         // The env stays usable for a small commit.
         let mut small = WriteBatch::default();
         small.records.insert(Revision::new(2, 0), kv(b"a"));
-        b.commit(&small).unwrap();
+        b.commit(small).unwrap();
     }
 }

@@ -117,7 +117,7 @@ impl MvccBackend for MemBackend {
         Ok(MemReader { backend: self })
     }
 
-    fn commit(&mut self, batch: &WriteBatch) -> Result<(), StorageError> {
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
         for (rev, value) in &batch.records {
             self.in_use += Self::record_size(value);
             if let Some(old) = self.records.insert(*rev, value.clone()) {
@@ -194,7 +194,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.records.insert(Revision::new(2, 0), vec![0; 100]);
         batch.leases.insert(7, Some(Lease::granted(10)));
-        mem.commit(&batch).unwrap();
+        mem.commit(batch).unwrap();
         let full = mem.size_in_use().unwrap();
         assert!(full > empty + 100);
         let mut batch = WriteBatch {
@@ -202,7 +202,7 @@ mod tests {
             ..Default::default()
         };
         batch.leases.insert(7, None);
-        mem.commit(&batch).unwrap();
+        mem.commit(batch).unwrap();
         assert_eq!(mem.size_in_use().unwrap(), empty);
         assert_eq!(mem.size().unwrap(), full, "the physical size never shrinks");
     }

@@ -14,8 +14,10 @@
 //!    attachments, and is recorded as an `mvccpb.Event` (what an etcd
 //!    watcher would receive).
 //! 4. The whole batch, with the applied raft index and the current and
-//!    compacted revisions, is committed in one backend write (one fsync):
-//!    an entry is applied exactly once across crashes.
+//!    compacted revisions, is committed in one backend write: an entry is
+//!    applied exactly once across crashes. On disk, [`Batched`] holds
+//!    commits for up to etcd's backend batch interval and writes them in
+//!    one LMDB txn (one fsync); the raft log replays what a crash loses.
 //! 5. Each entry's [`Applied`] carries its response (or client error) and its
 //!    events. Nothing consumes the events yet: there is no Watch service and
 //!    no watch hub. They, and [`MvccStore::events`] (past events read back
@@ -30,12 +32,14 @@
 //! At open, the key index and lease attachments are rebuilt by one scan of
 //! the records in revision order (etcd's `store.restore`).
 //!
-//! Storage sits behind [`MvccBackend`]: [`LmdbBackend`] (heed) and the
-//! in-memory [`MemBackend`]; one conformance suite runs against both. The
+//! Storage sits behind [`MvccBackend`]: [`LmdbBackend`] (heed), the
+//! in-memory [`MemBackend`], and [`Batched`] over either; one conformance
+//! suite runs against them. The
 //! LMDB durability choice is documented in [`lmdb`].
 
 mod apply;
 mod backend;
+mod batched;
 pub mod gosort;
 mod hash;
 mod key_index;
@@ -57,6 +61,7 @@ pub use backend::{
     BackendReader, Lease, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch, decode_record,
     encode_record, split_record,
 };
+pub use batched::{BatchLimits, Batched, BatchedReader};
 pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader};
 pub use mem::{MemBackend, MemReader};
 pub use revision::Revision;

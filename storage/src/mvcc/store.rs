@@ -7,7 +7,9 @@
 //!    compaction deletes its records in the same commit that records it.
 //! 2. `apply_batch` applies committed raft entries in order, skipping those
 //!    at or below the applied index, into one [`WriteBatch`] that also
-//!    carries the new applied index, then commits it once. If the commit
+//!    carries the new applied index, then commits it once (a
+//!    [`super::Batched`] backend holds it with others and writes them
+//!    together; `flush` writes them now). If the commit
 //!    fails, the in-memory state is rebuilt from what is committed and the
 //!    error is returned (fatal to the member: the entries are re-applied
 //!    from the raft log after restart).
@@ -24,6 +26,7 @@ use proto::mvccpb::{Event, KeyValue};
 
 use super::apply::{Applied, Applier};
 use super::backend::{BackendReader, Lease, MvccBackend, WriteBatch, decode_record, split_record};
+use super::batched::{BatchLimits, Batched};
 use super::hash::Crc32c;
 use super::lmdb::{LmdbBackend, LmdbOptions};
 use super::mem::MemBackend;
@@ -81,6 +84,18 @@ impl MvccStore<LmdbBackend> {
     /// Opens the store with explicit LMDB options.
     pub fn open_with(dir: &Path, options: &LmdbOptions) -> Result<Self, StorageError> {
         Self::with_backend(LmdbBackend::open(dir, options)?)
+    }
+}
+
+impl MvccStore<Batched<LmdbBackend>> {
+    /// Opens the store with explicit LMDB options, its commits batched
+    /// within `limits` (etcd's backend batch interval and limit).
+    pub fn open_batched(
+        dir: &Path,
+        options: &LmdbOptions,
+        limits: BatchLimits,
+    ) -> Result<Self, StorageError> {
+        Self::with_backend(Batched::new(LmdbBackend::open(dir, options)?, limits))
     }
 }
 
@@ -227,7 +242,7 @@ impl<B: MvccBackend> MvccStore<B> {
             }
             before_commit(applied);
             batch.meta = self.state.meta();
-            self.backend.commit(&batch)
+            self.backend.commit(batch)
         });
         match outcome {
             Ok(()) => Ok(()),
@@ -281,7 +296,7 @@ impl<B: MvccBackend> MvccStore<B> {
         }
         self.state.applied_index = 0;
         batch.meta = self.state.meta();
-        self.backend.commit(&batch)?;
+        self.backend.commit(batch)?;
         self.state.members.clear();
         self.state.alarms.clear();
         Ok(())
@@ -303,7 +318,7 @@ impl<B: MvccBackend> MvccStore<B> {
         for m in members {
             batch.members.insert(m.id, Some(m.encode_to_vec()));
         }
-        self.backend.commit(&batch)?;
+        self.backend.commit(batch)?;
         for m in members {
             self.state.members.insert(m.id, m.clone());
         }
@@ -380,12 +395,37 @@ impl<B: MvccBackend> MvccStore<B> {
         self.backend.close();
     }
 
-    /// Writes a consistent, compacted LMDB image of the committed store to
-    /// the file `path` (a snapshot); a directory holding it as `data.mdb`
-    /// opens with [`MvccStore::open`].
-    pub fn copy_to_file(&self, path: &Path) -> Result<(), StorageError> {
-        self.check_usable()?;
+    /// Writes a consistent, compacted LMDB image of the store to the file
+    /// `path` (a snapshot), after writing any pending commits; a directory
+    /// holding it as `data.mdb` opens with [`MvccStore::open`].
+    pub fn copy_to_file(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.flush()?;
         self.backend.copy_to_file(path)
+    }
+
+    /// Writes the backend's pending commits to disk (see
+    /// [`super::Batched`]). On failure the in-memory state is rebuilt from
+    /// what is committed, as after a failed apply.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let flushed = self.backend.flush();
+        if flushed.is_err() {
+            self.recover_after_failure();
+        }
+        flushed
+    }
+
+    /// Whether the backend holds commits its batch interval says to write.
+    pub fn flush_due(&self) -> bool {
+        self.backend.flush_due()
+    }
+
+    /// [`MvccStore::flush`] if the backend's batch interval has passed.
+    pub fn flush_if_due(&mut self) -> Result<(), StorageError> {
+        if self.flush_due() {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// etcd's `HashKV` (`store.HashByRev`): CRC-32C over etcd's key-bucket
