@@ -11,15 +11,21 @@
 #    leader and raft term (`etcdctl endpoint status`).
 # 3. For each workload, $REPEATS rounds; in each round every target runs the
 #    workload once, the order alternating from round to round. Interleaving
-#    keeps a change in background load from favouring one target.
+#    keeps a change in background load from favouring one target. Right
+#    before and right after each run the script reads the CPU time
+#    (utime+stime) of every member from /proc/<pid>/stat, and after it the
+#    members' peak RSS (VmHWM in /proc/<pid>/status); both go into the run's
+#    JSON summary as "server".
 # 4. Note the leader and term again (a leader change during the run shows as
 #    a new term), then stop exactly the PIDs this script started (also on
 #    error or signal).
 # 5. Write a markdown table to stdout and $OUT_DIR/latest.md: per target the
-#    run with the median req/s, oxcd/etcd as the median of the per-round
-#    ratios, and the failed requests summed over all rounds. Raw reports, JSON
-#    summaries of every run, `endpoint status` at start and end, and the
-#    servers' logs go to $OUT_DIR/<target>/.
+#    run with the median req/s (its req/s, latency and server CPU time per
+#    successful request), oxcd/etcd as the median of the per-round ratios
+#    (of req/s, and of CPU per request), the failed requests summed over all
+#    rounds, and each target's peak RSS after the workload's last round.
+#    Raw reports, JSON summaries of every run, `endpoint status` at start
+#    and end, and the servers' logs go to $OUT_DIR/<target>/.
 #
 # Environment:
 #   SUITE=kv              kv: the KV workloads below; watch: oxcdctl bench
@@ -41,6 +47,8 @@
 #   QUICK=1               divide every request count by 10 (smoke test)
 #   SKIP_BUILD=1          use the binaries already built
 #   ETCD_BIN, ETCDCTL_BIN, OXCD_BIN, OXCDCTL_BIN   override binary paths
+#                         (oxcd's default: target/release/, or
+#                         $CARGO_TARGET_DIR/release/ when that is set)
 #   OUT_DIR               where results go (default bench-results/, or
 #                         bench-results/3-members/ when MEMBERS=3)
 set -euo pipefail
@@ -63,8 +71,9 @@ case "$ETCD_VERSION" in
         exit 1
         ;;
 esac
-OXCD_BIN=${OXCD_BIN:-$ROOT/target/release/oxcd}
-OXCDCTL_BIN=${OXCDCTL_BIN:-$ROOT/target/release/oxcdctl}
+# Cargo's output directory: $CARGO_TARGET_DIR when set, as cargo itself does.
+OXCD_BIN=${OXCD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/oxcd}
+OXCDCTL_BIN=${OXCDCTL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/oxcdctl}
 MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
@@ -77,6 +86,7 @@ else
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 fi
 export ETCDCTL_API=3
+CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() {
@@ -124,6 +134,7 @@ elif [[ "$MEMBERS" == 1 ]]; then
         "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
         "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
         "txn4-c100|--clients 100 --conns 10 txn --txn-ops 4 --total 10000 --key-size 8 --val-size 256 --key-space-size 100000"
+        "mixed-c100|--clients 100 --conns 10 mixed --read-ratio 0.9 --consistency l --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
     )
 else
     WORKLOADS=(
@@ -131,6 +142,7 @@ else
         "put-c1000|--clients 1000 --conns 100 put --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
         "range-l-c100|--clients 100 --conns 10 range foo --consistency l --total 20000"
         "range-s-c100|--clients 100 --conns 10 range foo --consistency s --total 20000"
+        "mixed-c100|--clients 100 --conns 10 mixed --read-ratio 0.9 --consistency l --total 20000 --key-size 8 --val-size 256 --key-space-size 100000"
     )
 fi
 
@@ -220,6 +232,36 @@ for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 ' "$1"
+}
+
+# Prints the CPU time (utime+stime, in clock ticks) used so far by all the
+# members of a target, summed; fails when a member's /proc entry is gone.
+# Field 2 of /proc/<pid>/stat (the command name) may hold spaces and
+# parentheses, so the fields are counted from after its last ')'.
+cpu_ticks() {
+    local name line fields sum=0
+    for name in "${MEMBER_NAMES[@]}"; do
+        read -r line <"/proc/${PID[$1/$name]}/stat" 2>/dev/null || return 1
+        read -r -a fields <<<"${line##*) }"
+        # fields[0] is field 3 (state); utime is field 14, stime field 15.
+        sum=$((sum + fields[11] + fields[12]))
+    done
+    printf '%s\n' "$sum"
+}
+
+# Prints the largest peak RSS (VmHWM, kB) among the members of a target.
+peak_rss_kb() {
+    local name key value unit max=0
+    for name in "${MEMBER_NAMES[@]}"; do
+        [[ -r "/proc/${PID[$1/$name]}/status" ]] || return 1
+        while read -r key value unit; do
+            if [[ "$key" == VmHWM: ]]; then
+                ((value > max)) && max=$value
+                break
+            fi
+        done <"/proc/${PID[$1/$name]}/status"
+    done
+    printf '%s\n' "$max"
 }
 
 # Prints the last lines of every member's log of a target.
@@ -323,38 +365,59 @@ print(re.sub(r"--total (\d+)", lambda m: "--total %d" % max(1, int(m.group(1)) /
 
 # --- 3. run -------------------------------------------------------------------
 FAILED=0
-# run_one TARGET NAME ROUND ARGS: one oxcdctl bench run, JSON and report kept.
+# run_one TARGET NAME ROUND ARGS: one oxcdctl bench run, JSON and report
+# kept; the servers' CPU time over the run and peak RSS after it are added to
+# the JSON as "server" (null figures when a member's /proc entry is gone).
 run_one() {
-    local target=$1 name=$2 r=$3 args=$4 base
+    local target=$1 name=$2 r=$3 args=$4 base ok=1 cpu_before cpu_after rss
     base="$OUT_DIR/$target/$name.run$r"
     if [[ "$SUITE" == watch ]]; then
         # The server's RSS is read before and after the watchers exist.
         args+=" --rss-pid ${PID[$target/${MEMBER_NAMES[0]}]}"
     fi
+    cpu_before=$(cpu_ticks "$target") || cpu_before=""
     # shellcheck disable=SC2086 # $args is a list of flags on purpose
-    if ! "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
-        >"$base.txt" 2>"$base.err"; then
+    "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
+        >"$base.txt" 2>"$base.err" || ok=0
+    cpu_after=$(cpu_ticks "$target") || cpu_after=""
+    rss=$(peak_rss_kb "$target") || rss=""
+    if ((!ok)); then
         log "  $target round $r failed:"
         tail -n 5 "$base.err" >&2 || true
         rm -f "$base.json"
         FAILED=1
-    elif [[ "$SUITE" == watch ]]; then
-        python3 -c '
-import json, sys
-s = json.load(open(sys.argv[1]))
-print("[bench]   %s round %s: %d watchers, %d of %d events delivered, p50 %.3f ms, p99 %.3f ms, %.0f B RSS per watcher" % (
-    sys.argv[2], sys.argv[3], s["watchers"], s["events_delivered"], s["events_expected"],
-    s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["rss_per_watcher_bytes"] or 0))
-' "$base.json" "$target" "$r" >&2
-    else
-        python3 -c '
-import json, sys
-s = json.load(open(sys.argv[1]))
-print("[bench]   %s round %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d errors" % (
-    sys.argv[2], sys.argv[3], s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"],
-    s["errors"]))
-' "$base.json" "$target" "$r" >&2
+        return
     fi
+    python3 -c '
+import json, sys
+path, target, r, suite, members, clk_tck, before, after, rss = sys.argv[1:10]
+with open(path) as f:
+    s = json.load(f)
+ticks = int(after) - int(before) if before and after else None
+cpu_s = ticks / int(clk_tck) if ticks is not None else None
+ok = s.get("succeeded", 0)
+s["server"] = {
+    "members": int(members),
+    "clk_tck": int(clk_tck),
+    "cpu_ticks": ticks,
+    "cpu_s": cpu_s,
+    "cpu_us_per_op": cpu_s * 1e6 / ok if cpu_s is not None and ok else None,
+    "peak_rss_kb": int(rss) if rss else None,
+}
+with open(path, "w") as f:
+    json.dump(s, f, indent=2)
+    f.write("\n")
+srv = s["server"]
+cpu = "%.1f CPU us/op" % srv["cpu_us_per_op"] if srv["cpu_us_per_op"] is not None else "CPU n/a"
+rss = "%.0f MiB peak RSS" % (srv["peak_rss_kb"] / 1024) if srv["peak_rss_kb"] is not None else "RSS n/a"
+if suite == "watch":
+    print("[bench]   %s round %s: %d watchers, %d of %d events delivered, p50 %.3f ms, p99 %.3f ms, %.0f B RSS per watcher" % (
+        target, r, s["watchers"], s["events_delivered"], s["events_expected"],
+        s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["rss_per_watcher_bytes"] or 0))
+else:
+    print("[bench]   %s round %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d errors, %s, %s" % (
+        target, r, s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["errors"], cpu, rss))
+' "$base.json" "$target" "$r" "$SUITE" "${#MEMBER_NAMES[@]}" "$CLK_TCK" "$cpu_before" "$cpu_after" "$rss" >&2
 }
 
 mkdir -p "$OUT_DIR"
@@ -431,10 +494,27 @@ def median_run(target, name):
     shutil.copy("%s.run%d.txt" % (base, r), base + ".txt")
     return s
 
-def ratio(name):
+def cpu_per_op(s):
+    """The servers' CPU microseconds per successful request of a run, or None."""
+    return (s.get("server") or {}).get("cpu_us_per_op") if s else None
+
+def ratio(name, value=lambda s: s["rps"]):
+    """oxcd/etcd of value(run): the median of the per-round ratios."""
     e, o = runs("etcd", name), runs("oxcd", name)
-    pairs = [o[r]["rps"] / e[r]["rps"] for r in e if r in o and e[r]["rps"] > 0]
+    pairs = [value(o[r]) / value(e[r]) for r in e
+             if r in o and value(e[r]) and value(o[r]) is not None]
     return "%.2f" % statistics.median(pairs) if pairs else "n/a"
+
+def fmt_cpu(s):
+    v = cpu_per_op(s)
+    return "%.1f" % v if v is not None else "n/a"
+
+def peak_rss(target, name):
+    """The target's peak RSS in MiB (VmHWM, largest member) after the
+    workload's last round: the largest over its rounds, as VmHWM only grows."""
+    kbs = [(s.get("server") or {}).get("peak_rss_kb") for s in runs(target, name).values()]
+    kbs = [kb for kb in kbs if kb is not None]
+    return "%.0f" % (max(kbs) / 1024) if kbs else "n/a"
 
 def fmt(s, f, key):
     if s is None:
@@ -462,10 +542,15 @@ def status(target, when):
         "/".join(leaders), "/".join(str(t) for t in terms), len(entries))
 
 def all_rps(target, name):
-    """req/s of every round, with the errors of a round that had any."""
+    """req/s of every round, with its CPU per request (kv suite) and the
+    errors of a round that had any."""
     rs = runs(target, name)
-    return ", ".join("%.0f" % rs[r]["rps"] + (" (%d errors)" % rs[r]["errors"] if rs[r]["errors"] else "")
-                     for r in sorted(rs)) or "n/a"
+    def one(s):
+        notes = ["%s CPU us/op" % fmt_cpu(s)] if suite == "kv" else []
+        if s["errors"]:
+            notes.append("%d errors" % s["errors"])
+        return "%.0f" % s["rps"] + (" (%s)" % ", ".join(notes) if notes else "")
+    return ", ".join(one(rs[r]) for r in sorted(rs)) or "n/a"
 
 def all_errors(target, name):
     """Failed requests summed over every round (not only the median one)."""
@@ -514,20 +599,38 @@ if suite == "watch":
     print("Latency is from each put's answer to each watcher's event (0 when the event came first);"
           " the JSON summaries in bench-results/watch/ also hold the delay from the put's sending.")
     sys.exit(0)
-print("- %s rounds per workload, targets interleaved; req/s and latency columns are each"
-      " target's median run, oxcd/etcd is the median of the per-round ratios; errors are"
-      " summed over all rounds" % repeats)
-print()
-print("| workload | etcd req/s | oxcd req/s | oxcd/etcd | etcd p50 ms | oxcd p50 ms"
-      " | etcd p99 ms | oxcd p99 ms | errors etcd/oxcd |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+if suite == "kv":
+    print("- %s rounds per workload, targets interleaved; req/s, CPU and latency columns are each"
+          " target's median run (by req/s), oxcd/etcd and CPU oxcd/etcd are the medians of the"
+          " per-round ratios; errors are summed over all rounds" % repeats)
+    print("- CPU us/op: the server's CPU time (utime+stime from /proc/<pid>/stat, summed over"
+          " the %s member(s), read right before and after the run; %s ticks/s) per successful"
+          " request; peak RSS: VmHWM of the largest member after the workload's last round"
+          % (members, os.sysconf("SC_CLK_TCK")))
+    print()
+    print("| workload | etcd req/s | oxcd req/s | oxcd/etcd | etcd CPU us/op | oxcd CPU us/op"
+          " | CPU oxcd/etcd | etcd p50 ms | oxcd p50 ms | etcd p99 ms | oxcd p99 ms"
+          " | errors etcd/oxcd | peak RSS MiB etcd/oxcd |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+else:
+    print("- %s rounds per workload, targets interleaved; req/s and latency columns are each"
+          " target's median run, oxcd/etcd is the median of the per-round ratios; errors are"
+          " summed over all rounds" % repeats)
+    print()
+    print("| workload | etcd req/s | oxcd req/s | oxcd/etcd | etcd p50 ms | oxcd p50 ms"
+          " | etcd p99 ms | oxcd p99 ms | errors etcd/oxcd |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in names:
     e, o = median_run("etcd", name), median_run("oxcd", name)
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |" % (
-        name, fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"), ratio(name),
-        fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"),
-        fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
-        all_errors("etcd", name), all_errors("oxcd", name)))
+    cells = [name, fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"), ratio(name)]
+    if suite == "kv":
+        cells += [fmt_cpu(e), fmt_cpu(o), ratio(name, cpu_per_op)]
+    cells += [fmt(e, "%.3f", "p50"), fmt(o, "%.3f", "p50"),
+              fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
+              "%s/%s" % (all_errors("etcd", name), all_errors("oxcd", name))]
+    if suite == "kv":
+        cells.append("%s/%s" % (peak_rss("etcd", name), peak_rss("oxcd", name)))
+    print("| %s |" % " | ".join(cells))
 if suite == "lease":
     print()
     for name in names:
@@ -537,7 +640,8 @@ if suite == "lease":
         print("- `%s` expiry of %s leases left to expire at once: etcd %s; oxcd %s" % (
             name, (e or o or {}).get("leases", "n/a"), show(e), show(o)))
 print()
-print("Workload parameters and req/s of every round:")
+print("Workload parameters and req/s of every round%s:"
+      % (" (with the servers' CPU us per successful request)" if suite == "kv" else ""))
 print()
 for name in names:
     s = median_run("etcd", name) or median_run("oxcd", name)

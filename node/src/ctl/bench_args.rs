@@ -64,6 +64,8 @@ pub enum Workload {
     /// Benchmark txn with puts only (etcd's txn-put).
     #[command(alias = "txn-put")]
     Txn(TxnArgs),
+    /// Benchmark a seeded mix of single-key ranges and puts over one key space.
+    Mixed(MixedArgs),
 }
 
 /// `bench put` options (etcd's names and defaults).
@@ -138,6 +140,30 @@ pub struct TxnArgs {
     pub key_space_size: u64,
 }
 
+/// `bench mixed` options: each request reads or writes one key of the key
+/// space, a read with probability `--read-ratio`.
+#[derive(Debug, Clone, Args)]
+pub struct MixedArgs {
+    /// Share of requests that are ranges (0 to 1); the rest are puts.
+    #[arg(long, default_value_t = 0.5)]
+    pub read_ratio: f64,
+    /// Linearizable (l) or Serializable (s) ranges.
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+    /// Total number of requests, ranges and puts together.
+    #[arg(long, default_value_t = 10000)]
+    pub total: u64,
+    /// Key size of every request.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size of put request.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// Maximum possible keys.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+}
+
 impl Workload {
     /// Number of requests the workload sends.
     pub fn total(&self) -> u64 {
@@ -145,6 +171,7 @@ impl Workload {
             Workload::Put(a) => a.total,
             Workload::Range(a) => a.total,
             Workload::Txn(a) => a.total,
+            Workload::Mixed(a) => a.total,
         }
     }
 }
@@ -230,5 +257,23 @@ mod tests {
         assert_eq!((r.key.as_str(), r.end.as_deref()), ("foo", Some("fop")));
         assert_eq!(r.consistency, Consistency::Serializable);
         assert!(parse("oxcdctl bench range k --consistency x").is_err());
+
+        let cli = parse(
+            "oxcdctl bench mixed --read-ratio 0.9 --consistency s --key-size 8 \
+             --val-size 256 --key-space-size 100000 --total 20",
+        )
+        .expect("mixed parses");
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
+        let BenchCommand::Kv(Workload::Mixed(m)) = b.command else {
+            panic!("expected mixed");
+        };
+        assert_eq!(
+            (m.total, m.key_size, m.val_size, m.key_space_size),
+            (20, 8, 256, 100_000)
+        );
+        assert_eq!(m.read_ratio, 0.9);
+        assert_eq!(m.consistency, Consistency::Serializable);
     }
 }

@@ -9,6 +9,9 @@
 //!    the key sequence is the same however the workers interleave.
 //! 4. Keys use etcd's encoding ([`encode_key`]): the key index written with
 //!    Go's `binary.PutVarint` into a zeroed `--key-size` buffer.
+//! 5. A mixed request draws once from (seed, `i`) ([`draw`]): the draw picks
+//!    the key, as for random puts, and a second hash of it picks a range or a
+//!    put ([`is_read`]), so the mix too depends on the seed alone.
 
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
@@ -17,7 +20,7 @@ use rand::{RngCore, SeedableRng};
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench_args::{Consistency, Workload};
+use super::bench_args::{Consistency, MixedArgs, Workload};
 
 /// One request of a workload.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +57,14 @@ pub enum Plan {
         key_space_size: u64,
         txn_ops: u64,
         value: Vec<u8>,
+    },
+    Mixed {
+        key_size: usize,
+        key_space_size: u64,
+        read_ratio: f64,
+        serializable: bool,
+        value: Vec<u8>,
+        seed: u64,
     },
 }
 
@@ -118,13 +129,32 @@ impl Plan {
                     value: random_bytes(a.val_size),
                 })
             }
+            Workload::Mixed(a) => {
+                check_positive("--total", a.total)?;
+                check_keys(a.key_size, a.key_space_size)?;
+                if !(0.0..=1.0).contains(&a.read_ratio) {
+                    return Err(CtlError::InvalidArgument(format!(
+                        "expected --read-ratio between 0 and 1, got ({})",
+                        a.read_ratio
+                    )));
+                }
+                Ok(Plan::Mixed {
+                    key_size: a.key_size,
+                    key_space_size: a.key_space_size,
+                    read_ratio: a.read_ratio,
+                    serializable: a.consistency == Consistency::Serializable,
+                    value: random_bytes(a.val_size),
+                    seed,
+                })
+            }
         }
     }
 
     /// Request number `i`. Put keys are `i % key-space-size` with
     /// `--sequential-keys`, otherwise a hash of (seed, i) in the key space;
     /// txn `i` puts the `txn-ops` consecutive keys after `i * txn-ops`
-    /// (distinct within one txn, as etcd rejects duplicate keys).
+    /// (distinct within one txn, as etcd rejects duplicate keys); mixed `i`
+    /// is a range or a put of the key a random put `i` would write.
     pub fn request(&self, i: u64) -> Op {
         match self {
             Plan::Put {
@@ -137,7 +167,7 @@ impl Plan {
                 let idx = if *sequential {
                     i % key_space_size
                 } else {
-                    splitmix64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % key_space_size
+                    draw(*seed, i) % key_space_size
                 };
                 Op::Put(PutRequest {
                     key: encode_key(idx, *key_size),
@@ -169,6 +199,30 @@ impl Plan {
                     ..Default::default()
                 })
             }
+            Plan::Mixed {
+                key_size,
+                key_space_size,
+                read_ratio,
+                serializable,
+                value,
+                seed,
+            } => {
+                let d = draw(*seed, i);
+                let key = encode_key(d % key_space_size, *key_size);
+                if is_read(*read_ratio, splitmix64(d)) {
+                    Op::Range(RangeRequest {
+                        key,
+                        serializable: *serializable,
+                        ..Default::default()
+                    })
+                } else {
+                    Op::Put(PutRequest {
+                        key,
+                        value: value.clone(),
+                        ..Default::default()
+                    })
+                }
+            }
         }
     }
 
@@ -195,10 +249,7 @@ impl Plan {
                     "key={:?} end={:?} consistency={} limit={} count-only={}",
                     a.key,
                     a.end.clone().unwrap_or_default(),
-                    match a.consistency {
-                        Consistency::Linearizable => "l",
-                        Consistency::Serializable => "s",
-                    },
+                    consistency_flag(a.consistency),
                     a.limit,
                     a.count_only
                 ),
@@ -210,8 +261,45 @@ impl Plan {
                     a.txn_ops, a.key_size, a.val_size, a.key_space_size
                 ),
             ),
+            Workload::Mixed(MixedArgs {
+                read_ratio,
+                consistency,
+                key_size,
+                val_size,
+                key_space_size,
+                ..
+            }) => (
+                "mixed".into(),
+                format!(
+                    "read-ratio={read_ratio} consistency={} key-size={key_size} \
+                     val-size={val_size} key-space-size={key_space_size}",
+                    consistency_flag(*consistency)
+                ),
+            ),
         }
     }
+}
+
+/// `--consistency`'s value for `c`.
+fn consistency_flag(c: Consistency) -> &'static str {
+    match c {
+        Consistency::Linearizable => "l",
+        Consistency::Serializable => "s",
+    }
+}
+
+/// The random draw of request `i`: a hash of (seed, i), the same however
+/// the workers interleave.
+fn draw(seed: u64, i: u64) -> u64 {
+    splitmix64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Whether a mixed request with random bits `bits` is a range: its top 53
+/// bits, read as a fraction in [0, 1), fall below `read_ratio` (so 0 never
+/// reads and 1 always does).
+fn is_read(read_ratio: f64, bits: u64) -> bool {
+    const UNIT: f64 = (1u64 << 53) as f64;
+    ((bits >> 11) as f64 / UNIT) < read_ratio
 }
 
 fn check_positive(flag: &str, v: u64) -> Result<(), CtlError> {
@@ -272,7 +360,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::ctl::bench_args::{PutArgs, RangeArgs, TxnArgs};
+    use crate::ctl::bench_args::{MixedArgs, PutArgs, RangeArgs, TxnArgs};
 
     fn put_args(total: u64, kss: u64, sequential: bool) -> Workload {
         Workload::Put(PutArgs {
@@ -410,5 +498,101 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(plan.request(3), Op::Range(want));
+    }
+
+    fn mixed_args(read_ratio: f64, consistency: Consistency, kss: u64) -> Workload {
+        Workload::Mixed(MixedArgs {
+            read_ratio,
+            consistency,
+            total: 10,
+            key_size: 8,
+            val_size: 16,
+            key_space_size: kss,
+        })
+    }
+
+    #[test]
+    fn read_choice_follows_the_ratio_at_its_ends() {
+        for bits in [0, 1, 1 << 11, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            assert!(!is_read(0.0, bits), "ratio 0 read for bits {bits:#x}");
+            assert!(is_read(1.0, bits), "ratio 1 wrote for bits {bits:#x}");
+        }
+        // Bits 0 is the fraction 0, u64::MAX the largest fraction below 1.
+        assert!(is_read(f64::MIN_POSITIVE, 0));
+        assert!(!is_read(0.999_999, u64::MAX));
+        // The top half of the bits reads at a ratio above one half only.
+        assert!(!is_read(0.5, 1 << 63));
+        assert!(is_read(0.5, (1 << 63) - 1));
+    }
+
+    #[test]
+    fn mixed_requests_are_seeded_and_read_at_the_ratio() {
+        let seed = 7;
+        println!("seed {seed}");
+        let a =
+            Plan::new(&mixed_args(0.9, Consistency::Linearizable, 100), seed).expect("valid plan");
+        let b =
+            Plan::new(&mixed_args(0.9, Consistency::Linearizable, 100), seed).expect("valid plan");
+        let space: HashSet<Vec<u8>> = (0..100).map(|k| encode_key(k, 8)).collect();
+        let (mut reads, mut puts) = (0u32, 0u32);
+        for i in 0..10_000 {
+            let op = a.request(i);
+            assert_eq!(op, b.request(i), "request {i} differs for one seed");
+            match op {
+                Op::Range(r) => {
+                    assert!(space.contains(&r.key), "range {i} left the key space");
+                    assert_eq!(
+                        r,
+                        RangeRequest {
+                            key: r.key.clone(),
+                            ..Default::default()
+                        },
+                        "range {i} is not a linearizable single-key read"
+                    );
+                    reads += 1;
+                }
+                Op::Put(p) => {
+                    assert!(space.contains(&p.key), "put {i} left the key space");
+                    assert_eq!(p.value.len(), 16);
+                    puts += 1;
+                }
+                other => panic!("request {i}: expected a range or a put, got {other:?}"),
+            }
+        }
+        // Binomial(10000, 0.9): the standard deviation is 30 reads, so 8800..9200
+        // is more than six of them either side.
+        assert!((8800..=9200).contains(&reads), "{reads} reads, {puts} puts");
+        assert_eq!(reads + puts, 10_000);
+    }
+
+    #[test]
+    fn mixed_reads_carry_the_consistency_and_ends_of_the_ratio_hold() {
+        let seed = 11;
+        println!("seed {seed}");
+        let serializable =
+            Plan::new(&mixed_args(1.0, Consistency::Serializable, 50), seed).expect("valid plan");
+        let writes =
+            Plan::new(&mixed_args(0.0, Consistency::Serializable, 50), seed).expect("valid plan");
+        for i in 0..200 {
+            let Op::Range(r) = serializable.request(i) else {
+                panic!("request {i} of an all-read mix is not a range");
+            };
+            assert!(r.serializable && r.range_end.is_empty());
+            // The same draw picks the same key whether it reads or writes.
+            assert_eq!(put_key(writes.request(i)), r.key, "request {i}");
+        }
+    }
+
+    #[test]
+    fn read_ratio_outside_zero_to_one_is_rejected() {
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            assert!(
+                matches!(
+                    Plan::new(&mixed_args(ratio, Consistency::Linearizable, 10), 0),
+                    Err(CtlError::InvalidArgument(_))
+                ),
+                "ratio {ratio} accepted"
+            );
+        }
     }
 }
