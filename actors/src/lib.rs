@@ -18,9 +18,12 @@
 //! are enqueued unrefused ([`mailbox::Mailbox::deliver`]) and bounded by
 //! protocol instead: one log write in flight, committed entries bounded by
 //! the apply-lag check on proposals. The messages themselves live in
-//! [`messages`], so the imports between actors run one way.
+//! [`messages`], so the imports between actors run one way. Values the
+//! facade reads on every request (term, leader, revision) are posted on the
+//! [`board::Board`] instead of asked for.
 
 pub mod apply;
+pub mod board;
 pub mod lease;
 pub mod log_writer;
 pub mod mailbox;

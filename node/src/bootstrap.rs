@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::Arbiter;
 use actors::apply::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
+use actors::board::{Board, BoardFeed};
 use actors::lease::core::LessorConfig;
 use actors::lease::{ConnectRaft as ConnectLessorRaft, LESSOR_MAILBOX, LessorActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
@@ -200,6 +201,9 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         revision = kv.current_revision(),
         "starting member"
     );
+    // Term, leader and revision for response headers, posted by the raft
+    // and apply actors.
+    let board = Board::new(log.hard_state().term, kv.current_revision());
 
     let registry = prometheus::Registry::new();
     let metrics = ActorMetrics::new(&registry)?;
@@ -305,7 +309,11 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         header,
         snapshots,
         sizes.clone(),
-        vec![Box::new(hub.clone()), Box::new(lessor.clone())],
+        vec![
+            Box::new(hub.clone()),
+            Box::new(lessor.clone()),
+            Box::new(BoardFeed(board.clone())),
+        ],
     )?;
     let apply_addr = start_on(&Arbiter::new().handle(), {
         let probe = apply_probe.clone();
@@ -358,6 +366,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         let probe = raft_probe.clone();
         let apply = apply.clone();
         let transport = transport.clone().recipient();
+        let board = board.clone();
         move |_| {
             let mut actor = RaftActor::new(
                 core,
@@ -367,7 +376,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
                 etcd_metrics,
                 tick,
                 single_voter,
-            );
+            )
+            .with_board(board);
             actor.set_transport(transport);
             actor
         }
@@ -390,6 +400,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             raft: raft.clone(),
             apply,
             lessor,
+            board,
             watch: WatchHandle {
                 hub,
                 pending_events: watch_metrics.pending_events,

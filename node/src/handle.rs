@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use actors::Mailbox;
 use actors::apply::ApplyActor;
+use actors::board::Board;
 use actors::lease::LessorActor;
 use actors::messages::{
     Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, PendingRead, Propose,
@@ -70,6 +71,8 @@ pub struct NodeHandle {
     /// Connections to other members' client URLs, for requests only the
     /// leader answers (keep-alives, time-to-live).
     leader_channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Term, leader and revision as the raft and apply actors post them.
+    board: Arc<Board>,
 }
 
 /// The watch hub's mailbox, and the gauge of events its streams hold (the
@@ -80,12 +83,13 @@ pub struct WatchHandle {
     pub pending_events: prometheus::IntGauge,
 }
 
-/// The actors the facade sends to.
+/// The actors the facade sends to, and the board they post on.
 pub struct Mailboxes {
     pub raft: Mailbox<RaftActor>,
     pub apply: Mailbox<ApplyActor>,
     pub watch: WatchHandle,
     pub lessor: Mailbox<LessorActor>,
+    pub board: Arc<Board>,
 }
 
 impl NodeHandle {
@@ -102,6 +106,7 @@ impl NodeHandle {
             apply,
             watch,
             lessor,
+            board,
         } = mailboxes;
         // etcd's idutil layout: the member's low bits on top (15 here, so
         // ids stay positive), then milliseconds << 8 counting up.
@@ -122,6 +127,7 @@ impl NodeHandle {
             lessor,
             lease_ids: Arc::new(AtomicU64::new(lease_ids)),
             leader_channels: Arc::default(),
+            board,
         }
     }
 
@@ -161,10 +167,9 @@ impl NodeHandle {
             .map_err(|_| EtcdError::Stopped)
     }
 
-    /// Whether this member leads now.
+    /// Whether this member leads now (as the raft actor last posted).
     pub async fn is_leader(&self) -> Result<bool, EtcdError> {
-        let (raft, _) = self.status().await?;
-        Ok(raft.leader != 0 && raft.leader == raft.id)
+        Ok(self.board.leader() == self.member_id)
     }
 
     /// A connection to the current leader's first client URL, for requests
@@ -337,17 +342,21 @@ impl NodeHandle {
 
     /// A response header as etcd fills it: this member's ids, the current
     /// term and, when `with_revision`, the current store revision (Cluster
-    /// responses carry none in etcd 3.4).
+    /// responses carry none in etcd 3.4). Read from the board the raft and
+    /// apply actors post on, as etcd reads its live values: no round trip.
     pub async fn header(
         &self,
         with_revision: bool,
     ) -> Result<proto::etcdserverpb::ResponseHeader, EtcdError> {
-        let (raft, store) = self.status().await?;
         Ok(proto::etcdserverpb::ResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.member_id,
-            revision: if with_revision { store.revision } else { 0 },
-            raft_term: raft.term,
+            revision: if with_revision {
+                self.board.revision()
+            } else {
+                0
+            },
+            raft_term: self.board.term(),
         })
     }
 

@@ -61,6 +61,8 @@ pub struct RaftActor {
     tick: Duration,
     poll_scheduled: bool,
     campaign_at_start: bool,
+    /// Where term and leader are posted for the facade.
+    board: std::sync::Arc<crate::board::Board>,
 }
 
 impl RaftActor {
@@ -84,7 +86,15 @@ impl RaftActor {
             tick,
             poll_scheduled: false,
             campaign_at_start,
+            board: crate::board::Board::new(0, 0),
         }
+    }
+
+    /// Posts term and leader on `board` after every Ready (for the
+    /// facade's response headers).
+    pub fn with_board(mut self, board: std::sync::Arc<crate::board::Board>) -> Self {
+        self.board = board;
+        self
     }
 
     /// Refreshes etcd's server gauges from the core (every tick).
@@ -110,6 +120,8 @@ impl RaftActor {
     }
 
     fn dispatch(&mut self, out: Output, ctx: &mut Context<Self>) {
+        let status = self.core.status();
+        self.board.post_raft(status.term, status.leader);
         // The install goes before any committed batch: entries after a
         // snapshot apply on top of its image (the apply mailbox is FIFO).
         if let Some(descriptor) = out.install {
