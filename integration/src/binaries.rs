@@ -129,6 +129,11 @@ pub fn oxcdctl_binary() -> Result<PathBuf, HarnessError> {
 
 /// Cargo's target dir as this process sees it: `CARGO_TARGET_DIR` (relative
 /// to the workspace) or `<workspace>/target`.
+pub(crate) fn workspace_target_dir() -> PathBuf {
+    target_dir(&env_path)
+}
+
+/// [`workspace_target_dir`] with the environment given as a lookup function.
 fn target_dir(env: &dyn Fn(&str) -> Option<PathBuf>) -> PathBuf {
     match env("CARGO_TARGET_DIR") {
         Some(dir) if dir.is_relative() => workspace_root().join(dir),
@@ -151,11 +156,17 @@ fn ensure_fresh(target: &Path) -> Result<(), HarnessError> {
                 .find_map(|bin| stale_reason(&debug.join(bin), &sources));
             match stale {
                 None => Ok(()),
-                Some(reason) => build(target, &reason).map_err(|status| (reason, status)),
+                Some(reason) => {
+                    cargo(target, &NODE_BUILD, &reason).map_err(|status| (reason, status))
+                }
             }
         })
         .clone()
-        .map_err(|(reason, status)| HarnessError::BuildFailed { reason, status })
+        .map_err(|(reason, status)| HarnessError::BuildFailed {
+            command: NODE_BUILD.join(" "),
+            reason,
+            status,
+        })
 }
 
 /// Why `binary` must be rebuilt: it is missing, or a file under `sources` is
@@ -197,19 +208,24 @@ fn newest_file(roots: &[PathBuf]) -> Option<(SystemTime, PathBuf)> {
     newest
 }
 
-/// Runs `cargo build -p node --bins` into `target`, its progress on this
-/// process's stderr; `Err` carries the exit status.
-fn build(target: &Path, reason: &str) -> Result<(), String> {
+/// What rebuilds the oxcd binaries.
+const NODE_BUILD: [&str; 4] = ["build", "-p", "node", "--bins"];
+
+/// Runs `cargo <args>` in the workspace with `target` as its target dir,
+/// its progress on this process's stderr after a line giving `reason`;
+/// `Err` carries the exit status.
+pub(crate) fn cargo(target: &Path, args: &[&str], reason: &str) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // Straight to stderr, not `eprintln!`: the test harness would capture
     // that and show it only on failure, leaving a silent pause.
     let _ = writeln!(
         std::io::stderr(),
-        "harness: {reason}; running `cargo build -p node --bins` into {}",
+        "harness: {reason}; running `cargo {}` into {}",
+        args.join(" "),
         target.display()
     );
     let status = Command::new(&cargo)
-        .args(["build", "-p", "node", "--bins"])
+        .args(args)
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target)
         .stdin(Stdio::null())

@@ -15,6 +15,10 @@
 //! 4. [`Cluster::kill9`] sends SIGKILL to one member's own PID and reaps it;
 //!    [`Cluster::restart`] spawns that member again with the same flags, data
 //!    dir and ports, and waits until it answers and knows a leader.
+//!    [`Cluster::restart_all`] starts every stopped member at once (a
+//!    cluster that lost its quorum cannot elect a leader one member at a
+//!    time); [`Cluster::set_env`] gives a member's later starts extra
+//!    environment variables (the power-loss shim's).
 //!    [`Cluster::wait_leader`] and [`Cluster::wait_revision`] are bounded polls
 //!    on the cluster's state, for tests that kill and restart members.
 //! 5. Dropping the cluster kills its own children (never anything else); if
@@ -32,7 +36,7 @@ use proto::etcdserverpb::{RangeRequest, StatusRequest, StatusResponse};
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::server::spawn_logged;
+use crate::server::{Env, spawn_logged};
 use crate::{HarnessError, Kind};
 
 /// How many times a start is retried when a probed port was taken meanwhile.
@@ -96,6 +100,8 @@ struct Member {
     log_offset: u64,
     /// The raft member ID, learned from `Status` once the member answered.
     member_id: Option<u64>,
+    /// Added to the environment of every later start ([`Cluster::set_env`]).
+    env: Env,
 }
 
 /// A running cluster of member processes and the directory they own.
@@ -136,6 +142,7 @@ impl Cluster {
                 starts: 0,
                 log_offset: 0,
                 member_id: None,
+                env: Env::new(),
             })
             .collect();
         let mut cluster = Cluster {
@@ -388,6 +395,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sets the variables added to member `i`'s environment from its next
+    /// start on (none at first; an empty `env` drops them).
+    pub fn set_env(&mut self, i: usize, env: Env) {
+        self.members[i].env = env;
+    }
+
+    /// Starts every member that is not running, with the same flags, data
+    /// dirs and ports, and waits as [`Cluster::start`] does: one leader named
+    /// by every member, linearizable reads through each.
+    pub async fn restart_all(&mut self) -> Result<(), HarnessError> {
+        for i in 0..self.size() {
+            if !self.is_running(i) {
+                self.members[i].child = None;
+                self.spawn(i)?;
+            }
+        }
+        self.wait_all_ready().await
+    }
+
     /// Starts member `i` again with the same flags, data dir and ports
     /// (killing its current process first if it still runs), and waits until
     /// it answers `Status` and knows a leader.
@@ -467,7 +493,7 @@ impl Cluster {
         let log = self.log_path(i);
         let member = &mut self.members[i];
         member.starts += 1;
-        let (child, offset) = spawn_logged(&self.binary, &args, &log, member.starts)?;
+        let (child, offset) = spawn_logged(&self.binary, &args, &member.env, &log, member.starts)?;
         member.log_offset = offset;
         member.child = Some(child);
         Ok(())
@@ -688,6 +714,7 @@ mod tests {
                 starts: 0,
                 log_offset: 0,
                 member_id: None,
+                env: Env::new(),
             })
             .collect();
         Cluster {

@@ -2,11 +2,14 @@
 //!
 //! 1. Locating a binary fails with [`HarnessError::BinaryMissing`], whose text
 //!    says how to build it, or with [`HarnessError::BuildFailed`] when a stale
-//!    oxcd could not be rebuilt.
+//!    oxcd (or the power-loss shim) could not be built.
 //! 2. Starting a process fails with [`HarnessError::Spawn`] (the OS refused)
 //!    or [`HarnessError::NotReady`] / [`HarnessError::Exited`], both carrying
 //!    the tail of the server's log so the cause is on screen.
-//! 3. Everything else is file-system or gRPC plumbing.
+//! 3. The power-loss rollback fails with [`HarnessError::Journal`] (an undo
+//!    journal it cannot read or apply, or one the shim could not write) and
+//!    reading a store's state with [`HarnessError::Storage`].
+//! 4. Everything else is file-system or gRPC plumbing.
 
 use std::path::PathBuf;
 
@@ -20,12 +23,18 @@ pub enum HarnessError {
         path: PathBuf,
         hint: &'static str,
     },
-    /// oxcd was missing or older than its sources, and rebuilding it failed.
+    /// A binary the tests need was missing or older than its sources (oxcd)
+    /// or is always brought up to date (the power-loss shim), and `cargo
+    /// <command>` failed.
     #[error(
-        "{reason}, and `cargo build -p node --bins` failed ({status}); \
-         run `make test` or `cargo build -p node --bins` to see why"
+        "{reason}, and `cargo {command}` failed ({status}); \
+         run `make test` or `cargo {command}` to see why"
     )]
-    BuildFailed { reason: String, status: String },
+    BuildFailed {
+        command: String,
+        reason: String,
+        status: String,
+    },
     /// The OS could not start the process.
     #[error("cannot spawn {path}: {source}")]
     Spawn {
@@ -53,6 +62,13 @@ pub enum HarnessError {
     /// An operation that needs a running process found none.
     #[error("{0} is not running")]
     NotRunning(String),
+    /// A power-loss undo journal could not be read or applied, or the shim
+    /// reported that it could not journal every write.
+    #[error("power-loss journal {path}: {reason}")]
+    Journal { path: PathBuf, reason: String },
+    /// A store left on disk could not be opened or read.
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
     /// File-system error (temp dir, log file, port probing).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -18,6 +18,10 @@
 //!    linearizability.
 //! 4. [`Server::kill9`] and [`Server::restart`] drive crash tests; dropping a
 //!    [`Server`] kills its own child process and nothing else.
+//!    [`power_loss`] turns a kill into a simulated power cut: the server runs
+//!    under an `LD_PRELOAD` shim (`integration/powerloss`) that journals what
+//!    each write replaces, and after the kill everything written since each
+//!    file's last fsync is undone.
 //!
 //! The tests in `tests/`:
 //! - `differential`: oxcd vs etcd on the same seeded random KV operations;
@@ -30,6 +34,8 @@
 //!   three), `oxcdctl snapshot restore`;
 //! - `quota`: `--quota-backend-bytes`, the NOSPACE alarm and disarming;
 //! - `crash`: kill -9 under write load, nothing acknowledged lost;
+//! - `power_loss`: power cuts (kill -9, then every unsynced write undone)
+//!   under write load, one member and three, nothing acknowledged lost;
 //! - `cluster`: three members: election, linearizable reads everywhere,
 //!   leader failover under load, catch-up by snapshot, an isolated member,
 //!   a linearizability check of a history across a leader kill;
@@ -66,6 +72,7 @@ mod lin_fill;
 #[cfg(test)]
 mod lin_sim;
 pub mod lin_verdict;
+pub mod power_loss;
 pub mod raw;
 pub mod server;
 pub mod show;

@@ -13,10 +13,12 @@
 //!    binding, the start is retried with fresh ports and an empty data dir.
 //! 4. [`Server::kill9`] sends SIGKILL to this child only and reaps it;
 //!    [`Server::restart`] spawns the same binary again on the same data dir
-//!    and ports and waits for readiness as in step 2.
+//!    and ports, with the environment given by [`Server::set_env`] (the
+//!    power-loss shim's), and waits for readiness as in step 2.
 //! 5. Dropping the server kills its own child (never anything else); if the
 //!    thread is panicking (a failed assertion), the log tail is printed first.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::TcpListener;
@@ -90,20 +92,31 @@ impl Default for ServerOpts {
     }
 }
 
-/// Starts `binary` with `args`, stdout and stderr appended to `log` after a
-/// `=== harness: start #n ===` line; returns the child and the log offset
-/// where this start's output begins. Shared by [`Server`] and
+/// Environment variables a test adds to a server process (e.g. the
+/// power-loss shim's, [`crate::power_loss::PowerCut::env`]).
+pub type Env = Vec<(OsString, OsString)>;
+
+/// Starts `binary` with `args` and `env` added to this process's
+/// environment, stdout and stderr appended to `log` after a `=== harness:
+/// start #n ===` line; returns the child and the log offset where this
+/// start's output begins. Shared by [`Server`] and
 /// [`crate::cluster::Cluster`].
 pub(crate) fn spawn_logged(
     binary: &std::path::Path,
     args: &[String],
+    env: &Env,
     log: &std::path::Path,
     start: u32,
 ) -> Result<(Child, u64), HarnessError> {
     let mut file = OpenOptions::new().create(true).append(true).open(log)?;
+    let env_text: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{}={} ", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
     writeln!(
         file,
-        "=== harness: start #{start} of {} {} ===",
+        "=== harness: start #{start} of {}{} {} ===",
+        env_text.concat(),
         binary.display(),
         args.join(" ")
     )?;
@@ -112,6 +125,7 @@ pub(crate) fn spawn_logged(
     let stderr: File = file.try_clone()?;
     let child = Command::new(binary)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(stderr))
@@ -135,6 +149,8 @@ pub struct Server {
     starts: u32,
     /// Byte offset in the log where the current process's output begins.
     log_offset: u64,
+    /// Added to the environment of every later start ([`Server::set_env`]).
+    env: Env,
 }
 
 impl std::fmt::Debug for Server {
@@ -191,6 +207,7 @@ impl Server {
             child: None,
             starts: 0,
             log_offset: 0,
+            env: Env::new(),
         };
         let mut attempt = 1;
         loop {
@@ -284,6 +301,12 @@ impl Server {
         Ok(MaintenanceClient::new(self.channel().await?))
     }
 
+    /// Sets the variables added to the process's environment from the next
+    /// [`Server::restart`] on (none at first; an empty `env` drops them).
+    pub fn set_env(&mut self, env: Env) {
+        self.env = env;
+    }
+
     /// Kills the process with SIGKILL (this child only, by PID) and reaps it.
     pub fn kill9(&mut self) -> Result<(), HarnessError> {
         let mut child = self
@@ -360,8 +383,13 @@ impl Server {
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
         self.starts += 1;
-        let (child, offset) =
-            spawn_logged(&self.binary, &self.args(), &self.log_path(), self.starts)?;
+        let (child, offset) = spawn_logged(
+            &self.binary,
+            &self.args(),
+            &self.env,
+            &self.log_path(),
+            self.starts,
+        )?;
         self.log_offset = offset;
         self.child = Some(child);
         Ok(())
@@ -508,6 +536,7 @@ mod tests {
             child: None,
             starts: 0,
             log_offset: 0,
+            env: Env::new(),
         };
         let args = server.args();
         assert!(args.contains(&"--listen-client-urls=http://127.0.0.1:1111".to_string()));
@@ -552,6 +581,7 @@ mod tests {
             child: None,
             starts: 0,
             log_offset: 0,
+            env: Env::new(),
         };
         server.spawn().unwrap();
         let err = server.wait_ready().await.unwrap_err();
