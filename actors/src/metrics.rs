@@ -72,54 +72,87 @@ impl ActorMetrics {
         Self::new(&Registry::new()).expect("fresh registry accepts every family")
     }
 
-    /// The handle one actor uses to report on itself.
+    /// The handle one actor uses to report on itself. Its label values are
+    /// resolved here and, per message type, at the first message: no
+    /// label look-up on the hot path.
     pub fn for_actor(&self, actor: &'static str) -> ActorProbe {
         ActorProbe {
             actor,
+            depth: self.depth.with_label_values(&[actor]),
+            rejected: self.rejected.with_label_values(&[actor]),
+            per_message: std::sync::Arc::default(),
             metrics: self.clone(),
         }
     }
+}
+
+/// One message type's resolved series.
+#[derive(Clone)]
+struct MessageSeries {
+    message: &'static str,
+    handled: prometheus::IntCounter,
+    seconds: prometheus::Histogram,
 }
 
 /// One actor's view of [`ActorMetrics`].
 #[derive(Clone)]
 pub struct ActorProbe {
     actor: &'static str,
+    depth: prometheus::IntGauge,
+    rejected: prometheus::IntCounter,
+    /// The series of each message type seen so far (a handful per actor;
+    /// only the actor's own thread locks it, so the lock is uncontended).
+    per_message: std::sync::Arc<std::sync::Mutex<Vec<MessageSeries>>>,
     metrics: ActorMetrics,
 }
 
 impl ActorProbe {
     /// A message entered the mailbox.
     pub fn enqueued(&self) {
-        self.metrics.depth.with_label_values(&[self.actor]).inc();
+        self.depth.inc();
     }
 
     /// A send was refused because the mailbox was full.
     pub fn rejected(&self) {
-        self.metrics.rejected.with_label_values(&[self.actor]).inc();
+        self.rejected.inc();
     }
 
     /// Current mailbox depth.
     pub fn depth(&self) -> i64 {
-        self.metrics.depth.with_label_values(&[self.actor]).get()
+        self.depth.get()
     }
 
     /// Starts timing the handling of one message that came through a
     /// [`crate::Mailbox`]; the returned guard records on drop.
     pub fn handling(&self, message: &'static str) -> HandleTimer {
-        self.metrics.depth.with_label_values(&[self.actor]).dec();
+        self.depth.dec();
         self.timing(message)
     }
 
     /// Starts timing work that did not come through a mailbox (ticks, notices
     /// the actor sends itself).
     pub fn timing(&self, message: &'static str) -> HandleTimer {
-        let labels = [self.actor, message];
+        let series = self.series(message);
         HandleTimer {
-            handled: self.metrics.handled.with_label_values(&labels),
-            seconds: self.metrics.handle_seconds.with_label_values(&labels),
+            handled: series.handled,
+            seconds: series.seconds,
             start: Instant::now(),
         }
+    }
+
+    fn series(&self, message: &'static str) -> MessageSeries {
+        let mut known = self.per_message.lock().expect("metric series cache");
+        if let Some(series) = known.iter().find(|s| s.message == message) {
+            return series.clone();
+        }
+        let labels = [self.actor, message];
+        let series = MessageSeries {
+            message,
+            handled: self.metrics.handled.with_label_values(&labels),
+            seconds: self.metrics.handle_seconds.with_label_values(&labels),
+        };
+        known.push(series.clone());
+        series
     }
 }
 

@@ -74,8 +74,7 @@ pub async fn serve_client(
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
-    let router = http::routes(grpc.into_axum_router(), node, registry)
-        .layer(axum::middleware::from_fn(unknown_path_answers));
+    let router = http::routes(grpc.into_axum_router(), node, registry).layer(UnknownPathsLayer);
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router))
@@ -102,33 +101,97 @@ const SERVED: &[&str] = &[
 /// - to a plain HTTP request (no `application/grpc` content type), etcd's HTTP
 ///   mux answers `404 page not found`, which a JSON client can tell apart from
 ///   an empty success.
-async fn unknown_path_answers(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let path = request.uri().path().to_string();
-    let is_grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    let mut response = next.run(request).await;
-    let unrouted = response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v == "12");
-    if unrouted && !is_grpc {
-        return http::not_found();
+///
+/// A plain tower layer rather than `axum::middleware::from_fn`, which boxes
+/// a service and a future for every request: on the path of every request,
+/// it only looks at one request header and one response header.
+#[derive(Debug, Clone, Copy)]
+struct UnknownPathsLayer;
+
+impl<S> tower_layer::Layer<S> for UnknownPathsLayer {
+    type Service = UnknownPaths<S>;
+
+    fn layer(&self, inner: S) -> UnknownPaths<S> {
+        UnknownPaths { inner }
     }
-    let headers = response.headers_mut();
-    if unrouted
-        && !headers.contains_key("grpc-message")
-        && let Some(message) = unknown_method_message(&path)
-        && let Ok(value) = axum::http::HeaderValue::from_str(&message)
-    {
-        headers.insert("grpc-message", value);
+}
+
+#[derive(Debug, Clone)]
+struct UnknownPaths<S> {
+    inner: S,
+}
+
+impl<S, B> tower_service::Service<axum::http::Request<B>> for UnknownPaths<S>
+where
+    S: tower_service::Service<axum::http::Request<B>, Response = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = UnknownPathsFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let is_grpc = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        // A reference-counted copy, read only when the path is unknown.
+        let uri = request.uri().clone();
+        UnknownPathsFuture {
+            inner: self.inner.call(request),
+            is_grpc,
+            uri,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`UnknownPaths`]'s answer: the inner one, reworded when unrouted.
+    struct UnknownPathsFuture<F> {
+        #[pin]
+        inner: F,
+        is_grpc: bool,
+        uri: axum::http::Uri,
+    }
+}
+
+impl<F, E> std::future::Future for UnknownPathsFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::response::Response, E>>,
+{
+    type Output = Result<axum::response::Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let unrouted = response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|v| v == "12");
+        if !unrouted {
+            return std::task::Poll::Ready(Ok(response));
+        }
+        if !*this.is_grpc {
+            return std::task::Poll::Ready(Ok(http::not_found()));
+        }
+        let headers = response.headers_mut();
+        if !headers.contains_key("grpc-message")
+            && let Some(message) = unknown_method_message(this.uri.path())
+            && let Ok(value) = axum::http::HeaderValue::from_str(&message)
+        {
+            headers.insert("grpc-message", value);
+        }
+        std::task::Poll::Ready(Ok(response))
+    }
 }
 
 fn unknown_method_message(path: &str) -> Option<String> {
