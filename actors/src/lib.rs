@@ -7,8 +7,9 @@
 //! 2. [`log_writer::LogWriter`] owns the raft LMDB environment's writes: one
 //!    fsynced txn per Ready, then `Persisted` back to the raft actor.
 //! 3. [`apply::ApplyActor`] owns the MVCC LMDB environment: it applies committed
-//!    entries in one txn per batch, answers the waiters handed over with them,
-//!    and serves reads (serializable at once, linearizable after ReadIndex).
+//!    entries (their LMDB writes batched, etcd's backend batch interval),
+//!    answers the waiters handed over with them, and serves reads
+//!    (serializable at once, linearizable after ReadIndex).
 //!
 //! Every actor runs on its own thread (an actix `Arbiter`), so blocking LMDB
 //! work in one never stalls another. Every mailbox is measured
