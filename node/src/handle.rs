@@ -17,8 +17,8 @@ use actors::apply::ApplyActor;
 use actors::board::Board;
 use actors::lease::LessorActor;
 use actors::messages::{
-    Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, PendingRead, Propose,
-    RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive,
+    Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, KeepAlives, PendingRead,
+    Propose, RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive,
     TransferLeader,
 };
 use actors::raft::RaftActor;
@@ -145,6 +145,26 @@ impl NodeHandle {
             .try_send(KeepAlive { id, reply })
             .map_err(|_| EtcdError::TooManyRequests)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Keep-alives for `ids` sent to this member's lessor in one message;
+    /// each answer comes on its own receiver, as [`NodeHandle::keep_alive`]
+    /// answers.
+    pub fn keep_alives(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<oneshot::Receiver<Result<i64, EtcdError>>>, EtcdError> {
+        let (batch, receivers): (Vec<KeepAlive>, Vec<_>) = ids
+            .iter()
+            .map(|&id| {
+                let (reply, rx) = oneshot::channel();
+                (KeepAlive { id, reply }, rx)
+            })
+            .unzip();
+        self.lessor
+            .try_send(KeepAlives(batch))
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        Ok(receivers)
     }
 
     /// Lease `id`'s remaining and granted TTL on this member's lessor

@@ -11,8 +11,9 @@
 //! 3. Then it proposes the core's upkeep through raft: each expired lease
 //!    as its own `LeaseUpkeep` entry (one revoke, one revision), checkpoints
 //!    as one entry. A proposal that fails lets the core propose it again.
-//! 4. `KeepAlive` and `TimeToLive` from the gRPC facade are answered from
-//!    the core (on the leader; a follower's facade forwards them there).
+//! 4. `KeepAlive` (or `KeepAlives`, those that arrived together on one
+//!    stream) and `TimeToLive` from the gRPC facade are answered from the
+//!    core (on the leader; a follower's facade forwards them there).
 //!
 //! Time is a monotonic clock read here and passed to the core in
 //! milliseconds.
@@ -30,8 +31,8 @@ use self::core::{LessorConfig, LessorCore, Upkeep};
 use crate::Mailbox;
 use crate::apply::core::StoreFeed;
 use crate::messages::{
-    GetStatus, IsPrimary, KeepAlive, LeaseChange, LeasesChanged, LeasesReplaced, Propose,
-    TimeToLive,
+    GetStatus, IsPrimary, KeepAlive, KeepAlives, LeaseChange, LeasesChanged, LeasesReplaced,
+    Propose, TimeToLive,
 };
 use crate::metrics::ActorProbe;
 use crate::raft::RaftActor;
@@ -198,6 +199,18 @@ impl Handler<KeepAlive> for LessorActor {
         let _timer = self.probe.handling("KeepAlive");
         let now = self.now();
         self.core.keep_alive(msg.id, now, msg.reply);
+    }
+}
+
+impl Handler<KeepAlives> for LessorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeepAlives, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("KeepAlives");
+        let now = self.now();
+        for keep_alive in msg.0 {
+            self.core.keep_alive(keep_alive.id, now, keep_alive.reply);
+        }
     }
 }
 

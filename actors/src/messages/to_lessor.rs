@@ -15,6 +15,12 @@ pub struct KeepAlive {
     pub reply: oneshot::Sender<Result<i64, EtcdError>>,
 }
 
+/// Keep-alives that arrived together on one stream: one mailbox message,
+/// each answered on its own reply as [`KeepAlive`] is.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeepAlives(pub Vec<KeepAlive>);
+
 /// The remaining and granted TTL of a lease, on the leader (`None`: unknown
 /// lease, or this member does not lead).
 #[derive(Message)]

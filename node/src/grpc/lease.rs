@@ -90,12 +90,25 @@ async fn answerer(node: &NodeHandle) -> Result<Answerer, Status> {
     }
 }
 
+/// The first try of a keep-alive, already sent to the lessor with others
+/// of its stream (`None`: not sent).
+type FirstTry = Option<Result<tokio::sync::oneshot::Receiver<Result<i64, EtcdError>>, EtcdError>>;
+
 /// Step 3: one keep-alive, answered here or by the leader; the header is
 /// this member's, as etcd fills it.
-async fn keep_alive(node: &NodeHandle, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+async fn keep_alive(
+    node: &NodeHandle,
+    id: i64,
+    mut first: FirstTry,
+) -> Result<LeaseKeepAliveResponse, Status> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     let ttl = loop {
-        match node.keep_alive(id).await {
+        let answer = match first.take() {
+            Some(Ok(receiver)) => receiver.await.unwrap_or(Err(EtcdError::Stopped)),
+            Some(Err(e)) => Err(e),
+            None => node.keep_alive(id).await,
+        };
+        match answer {
             Ok(ttl) => break ttl,
             Err(EtcdError::NotLeader) => {}
             Err(e) => return Err(to_status(&e)),
@@ -177,10 +190,26 @@ impl Lease for LeaseService {
         // worked on at once (one waiting for a reset checkpoint does not
         // hold up the rest); an error ends the stream (the client opens a
         // new one, as with etcd).
+        // The requests that arrived together go to the lessor in one
+        // message (one thread hand-off for the lot, not one each).
         let answers = requests
-            .map(move |request| {
+            .ready_chunks(KEEP_ALIVES_IN_FLIGHT)
+            .flat_map(move |chunk| {
+                let ids: Vec<i64> = chunk.iter().flatten().map(|r| r.id).collect();
+                let mut sent = match node.keep_alives(&ids) {
+                    Ok(receivers) => receivers.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
+                }
+                .into_iter();
                 let node = node.clone();
-                async move { keep_alive(&node, request?.id).await }
+                futures::stream::iter(chunk.into_iter().map(move |request| {
+                    let node = node.clone();
+                    let first = request.map(|r| (r.id, sent.next()));
+                    async move {
+                        let (id, first) = first?;
+                        keep_alive(&node, id, first).await
+                    }
+                }))
             })
             .buffered(KEEP_ALIVES_IN_FLIGHT);
         Ok(Response::new(Box::pin(answers)))
