@@ -52,6 +52,8 @@ pub enum BenchCommand {
     Watch(super::watch_bench::WatchArgs),
     /// Lease keep-alive throughput and latency, and expiry speed.
     LeaseKeepalive(super::lease_bench::LeaseArgs),
+    /// Full paginated lists of a prefix, the way Kubernetes' apiserver lists.
+    List(super::list_bench::ListArgs),
 }
 
 /// The benchmark to run.
@@ -300,5 +302,27 @@ mod tests {
         assert!(p.sequential_keys);
         assert_eq!(p.seq_start, 300);
         assert_eq!(p.prefix.as_deref(), Some("/registry/pods/ns/pod-"));
+
+        let cli = parse(
+            "oxcdctl bench --clients 10 --conns 10 list --prefix /registry/pods/ \
+             --consistency s --total-lists 20",
+        )
+        .expect("list parses");
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
+        assert_eq!((b.clients, b.conns), (10, 10));
+        let BenchCommand::List(l) = b.command else {
+            panic!("expected list");
+        };
+        assert_eq!(
+            (l.prefix.as_str(), l.limit, l.total_lists),
+            ("/registry/pods/", 500, 20)
+        );
+        assert_eq!(l.consistency, Consistency::Serializable);
+        assert!(
+            parse("oxcdctl bench list --limit 5").is_err(),
+            "--prefix is required"
+        );
     }
 }
