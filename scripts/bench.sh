@@ -724,8 +724,8 @@ if suite == "scale":
           " clients over 100 connections in %d slices, the targets taking turns slice by slice;"
           " both servers run with --quota-backend-bytes %d" % (keys, params["steps"], params["quota"]))
     print("- then %d keys of %d bytes under %s, listed under %s with pages of 500 (each from the"
-          " last key + \"\\0\" at the first page's revision, as the apiserver does); %s rounds per"
-          " list workload, targets interleaved, each column the target's median run by pages/s"
+          " last key + \"\\0\" at the first page's revision, as the apiserver does); rounds per"
+          " list workload: %s, targets interleaved, each column the target's median run by pages/s"
           % (params["list_keys"], params["list_val_size"], params["list_prefix"],
              params["list_over"], repeats))
     print()
