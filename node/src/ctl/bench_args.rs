@@ -52,6 +52,8 @@ pub enum BenchCommand {
     Watch(super::watch_bench::WatchArgs),
     /// Lease keep-alive throughput and latency, and expiry speed.
     LeaseKeepalive(super::lease_bench::LeaseArgs),
+    /// Full paginated lists of a prefix, the way Kubernetes' apiserver lists.
+    List(super::list_bench::ListArgs),
 }
 
 /// The benchmark to run.
@@ -86,6 +88,16 @@ pub struct PutArgs {
     /// Use sequential keys.
     #[arg(long)]
     pub sequential_keys: bool,
+    /// First key index of `--sequential-keys`: put `i` writes key
+    /// `(seq-start + i) % key-space-size`, so runs of `--total N` starting
+    /// at 0, N, 2N, ... write distinct keys.
+    #[arg(long, default_value_t = 0)]
+    pub seq_start: u64,
+    /// Write `<prefix><index>` keys instead of etcd's binary ones: the index
+    /// in decimal, zero-padded to the width of the largest index (e.g.
+    /// `/registry/pods/ns/pod-00042`); `--key-size` is then unused.
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 /// Read consistency of `bench range`.
@@ -275,5 +287,42 @@ mod tests {
         );
         assert_eq!(m.read_ratio, 0.9);
         assert_eq!(m.consistency, Consistency::Serializable);
+
+        let cli = parse(
+            "oxcdctl bench put --sequential-keys --seq-start 300 --key-space-size 1000 \
+             --prefix /registry/pods/ns/pod-",
+        )
+        .expect("put with a prefix parses");
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
+        let BenchCommand::Kv(Workload::Put(p)) = b.command else {
+            panic!("expected put");
+        };
+        assert!(p.sequential_keys);
+        assert_eq!(p.seq_start, 300);
+        assert_eq!(p.prefix.as_deref(), Some("/registry/pods/ns/pod-"));
+
+        let cli = parse(
+            "oxcdctl bench --clients 10 --conns 10 list --prefix /registry/pods/ \
+             --consistency s --total-lists 20",
+        )
+        .expect("list parses");
+        let Command::Bench(b) = cli.command else {
+            panic!("parsed as a bench command")
+        };
+        assert_eq!((b.clients, b.conns), (10, 10));
+        let BenchCommand::List(l) = b.command else {
+            panic!("expected list");
+        };
+        assert_eq!(
+            (l.prefix.as_str(), l.limit, l.total_lists),
+            ("/registry/pods/", 500, 20)
+        );
+        assert_eq!(l.consistency, Consistency::Serializable);
+        assert!(
+            parse("oxcdctl bench list --limit 5").is_err(),
+            "--prefix is required"
+        );
     }
 }

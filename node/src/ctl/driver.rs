@@ -275,6 +275,8 @@ mod tests {
                 val_size: 16,
                 key_space_size: 10,
                 sequential_keys: false,
+                seq_start: 0,
+                prefix: None,
             }),
             3,
         )

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bench_args;
 pub mod driver;
 pub mod lease_bench;
+pub mod list_bench;
 pub mod report;
 pub mod snapshot;
 pub mod watch_bench;

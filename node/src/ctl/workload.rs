@@ -8,7 +8,12 @@
 //! 3. [`Plan::request`] builds request `i` from `i` and the seed alone, so
 //!    the key sequence is the same however the workers interleave.
 //! 4. Keys use etcd's encoding ([`encode_key`]): the key index written with
-//!    Go's `binary.PutVarint` into a zeroed `--key-size` buffer.
+//!    Go's `binary.PutVarint` into a zeroed `--key-size` buffer. A put with
+//!    `--prefix` writes readable keys instead ([`prefixed_key`]): the prefix
+//!    and the index in zero-padded decimal, so keys sort in index order, as
+//!    Kubernetes' `/registry/<resource>/<namespace>/<name>` keys sort by name.
+//!    Sequential puts start at `--seq-start`, so consecutive runs can fill a
+//!    key space slice by slice without writing a key twice.
 //! 5. A mixed request draws once from (seed, `i`) ([`draw`]): the draw picks
 //!    the key, as for random puts, and a second hash of it picks a range or a
 //!    put ([`is_read`]), so the mix too depends on the seed alone.
@@ -45,9 +50,10 @@ impl Op {
 #[derive(Debug, Clone)]
 pub enum Plan {
     Put {
-        key_size: usize,
+        keys: KeyForm,
         key_space_size: u64,
-        sequential: bool,
+        /// The first key index when keys are sequential; `None`: random keys.
+        seq_start: Option<u64>,
         value: Vec<u8>,
         seed: u64,
     },
@@ -81,11 +87,36 @@ impl Plan {
         match workload {
             Workload::Put(a) => {
                 check_positive("--total", a.total)?;
-                check_keys(a.key_size, a.key_space_size)?;
+                let keys = match &a.prefix {
+                    Some(prefix) => {
+                        check_positive("--key-space-size", a.key_space_size)?;
+                        KeyForm::Prefixed {
+                            prefix: prefix.clone().into_bytes(),
+                            width: decimal_width(a.key_space_size - 1),
+                        }
+                    }
+                    None => {
+                        check_keys(a.key_size, a.key_space_size)?;
+                        KeyForm::Varint {
+                            key_size: a.key_size,
+                        }
+                    }
+                };
+                if a.seq_start > 0 && !a.sequential_keys {
+                    return Err(CtlError::InvalidArgument(
+                        "--seq-start needs --sequential-keys".into(),
+                    ));
+                }
+                if a.seq_start >= a.key_space_size {
+                    return Err(CtlError::InvalidArgument(format!(
+                        "expected --seq-start below --key-space-size, got seq-start({}) key-space-size({})",
+                        a.seq_start, a.key_space_size
+                    )));
+                }
                 Ok(Plan::Put {
-                    key_size: a.key_size,
+                    keys,
                     key_space_size: a.key_space_size,
-                    sequential: a.sequential_keys,
+                    seq_start: a.sequential_keys.then_some(a.seq_start),
                     value: random_bytes(a.val_size),
                     seed,
                 })
@@ -150,27 +181,29 @@ impl Plan {
         }
     }
 
-    /// Request number `i`. Put keys are `i % key-space-size` with
-    /// `--sequential-keys`, otherwise a hash of (seed, i) in the key space;
+    /// Request number `i`. Put keys are `(seq-start + i) % key-space-size`
+    /// with `--sequential-keys`, otherwise a hash of (seed, i) in the key space;
     /// txn `i` puts the `txn-ops` consecutive keys after `i * txn-ops`
     /// (distinct within one txn, as etcd rejects duplicate keys); mixed `i`
     /// is a range or a put of the key a random put `i` would write.
     pub fn request(&self, i: u64) -> Op {
         match self {
             Plan::Put {
-                key_size,
+                keys,
                 key_space_size,
-                sequential,
+                seq_start,
                 value,
                 seed,
             } => {
-                let idx = if *sequential {
-                    i % key_space_size
-                } else {
-                    draw(*seed, i) % key_space_size
+                let idx = match seq_start {
+                    // In u128: start and i are each below 2^64, their sum is not.
+                    Some(start) => {
+                        ((u128::from(*start) + u128::from(i)) % u128::from(*key_space_size)) as u64
+                    }
+                    None => draw(*seed, i) % key_space_size,
                 };
                 Op::Put(PutRequest {
-                    key: encode_key(idx, *key_size),
+                    key: keys.key(idx),
                     value: value.clone(),
                     ..Default::default()
                 })
@@ -232,7 +265,7 @@ impl Plan {
             Workload::Put(a) => (
                 "put".into(),
                 format!(
-                    "key-size={} val-size={} key-space-size={}{}",
+                    "key-size={} val-size={} key-space-size={}{}{}{}",
                     a.key_size,
                     a.val_size,
                     a.key_space_size,
@@ -240,7 +273,16 @@ impl Plan {
                         " sequential-keys"
                     } else {
                         ""
-                    }
+                    },
+                    if a.seq_start > 0 {
+                        format!(" seq-start={}", a.seq_start)
+                    } else {
+                        String::new()
+                    },
+                    a.prefix
+                        .as_ref()
+                        .map(|p| format!(" prefix={p:?}"))
+                        .unwrap_or_default()
                 ),
             ),
             Workload::Range(a) => (
@@ -324,6 +366,39 @@ fn check_keys(key_size: usize, key_space_size: u64) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// How a put's key index becomes its key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyForm {
+    /// etcd's benchmark key ([`encode_key`]) of `key_size` bytes.
+    Varint { key_size: usize },
+    /// `prefix` and the index in decimal, zero-padded to `width` digits
+    /// ([`prefixed_key`]).
+    Prefixed { prefix: Vec<u8>, width: usize },
+}
+
+impl KeyForm {
+    /// The key of index `idx`.
+    pub fn key(&self, idx: u64) -> Vec<u8> {
+        match self {
+            KeyForm::Varint { key_size } => encode_key(idx, *key_size),
+            KeyForm::Prefixed { prefix, width } => prefixed_key(prefix, idx, *width),
+        }
+    }
+}
+
+/// `prefix` followed by `idx` in decimal, zero-padded to `width` digits:
+/// keys of one width sort in index order.
+pub fn prefixed_key(prefix: &[u8], idx: u64, width: usize) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(format!("{idx:0width$}").as_bytes());
+    key
+}
+
+/// Number of decimal digits of `n` (1 for 0).
+fn decimal_width(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
 /// etcd's benchmark key: `binary.PutVarint(k, idx)` into a zeroed
 /// `key_size`-byte buffer (zigzag, then base-128 little-endian groups).
 pub fn encode_key(idx: u64, key_size: usize) -> Vec<u8> {
@@ -369,6 +444,8 @@ mod tests {
             val_size: 16,
             key_space_size: kss,
             sequential_keys: sequential,
+            seq_start: 0,
+            prefix: None,
         })
     }
 
@@ -406,6 +483,75 @@ mod tests {
             .map(|&k| encode_key(k, 8))
             .collect();
         assert_eq!(keys, want);
+    }
+
+    #[test]
+    fn sequential_slices_from_seq_start_write_each_key_once() {
+        // Ten slices of 7 over a space of 70, as SUITE=scale fills the store.
+        let mut seen = HashSet::new();
+        for slice in 0..10u64 {
+            let Workload::Put(mut a) = put_args(7, 70, true) else {
+                unreachable!("put_args builds a put")
+            };
+            a.seq_start = slice * 7;
+            let plan = Plan::new(&Workload::Put(a), 1).expect("valid plan");
+            for i in 0..7 {
+                let key = put_key(plan.request(i));
+                assert_eq!(key, encode_key(slice * 7 + i, 8), "slice {slice} put {i}");
+                assert!(seen.insert(key), "slice {slice} put {i} wrote a key twice");
+            }
+        }
+        assert_eq!(seen.len(), 70);
+        // Past the end of the space the keys wrap around to index 0.
+        let Workload::Put(mut a) = put_args(3, 70, true) else {
+            unreachable!("put_args builds a put")
+        };
+        a.seq_start = 69;
+        let plan = Plan::new(&Workload::Put(a), 1).expect("valid plan");
+        assert_eq!(put_key(plan.request(1)), encode_key(0, 8));
+    }
+
+    #[test]
+    fn seq_start_must_be_sequential_and_inside_the_key_space() {
+        for (sequential, start, kss) in [(false, 1, 10), (true, 10, 10), (true, 11, 10)] {
+            let Workload::Put(mut a) = put_args(1, kss, sequential) else {
+                unreachable!("put_args builds a put")
+            };
+            a.seq_start = start;
+            assert!(
+                matches!(
+                    Plan::new(&Workload::Put(a), 0),
+                    Err(CtlError::InvalidArgument(_))
+                ),
+                "sequential {sequential} seq-start {start} key-space-size {kss} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixed_keys_are_zero_padded_decimal_and_sort_by_index() {
+        assert_eq!(prefixed_key(b"p/", 42, 5), b"p/00042".to_vec());
+        assert_eq!(prefixed_key(b"p/", 123_456, 3), b"p/123456".to_vec());
+        assert_eq!(decimal_width(0), 1);
+        assert_eq!(decimal_width(9), 1);
+        assert_eq!(decimal_width(10), 2);
+        assert_eq!(decimal_width(99_999), 5);
+        assert_eq!(decimal_width(u64::MAX), 20);
+
+        let Workload::Put(mut a) = put_args(100_000, 100_000, true) else {
+            unreachable!("put_args builds a put")
+        };
+        a.prefix = Some("/registry/pods/ns/pod-".into());
+        // --key-size is unused: 8 bytes could not hold these keys.
+        a.key_size = 1;
+        let plan = Plan::new(&Workload::Put(a), 3).expect("valid plan");
+        let keys: Vec<Vec<u8>> = (0..100_000).map(|i| put_key(plan.request(i))).collect();
+        assert_eq!(keys[0], b"/registry/pods/ns/pod-00000".to_vec());
+        assert_eq!(keys[99_999], b"/registry/pods/ns/pod-99999".to_vec());
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "keys do not sort in index order"
+        );
     }
 
     #[test]
