@@ -124,6 +124,36 @@ impl<A: Actor> Mailbox<A> {
     }
 }
 
+/// Starts the actor built by `factory` on a thread of its own named
+/// `oxcd-<name>` (so `top -H`, `perf` and stack dumps tell the actors
+/// apart; actix names every arbiter thread alike).
+pub fn start_actor<A, F>(name: &'static str, factory: F) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+    F: FnOnce(&mut Context<A>) -> A + Send + 'static,
+{
+    let arbiter = actix::Arbiter::new();
+    let named = arbiter.spawn_fn(move || name_this_thread(name));
+    if !named {
+        crate::fatal("actor thread is gone before its actor started");
+    }
+    start_on(&arbiter.handle(), factory)
+}
+
+/// Names the calling thread `oxcd-<name>` (Linux keeps 15 bytes).
+#[allow(unsafe_code)]
+fn name_this_thread(name: &str) {
+    let Ok(name) = std::ffi::CString::new(format!("oxcd-{name}")) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel copies
+    // at most 16 bytes, truncating); `name` lives across the call. It only
+    // renames the calling thread, and a failure changes nothing.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
 /// Starts the actor built by `factory` on `arbiter`, with an actix channel
 /// that never parks senders (see the module docs).
 pub fn start_on<A, F>(arbiter: &ArbiterHandle, factory: F) -> Addr<A>

@@ -21,14 +21,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::Arbiter;
 use actors::apply::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::board::{Board, BoardFeed};
 use actors::lease::core::LessorConfig;
 use actors::lease::{ConnectRaft as ConnectLessorRaft, LESSOR_MAILBOX, LessorActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
-use actors::mailbox::start_on;
+use actors::mailbox::start_actor;
 use actors::raft::core::{CoreConfig, RaftCore};
 use actors::raft::guard::{PeerGuard, RefusedMessages};
 use actors::raft::ids::IdGen;
@@ -271,7 +270,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     // to read history (the apply actor) once that one runs.
     let hub_probe = metrics.for_actor("watch");
     let watch_metrics = WatchMetrics::new(&registry)?;
-    let hub_addr = start_on(&Arbiter::new().handle(), {
+    let hub_addr = start_actor("watch", {
         let probe = hub_probe.clone();
         let metrics = watch_metrics.clone();
         let ids = HeaderIds {
@@ -291,7 +290,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     // The lessor too: the apply actor tells it about lease changes; it
     // learns where raft is once raft runs.
     let lessor_probe = metrics.for_actor("lessor");
-    let lessor_addr = start_on(&Arbiter::new().handle(), {
+    let lessor_addr = start_actor("lessor", {
         let probe = lessor_probe.clone();
         let leases = kv.leases();
         let config = LessorConfig {
@@ -315,7 +314,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             Box::new(BoardFeed(board.clone())),
         ],
     )?;
-    let apply_addr = start_on(&Arbiter::new().handle(), {
+    let apply_addr = start_actor("apply", {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();
         // Ask a few times per interval whether pending commits are due.
@@ -333,7 +332,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     }
 
     let lw_probe = metrics.for_actor("log_writer");
-    let lw_addr = start_on(&Arbiter::new().handle(), {
+    let lw_addr = start_actor("log-writer", {
         let probe = lw_probe.clone();
         let log = log.clone();
         let fsync = etcd_metrics.wal_fsync.clone();
@@ -354,7 +353,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.member_id ^ now_ms,
         TransportMetrics::new(&registry)?,
     );
-    let transport: actix::Addr<TransportActor> = start_on(&Arbiter::new().handle(), {
+    let transport: actix::Addr<TransportActor> = start_actor("transport", {
         let probe = metrics.for_actor("transport");
         let snap_dir = snap_dir.clone();
         move |_| TransportActor::new(transport_core, snap_dir, probe)
@@ -362,7 +361,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
 
     let raft_probe = metrics.for_actor("raft");
     let tick = Duration::from_millis(config.heartbeat_interval);
-    let raft_addr = start_on(&Arbiter::new().handle(), {
+    let raft_addr = start_actor("raft", {
         let probe = raft_probe.clone();
         let apply = apply.clone();
         let transport = transport.clone().recipient();
