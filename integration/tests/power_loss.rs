@@ -247,20 +247,6 @@ async fn writer(
         let key = format!("pl/c{cycle}/w{id}/k{n}").into_bytes();
         let history = &mut log.history;
         let outcome = match rng.gen_range(0..10) {
-            0 => {
-                let expected = last_put.get(&n).copied().unwrap_or(0);
-                put(&mut kv, &key, &value, Some(expected))
-                    .await
-                    .map(|revision| {
-                        last_put.insert(n, revision);
-                        history.ledger.ack(key.clone(), value.clone(), revision);
-                        history
-                            .revisions
-                            .push((revision, format!("txn {}", text(&key))));
-                        1
-                    })
-                    .inspect_err(|_| history.ledger.maybe(key, value.clone()))
-            }
             1 => {
                 let key = format!("pl/c{cycle}/w{id}/d{seq}").into_bytes();
                 match put(&mut kv, &key, &value, None).await {
@@ -286,17 +272,25 @@ async fn writer(
                     }
                 }
             }
-            _ => put(&mut kv, &key, &value, None)
-                .await
-                .map(|revision| {
-                    last_put.insert(n, revision);
-                    history.ledger.ack(key.clone(), value.clone(), revision);
-                    history
-                        .revisions
-                        .push((revision, format!("put {}", text(&key))));
-                    1
-                })
-                .inspect_err(|_| history.ledger.maybe(key, value.clone())),
+            // One in ten: a compare-and-put txn on the key's last revision.
+            choice => {
+                let (expected, what) = if choice == 0 {
+                    (Some(last_put.get(&n).copied().unwrap_or(0)), "txn")
+                } else {
+                    (None, "put")
+                };
+                put(&mut kv, &key, &value, expected)
+                    .await
+                    .map(|revision| {
+                        last_put.insert(n, revision);
+                        history.ledger.ack(key.clone(), value.clone(), revision);
+                        history
+                            .revisions
+                            .push((revision, format!("{what} {}", text(&key))));
+                        1
+                    })
+                    .inspect_err(|_| history.ledger.maybe(key, value.clone()))
+            }
         };
         match outcome {
             Ok(acks) => {

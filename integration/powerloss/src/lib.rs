@@ -429,6 +429,29 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
     })
 }
 
+/// A positioned write of `count` bytes at `offset`, journaled, then done
+/// by `real` (libc's `pwrite` or `pwrite64`).
+///
+/// # Safety
+/// libc's contract for `pwrite`, for the caller's arguments.
+unsafe fn journaled_pwrite(
+    real: PwriteFn,
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+) -> ssize_t {
+    // SAFETY: the caller's own arguments, unchanged, to the function it called.
+    change(
+        fd,
+        Change::Write {
+            at: Some(offset),
+            len: count as u64,
+        },
+        || unsafe { real(fd, buf, count, offset) },
+    )
+}
+
 /// libc's `pwrite`, journaled (module doc, step 2).
 ///
 /// # Safety
@@ -441,16 +464,8 @@ pub unsafe extern "C" fn pwrite(
     offset: off_t,
 ) -> ssize_t {
     let real = real!(c"pwrite" as PwriteFn);
-    let at = Some(offset);
-    // SAFETY: the caller's own arguments, unchanged, to the function it called.
-    change(
-        fd,
-        Change::Write {
-            at,
-            len: count as u64,
-        },
-        || unsafe { real(fd, buf, count, offset) },
-    )
+    // SAFETY: the caller's own arguments, unchanged.
+    unsafe { journaled_pwrite(real, fd, buf, count, offset) }
 }
 
 /// libc's `pwrite64` (the same as `pwrite` on 64-bit Linux), journaled.
@@ -465,16 +480,8 @@ pub unsafe extern "C" fn pwrite64(
     offset: off_t,
 ) -> ssize_t {
     let real = real!(c"pwrite64" as PwriteFn);
-    let at = Some(offset);
-    // SAFETY: the caller's own arguments, unchanged, to the function it called.
-    change(
-        fd,
-        Change::Write {
-            at,
-            len: count as u64,
-        },
-        || unsafe { real(fd, buf, count, offset) },
-    )
+    // SAFETY: the caller's own arguments, unchanged.
+    unsafe { journaled_pwrite(real, fd, buf, count, offset) }
 }
 
 /// libc's `writev`, journaled.
