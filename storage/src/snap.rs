@@ -32,8 +32,12 @@ use sha2::{Digest, Sha256};
 
 use crate::StorageError;
 
-/// How many images [`SnapDir::prune`] keeps (etcd keeps 5 snap files).
-pub const KEEP_IMAGES: usize = 3;
+/// How many images [`SnapDir::prune`] keeps. Each is a full copy of the
+/// store (etcd's 5 `.snap` files are small: it builds what it sends a
+/// follower from its live database), so as few as is safe: the newest, and
+/// the one before it, which raft may still name as its snapshot until it has
+/// recorded the newest (a transfer already under way keeps its open file).
+pub const KEEP_IMAGES: usize = 2;
 
 /// The directory of state-machine images.
 #[derive(Debug, Clone)]
@@ -372,6 +376,6 @@ mod tests {
         }
         dir.prune(6).unwrap();
         let left: Vec<bool> = (1..=6).map(|i| dir.path(i).exists()).collect();
-        assert_eq!(left, vec![false, false, false, true, true, true]);
+        assert_eq!(left, vec![false, false, false, false, true, true]);
     }
 }

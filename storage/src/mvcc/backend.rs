@@ -128,6 +128,12 @@ pub trait MvccBackend: Send + 'static {
     fn size(&self) -> Result<i64, StorageError>;
     /// Bytes holding live data (an `Err` as for [`MvccBackend::size`]).
     fn size_in_use(&self) -> Result<i64, StorageError>;
+    /// The bytes an encoded record of `len` bytes will hold once written,
+    /// as [`MvccBackend::size_in_use`] counts them (for the size of commits
+    /// not written yet).
+    fn record_footprint(&self, len: usize) -> usize {
+        len
+    }
     /// Writes a consistent, compacted LMDB image of the committed state to
     /// `path` (a file); `LmdbBackend` can open a directory holding it as
     /// `data.mdb`.

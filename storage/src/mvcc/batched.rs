@@ -10,12 +10,16 @@
 //! 2. The pending batch is written to the inner backend in one commit (one
 //!    LMDB txn, one fsync) by [`MvccBackend::flush`]. The owner decides
 //!    when: [`MvccBackend::flush_due`] says whether the oldest pending change
-//!    is older than the interval or the pending records pass the record or
-//!    byte limit; the apply actor asks after every batch and on a timer, so
-//!    an idle store is written within an interval. Images (snapshots,
-//!    backups, defragmentation) and close flush first.
+//!    is older than the interval, the pending records pass the record or
+//!    byte limit, or a compaction deleted records; the apply actor asks after
+//!    every batch and on a timer, so an idle store is written within an
+//!    interval. Images (snapshots, backups, defragmentation) and close flush
+//!    first.
 //! 3. Readers see the committed state with the pending batch laid over it
 //!    ([`BatchedReader`]), so nothing reads stale data between flushes.
+//! 4. The bytes in use (what the quota is checked against) are the inner
+//!    backend's plus what the pending records will take once written
+//!    ([`MvccBackend::record_footprint`]).
 //!
 //! Why this is safe: every entry is durable in the raft log before it is
 //! applied, and the applied index travels in the same pending batch as the
@@ -63,14 +67,16 @@ struct Pending {
     batch: WriteBatch,
     /// Stored records to delete.
     deleted: BTreeSet<Revision>,
-    /// Bytes of the pending records.
+    /// Bytes the pending records will take once written.
     bytes: usize,
     /// When the oldest pending change was merged (`None`: nothing pending).
     since: Option<Instant>,
 }
 
 impl Pending {
-    fn merge(&mut self, batch: WriteBatch) {
+    /// Merges `batch`; `footprint` tells the bytes a record will take once
+    /// written.
+    fn merge(&mut self, batch: WriteBatch, footprint: impl Fn(usize) -> usize) {
         let WriteBatch {
             mut records,
             deleted,
@@ -81,13 +87,13 @@ impl Pending {
         } = batch;
         for rev in deleted {
             match self.batch.records.remove(&rev) {
-                Some(record) => self.bytes -= record.len(),
+                Some(record) => self.bytes -= footprint(record.len()),
                 None => {
                     self.deleted.insert(rev);
                 }
             }
         }
-        self.bytes += records.values().map(Vec::len).sum::<usize>();
+        self.bytes += records.values().map(|r| footprint(r.len())).sum::<usize>();
         self.batch.records.append(&mut records);
         self.batch.leases.extend(leases);
         self.batch.members.extend(members);
@@ -132,11 +138,15 @@ impl<B: MvccBackend> Batched<B> {
         }
     }
 
+    /// Whether the pending changes should be written now. Deletions
+    /// (compaction) are written at once: until they are, the bytes in use
+    /// (the quota's measure) would still count what they free.
     fn over_limits(&self) -> bool {
         let p = &self.pending;
         p.since.is_some_and(|t| t.elapsed() >= self.limits.interval)
             || p.batch.records.len() >= self.limits.max_records
             || p.bytes >= self.limits.max_bytes
+            || !p.deleted.is_empty()
     }
 }
 
@@ -151,7 +161,8 @@ impl<B: MvccBackend> MvccBackend for Batched<B> {
     }
 
     fn commit(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
-        self.pending.merge(batch);
+        let inner = &self.inner;
+        self.pending.merge(batch, |len| inner.record_footprint(len));
         Ok(())
     }
 

@@ -2081,6 +2081,52 @@ fn batched_writes_when_the_interval_or_a_limit_is_reached() {
     assert_eq!(store.applied_index(), 4);
 }
 
+#[test]
+fn batched_sizes_count_pending_records_as_lmdb_will_store_them() {
+    // The quota reads the bytes in use between flushes: pending records
+    // must count as the pages they will take (100 KB values go to overflow
+    // pages), and a compaction's deletions are written at once so that the
+    // bytes they free count at once.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BatchLimits {
+        interval: std::time::Duration::from_secs(3600),
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let mut store =
+        MvccStore::open_batched(dir.path(), &LmdbOptions::new(64 << 20), limits).unwrap();
+    let big = |id: u64, k: &str| InternalRequest {
+        id,
+        request: Some(Internal::Put(put(k, &"x".repeat(100_000)))),
+    };
+    let (a, b, c) = (big(1, "a"), big(2, "b"), big(3, "c"));
+    store.apply_batch(&[(1, Some(&a))]).unwrap();
+    store.flush().unwrap();
+    let flushed = store.db_size_in_use().unwrap();
+    store.apply_batch(&[(2, Some(&b)), (3, Some(&c))]).unwrap();
+    let estimated = store.db_size_in_use().unwrap();
+    store.flush().unwrap();
+    let written = store.db_size_in_use().unwrap();
+    assert_eq!(estimated - flushed, 2 * 25 * 4096, "two records of 25 pages");
+    assert!(
+        (0..=4096).contains(&(written - estimated)),
+        "estimate {estimated} vs written {written}"
+    );
+    let compact = InternalRequest {
+        id: 4,
+        request: Some(Internal::Compaction(CompactionRequest {
+            revision: 5,
+            physical: false,
+        })),
+    };
+    // "a" again at revision 5, then a compaction at 5 drops "a" at 2.
+    let overwrite = big(5, "a");
+    store
+        .apply_batch(&[(4, Some(&overwrite)), (5, Some(&compact))])
+        .unwrap();
+    assert!(store.flush_due(), "a compaction's deletions are due at once");
+}
+
 mod random {
     use super::*;
     use rand::rngs::StdRng;

@@ -329,6 +329,20 @@ impl MvccBackend for LmdbBackend {
         Ok(bytes as i64)
     }
 
+    fn record_footprint(&self, len: usize) -> usize {
+        // LMDB (4 KiB pages): a node over 2,038 bytes (8-byte node header,
+        // 16-byte revision key, the value) goes to its own overflow pages
+        // behind a 16-byte page header; a smaller one shares a leaf page
+        // (node, key and a 2-byte index slot).
+        const PAGE: usize = 4096;
+        const NODE_MAX: usize = 2038;
+        if 8 + 16 + len > NODE_MAX {
+            (16 + len).div_ceil(PAGE) * PAGE
+        } else {
+            8 + 16 + len + 2
+        }
+    }
+
     fn close(self) {
         // heed keeps a process-wide registry of open environments; wait
         // until this one is really closed so the directory can be reopened.
