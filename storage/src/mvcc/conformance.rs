@@ -2107,7 +2107,11 @@ fn batched_sizes_count_pending_records_as_lmdb_will_store_them() {
     let estimated = store.db_size_in_use().unwrap();
     store.flush().unwrap();
     let written = store.db_size_in_use().unwrap();
-    assert_eq!(estimated - flushed, 2 * 25 * 4096, "two records of 25 pages");
+    assert_eq!(
+        estimated - flushed,
+        2 * 25 * 4096,
+        "two records of 25 pages"
+    );
     assert!(
         (0..=4096).contains(&(written - estimated)),
         "estimate {estimated} vs written {written}"
@@ -2124,7 +2128,10 @@ fn batched_sizes_count_pending_records_as_lmdb_will_store_them() {
     store
         .apply_batch(&[(4, Some(&overwrite)), (5, Some(&compact))])
         .unwrap();
-    assert!(store.flush_due(), "a compaction's deletions are due at once");
+    assert!(
+        store.flush_due(),
+        "a compaction's deletions are due at once"
+    );
 }
 
 mod random {
