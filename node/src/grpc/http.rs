@@ -1,5 +1,6 @@
 //! HTTP endpoints on the client port: `/metrics` (Prometheus text),
-//! `/health` (etcd's `{"health":"true"}`), `/version`, whatever the method
+//! `/health` (etcd 3.4's `{"health":"true"}`, with `?exclude=<alarm>`),
+//! `/version`, whatever the method
 //! (as Go's mux serves them). Any other plain HTTP
 //! request gets Go's `404 page not found`, as etcd answers it.
 
@@ -51,11 +52,21 @@ async fn metrics(State(state): State<HttpState>) -> (StatusCode, String) {
     }
 }
 
-async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
-    // etcd 3.4: healthy when the member has a leader, no alarm is raised,
-    // and a linearizable read goes through.
+/// etcd 3.4's `/health`: healthy when the member has a leader, no alarm is
+/// raised (but those named by `?exclude=NOSPACE`, repeatable), and a
+/// linearizable read goes through. Healthy is `200 {"health":"true"}`;
+/// unhealthy is Go's `http.Error`: `503`, the same JSON and a newline.
+async fn health(State(state): State<HttpState>, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let excluded = excluded_alarms(uri.query().unwrap_or_default());
     let healthy = match state.node.status().await {
-        Ok((raft, store)) if raft.leader != 0 && store.alarms.is_empty() => {
+        Ok((raft, store))
+            if raft.leader != 0
+                && store
+                    .alarms
+                    .iter()
+                    .all(|(_, alarm)| excluded.iter().any(|name| alarm_name(*alarm) == *name)) =>
+        {
             let read = actors::messages::ReadRequest::Range(proto::etcdserverpb::RangeRequest {
                 key: b"health".to_vec(),
                 ..Default::default()
@@ -65,12 +76,64 @@ async fn health(State(state): State<HttpState>) -> (StatusCode, String) {
         _ => false,
     };
     if healthy {
-        (StatusCode::OK, r#"{"health":"true"}"#.to_string())
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            r#"{"health":"true"}"#,
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"health":"false"}"#.to_string(),
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; charset=utf-8",
+                ),
+                (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            "{\"health\":\"false\"}\n",
         )
+            .into_response()
+    }
+}
+
+/// The alarm names of every `exclude` parameter of a query string.
+fn excluded_alarms(query: &str) -> Vec<&str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == "exclude")
+        .map(|(_, value)| value)
+        .collect()
+}
+
+/// An alarm's name as etcd spells it in `?exclude=` (`NOSPACE`, `CORRUPT`).
+fn alarm_name(alarm: i32) -> &'static str {
+    proto::etcdserverpb::AlarmType::try_from(alarm).map_or("", |a| a.as_str_name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_parameters_name_alarms() {
+        assert_eq!(
+            excluded_alarms("exclude=NOSPACE&x=1&exclude=CORRUPT"),
+            vec!["NOSPACE", "CORRUPT"]
+        );
+        assert!(excluded_alarms("").is_empty());
+        assert_eq!(
+            alarm_name(proto::etcdserverpb::AlarmType::Nospace as i32),
+            "NOSPACE"
+        );
+        assert_eq!(
+            alarm_name(proto::etcdserverpb::AlarmType::Corrupt as i32),
+            "CORRUPT"
+        );
     }
 }
 
