@@ -115,6 +115,13 @@ fn alarm_name(alarm: i32) -> &'static str {
     proto::etcdserverpb::AlarmType::try_from(alarm).map_or("", |a| a.as_str_name())
 }
 
+async fn version() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"etcdserver":"{ETCD_COMPAT_VERSION}","etcdcluster":"3.4.0"}}"#),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,11 +142,4 @@ mod tests {
             "CORRUPT"
         );
     }
-}
-
-async fn version() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        format!(r#"{{"etcdserver":"{ETCD_COMPAT_VERSION}","etcdcluster":"3.4.0"}}"#),
-    )
 }
