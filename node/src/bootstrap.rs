@@ -48,7 +48,7 @@ use crate::config::Config;
 use crate::grpc::max_grpc_message;
 use crate::handle::{Limits, Mailboxes, NodeHandle, WatchHandle};
 pub use crate::membership::Identity;
-use crate::membership::founding_identity;
+use crate::membership::{check_advertised, founding_identity};
 
 /// LMDB map size of the raft log env (address space, not disk).
 const RAFT_MAP_BYTES: usize = 8 << 30;
@@ -135,6 +135,18 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
 
     let member_dir = member_dir(&config.data_dir());
+    if !identity_path(&member_dir).exists() {
+        // First start: this member's entry must be what it advertises (etcd
+        // checks before it has a WAL).
+        let me = members
+            .iter()
+            .find(|m| m.id == derived.member_id)
+            .ok_or_else(|| {
+                BootstrapError::Config("local member not in --initial-cluster".into())
+            })?;
+        check_advertised(me, &config.initial_advertise_peer_urls)
+            .map_err(BootstrapError::Config)?;
+    }
     std::fs::create_dir_all(member_dir.join("raft"))?;
     std::fs::create_dir_all(member_dir.join("kv"))?;
     let identity = load_or_create_identity(&member_dir, derived)?;

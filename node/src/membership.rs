@@ -37,6 +37,62 @@ pub fn founding_identity(
     Ok((identity, members))
 }
 
+/// etcd's bootstrap check (`advertiseMatchesCluster`): the local member's
+/// `--initial-cluster` URLs must be exactly `--initial-advertise-peer-urls`,
+/// in any order, after resolving host names; otherwise its error text.
+pub fn check_advertised(member: &InitialMember, advertised: &[String]) -> Result<(), String> {
+    let mut cluster = member.peer_urls.clone();
+    let mut own = advertised.to_vec();
+    cluster.sort();
+    own.sort();
+    if cluster == own {
+        return Ok(());
+    }
+    let resolve = |urls: &[String]| -> Vec<String> {
+        let mut resolved: Vec<String> = urls.iter().map(|u| resolve_url(u)).collect();
+        resolved.sort();
+        resolved
+    };
+    let (cluster_resolved, own_resolved) = (resolve(&cluster), resolve(&own));
+    if cluster_resolved == own_resolved {
+        return Ok(());
+    }
+    let listed: Vec<String> = member
+        .peer_urls
+        .iter()
+        .map(|u| format!("{}={u}", member.name))
+        .collect();
+    Err(format!(
+        "--initial-cluster has {} but missing from --initial-advertise-peer-urls={} (resolved urls: {:?} != {:?})",
+        listed.join(","),
+        advertised.join(","),
+        own_resolved.join(","),
+        cluster_resolved.join(","),
+    ))
+}
+
+/// `url` with its host resolved to an address (the URL unchanged when it
+/// does not parse or resolve), as etcd compares peer URLs.
+fn resolve_url(url: &str) -> String {
+    use std::net::ToSocketAddrs;
+    let Ok(parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return url.to_string();
+    };
+    // Go's resolver (net.ResolveTCPAddr) prefers an IPv4 address.
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .collect();
+    match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+        Some(addr) => format!("{}://{addr}", parsed.scheme()),
+        None => url.to_string(),
+    }
+}
+
 /// One member of `--initial-cluster`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitialMember {
@@ -97,6 +153,38 @@ fn first_u64(hash: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn advertised_urls_must_match_the_initial_cluster_entry() {
+        let members =
+            parse_initial_cluster("e=http://127.0.0.1:2380,e=http://127.0.0.1:2480", "t").unwrap();
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let e = &members[0];
+        assert_eq!(
+            check_advertised(
+                e,
+                &urls(&["http://127.0.0.1:2480", "http://127.0.0.1:2380"])
+            ),
+            Ok(())
+        );
+        // A name that resolves to the same address is the same URL.
+        let local = &parse_initial_cluster("d=http://localhost:2380", "t").unwrap()[0];
+        assert_eq!(
+            check_advertised(local, &urls(&["http://127.0.0.1:2380"])),
+            Ok(())
+        );
+        // etcd 3.4.23's text for the same mismatch.
+        let one = &parse_initial_cluster("e=http://127.0.0.1:42380", "t").unwrap()[0];
+        assert_eq!(
+            check_advertised(one, &urls(&["http://127.0.0.1:42381"])),
+            Err(
+                "--initial-cluster has e=http://127.0.0.1:42380 but missing from \
+                 --initial-advertise-peer-urls=http://127.0.0.1:42381 (resolved urls: \
+                 \"http://127.0.0.1:42381\" != \"http://127.0.0.1:42380\")"
+                    .to_string()
+            )
+        );
+    }
     use super::*;
 
     #[test]
