@@ -153,9 +153,48 @@ pub struct Config {
         default_value_t = 0
     )]
     pub backend_batch_limit: usize,
+    /// Path to the client server TLS certificate file (PEM).
+    #[arg(long = "cert-file", env = "ETCD_CERT_FILE", default_value = "")]
+    pub cert_file: String,
+    /// Path to the client server TLS key file (PEM).
+    #[arg(long = "key-file", env = "ETCD_KEY_FILE", default_value = "")]
+    pub key_file: String,
+    /// Path to the client server TLS trusted CA certificate file (PEM).
+    #[arg(
+        long = "trusted-ca-file",
+        env = "ETCD_TRUSTED_CA_FILE",
+        default_value = ""
+    )]
+    pub trusted_ca_file: String,
+    /// Enable client certificate authentication (against
+    /// `--trusted-ca-file`).
+    #[arg(
+        long = "client-cert-auth",
+        env = "ETCD_CLIENT_CERT_AUTH",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub client_cert_auth: bool,
 }
 
 impl Config {
+    /// The client port's TLS files, when `--cert-file` and `--key-file`
+    /// are given.
+    pub fn client_tls(&self) -> Option<crate::tls::TlsFiles> {
+        if self.cert_file.is_empty() || self.key_file.is_empty() {
+            return None;
+        }
+        Some(crate::tls::TlsFiles {
+            cert: self.cert_file.clone().into(),
+            key: self.key_file.clone().into(),
+            trusted_ca: (!self.trusted_ca_file.is_empty())
+                .then(|| self.trusted_ca_file.clone().into()),
+            client_cert_auth: self.client_cert_auth,
+        })
+    }
+
     /// The store's batch limits from `--backend-batch-interval` and
     /// `--backend-batch-limit`, with etcd's defaults for unset values.
     pub fn backend_batch_limits(&self) -> storage::mvcc::BatchLimits {
@@ -297,6 +336,36 @@ mod tests {
         assert_eq!(c.quota_bytes(), DEFAULT_QUOTA_BYTES);
         assert_eq!((c.heartbeat_interval, c.election_timeout), (100, 1000));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn client_tls_flags_as_etcd_takes_them() {
+        let plain = Config::parse_from(["oxcd"]);
+        assert_eq!(plain.client_tls(), None);
+        assert_eq!(
+            plain.backend_batch_limits(),
+            storage::mvcc::BatchLimits::default()
+        );
+        let c = Config::parse_from([
+            "oxcd",
+            "--cert-file=s.pem",
+            "--key-file=s-key.pem",
+            "--trusted-ca-file=ca.pem",
+            "--client-cert-auth",
+            "--backend-batch-interval=10ms",
+            "--backend-batch-limit=7",
+        ]);
+        let tls = c.client_tls().expect("tls files");
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.trusted_ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.client_cert_auth);
+        let limits = c.backend_batch_limits();
+        assert_eq!(
+            (limits.interval, limits.max_records),
+            (std::time::Duration::from_millis(10), 7)
+        );
+        let off = Config::parse_from(["oxcd", "--client-cert-auth=false"]);
+        assert!(!off.client_cert_auth);
     }
 
     #[test]

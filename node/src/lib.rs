@@ -17,3 +17,4 @@ pub mod grpc;
 pub mod handle;
 pub mod membership;
 pub mod peer;
+pub mod tls;

@@ -11,15 +11,24 @@ use node::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn listen_addrs(urls: &[String], default_port: u16) -> Result<Vec<SocketAddr>, String> {
+/// A listen URL resolved: its address, and whether it is `https://`.
+fn listen_addrs(
+    urls: &[String],
+    default_port: u16,
+    https_ok: bool,
+) -> Result<Vec<(SocketAddr, bool)>, String> {
     let mut out = Vec::new();
     for u in urls {
         let url = url::Url::parse(u).map_err(|e| format!("{u}: {e}"))?;
-        if url.scheme() != "http" {
-            return Err(format!(
-                "{u}: only http:// client URLs are supported so far"
-            ));
-        }
+        let https = match url.scheme() {
+            "http" => false,
+            "https" if https_ok => true,
+            _ => {
+                return Err(format!(
+                    "{u}: only http:// (and https:// on the client port) URLs are supported so far"
+                ));
+            }
+        };
         let host = url.host_str().ok_or_else(|| format!("{u}: no host"))?;
         let port = url.port().unwrap_or(default_port);
         let addrs = (host, port)
@@ -27,7 +36,43 @@ fn listen_addrs(urls: &[String], default_port: u16) -> Result<Vec<SocketAddr>, S
             .map_err(|e| format!("{u}: {e}"))?;
         // `localhost` resolves to both families; listen on the first, as
         // etcd listens on the address the name resolves to.
-        out.extend(addrs.take(1));
+        out.extend(addrs.take(1).map(|a| (a, https)));
+    }
+    Ok(out)
+}
+
+/// The client listeners: plain addresses, or bound TLS listeners (etcd's
+/// error when an `https://` URL comes without a certificate and key).
+fn client_listeners(
+    config: &Config,
+    addrs: Vec<(SocketAddr, bool)>,
+) -> Result<Vec<node::grpc::ClientListener>, String> {
+    use node::grpc::ClientListener;
+    let mut tls = None;
+    let mut out = Vec::new();
+    for (addr, https) in addrs {
+        if !https {
+            out.push(ClientListener::Plain(addr));
+            continue;
+        }
+        let reloading = match &tls {
+            Some(reloading) => std::sync::Arc::clone(reloading),
+            None => {
+                let files = config.client_tls().ok_or_else(|| {
+                    format!(
+                        "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{addr} with HTTPS scheme"
+                    )
+                })?;
+                let reloading = std::sync::Arc::new(node::tls::ReloadingConfig::new(files)?);
+                tls = Some(reloading.clone());
+                reloading
+            }
+        };
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| format!("listen on {addr}: {e}"))?;
+        out.push(ClientListener::Tls(listener, reloading));
     }
     Ok(out)
 }
@@ -48,14 +93,14 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter())),
         )
         .init();
-    let addrs = match listen_addrs(&config.listen_client_urls, 2379) {
+    let addrs = match listen_addrs(&config.listen_client_urls, 2379, true) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("--listen-client-urls: {e}");
             std::process::exit(1);
         }
     };
-    let peer_addrs = match listen_addrs(&config.listen_peer_urls, 2380) {
+    let peer_addrs = match listen_addrs(&config.listen_peer_urls, 2380, false) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("--listen-peer-urls: {e}");
@@ -70,6 +115,13 @@ fn main() {
             .expect("tokio runtime")
     });
     let code = system.block_on(async move {
+        let listeners = match client_listeners(&config, addrs) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return 1;
+            }
+        };
         let member = match node::bootstrap::start(&config) {
             Ok(m) => m,
             Err(e) => {
@@ -83,7 +135,7 @@ fn main() {
             async move { handle.publish_attributes(name, urls).await }
         });
         let mut servers = Vec::new();
-        for addr in peer_addrs {
+        for (addr, _) in peer_addrs {
             let raft = member.raft.clone();
             let snap_dir = member.snap_dir.clone();
             let cluster_id = member.identity.cluster_id;
@@ -93,12 +145,21 @@ fn main() {
                 addr, cluster_id, raft, snap_dir, refused,
             )));
         }
-        for addr in addrs {
+        for listener in listeners {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
             let max = config.max_request_bytes;
-            tracing::info!(%addr, "serving client requests");
-            servers.push(tokio::spawn(node::grpc::serve_client(addr, handle, max, registry)));
+            match &listener {
+                node::grpc::ClientListener::Plain(addr) => {
+                    tracing::info!(%addr, "serving client requests");
+                }
+                node::grpc::ClientListener::Tls(l, _) => {
+                    tracing::info!(addr = ?l.local_addr().ok(), "serving client requests over TLS");
+                }
+            }
+            servers.push(tokio::spawn(node::grpc::serve_client(
+                listener, handle, max, registry,
+            )));
         }
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,

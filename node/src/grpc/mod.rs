@@ -13,6 +13,9 @@ pub mod maintenance;
 pub mod watch;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::tls::ReloadingConfig;
 
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
@@ -30,9 +33,16 @@ pub fn max_grpc_message(max_request_bytes: usize) -> usize {
     max_request_bytes + 512 * 1024
 }
 
-/// Serves the client API on `addr` until the process stops.
+/// Where the client API is served: a plain `http://` address, or an
+/// `https://` listener (already bound) with its TLS configuration.
+pub enum ClientListener {
+    Plain(SocketAddr),
+    Tls(tokio::net::TcpListener, Arc<ReloadingConfig>),
+}
+
+/// Serves the client API until the process stops.
 pub async fn serve_client(
-    addr: SocketAddr,
+    listener: ClientListener,
     node: NodeHandle,
     max_request_bytes: usize,
     registry: prometheus::Registry,
@@ -75,11 +85,17 @@ pub async fn serve_client(
         .add_service(maintenance)
         .add_service(health_service);
     let router = http::routes(grpc.into_axum_router(), node, registry).layer(UnknownPathsLayer);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
-        .add_routes(Routes::from(router))
-        .serve(addr)
-        .await
+        .add_routes(Routes::from(router));
+    match listener {
+        ClientListener::Plain(addr) => server.serve(addr).await,
+        ClientListener::Tls(listener, config) => {
+            server
+                .serve_with_incoming(crate::tls::incoming(listener, config))
+                .await
+        }
+    }
 }
 
 /// gRPC services served on the client port (for the "unknown service" text).

@@ -1,0 +1,381 @@
+//! TLS on the client port, next to etcd 3.4 with the same certificates:
+//!
+//! 1. The test makes its own CA, a server certificate (127.0.0.1 and
+//!    localhost), a client certificate, a client certificate from another
+//!    CA, and an expired client certificate (`rcgen`).
+//! 2. etcd and oxcd start with an `https://` client URL, `--cert-file`,
+//!    `--key-file`, `--trusted-ca-file` and `--client-cert-auth`.
+//! 3. Against each: a good client (etcdctl `--cacert/--cert/--key`) puts and
+//!    gets; a client without a certificate, with one from another CA, with
+//!    an expired one, one that does not trust the server's CA, and plain
+//!    HTTP are all refused; the good client still works after them; and
+//!    `/health` answers over HTTPS. Both servers must agree on every case.
+//! 4. Reload: the server's certificate and key files are replaced by ones
+//!    from the other CA; the next connection is served with them (a client
+//!    trusting only the first CA is refused, one trusting the other is
+//!    served), without a restart.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use integration::Kind;
+use integration::etcdctl::run_etcdctl;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// Bound on one etcdctl call.
+const CTL: Duration = Duration::from_secs(15);
+/// Bound on a server becoming ready.
+const READY: Duration = Duration::from_secs(30);
+
+/// A CA: its certificate and key, kept to sign others.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().expect("ca key");
+    let cert = params.self_signed(&key).expect("ca cert");
+    Ca { cert, key }
+}
+
+/// A leaf certificate signed by `ca`, written as `<name>.pem` and
+/// `<name>-key.pem` in `dir`; returns the two paths.
+fn leaf(dir: &Path, name: &str, ca: &Ca, server: bool, expired: bool) -> (String, String) {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate().expect("leaf key");
+    let cert = params
+        .signed_by(&key, &ca.cert, &ca.key)
+        .expect("sign leaf");
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (path(&cert_path), path(&key_path))
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Every file the test uses.
+struct Certs {
+    ca: String,
+    other_ca: String,
+    server: (String, String),
+    /// The same server names, signed by the other CA (for the reload).
+    other_server: (String, String),
+    client: (String, String),
+    other_client: (String, String),
+    expired_client: (String, String),
+}
+
+fn certs(dir: &Path) -> Certs {
+    let (first, second) = (ca("oxcd test CA"), ca("oxcd other CA"));
+    let ca_path = dir.join("ca.pem");
+    let other_ca_path = dir.join("other-ca.pem");
+    std::fs::write(&ca_path, first.cert.pem()).expect("write ca");
+    std::fs::write(&other_ca_path, second.cert.pem()).expect("write other ca");
+    Certs {
+        ca: path(&ca_path),
+        other_ca: path(&other_ca_path),
+        server: leaf(dir, "server", &first, true, false),
+        other_server: leaf(dir, "other-server", &second, true, false),
+        client: leaf(dir, "client", &first, false, false),
+        other_client: leaf(dir, "other-client", &second, false, false),
+        expired_client: leaf(dir, "expired-client", &first, false, true),
+    }
+}
+
+/// A server started with TLS on its client port; killed (by PID, through
+/// `kill_on_drop`) when dropped.
+struct TlsServer {
+    kind: Kind,
+    _child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    /// The server certificate and key paths it was started with.
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsServer {
+    async fn start(kind: Kind, certs: &Certs) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Its own copies of the server files, so the reload step can replace
+        // them for one server at a time.
+        let cert = dir.path().join("server.pem");
+        let key = dir.path().join("server-key.pem");
+        std::fs::copy(&certs.server.0, &cert).expect("copy cert");
+        std::fs::copy(&certs.server.1, &key).expect("copy key");
+        let (client, peer) = {
+            let a = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let b = TcpListener::bind("127.0.0.1:0").expect("bind");
+            (
+                a.local_addr().expect("addr").port(),
+                b.local_addr().expect("addr").port(),
+            )
+        };
+        let child = tokio::process::Command::new(kind.binary().expect("binary"))
+            .args([
+                "--name=tls".to_string(),
+                format!("--data-dir={}", dir.path().join("data").display()),
+                format!("--listen-client-urls=https://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster=tls=http://127.0.0.1:{peer}"),
+                format!("--cert-file={}", cert.display()),
+                format!("--key-file={}", key.display()),
+                format!("--trusted-ca-file={}", certs.ca),
+                "--client-cert-auth".to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let server = Self {
+            kind,
+            _child: child,
+            port: client,
+            _dir: dir,
+            cert,
+            key,
+        };
+        let started = Instant::now();
+        loop {
+            let out = server
+                .ctl(&certs.ca, Some(&certs.client), &["endpoint", "health"])
+                .await;
+            if out.is_ok() {
+                return server;
+            }
+            assert!(
+                started.elapsed() < READY,
+                "{} with TLS not healthy within {READY:?}: {out:?}",
+                kind.name()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// etcdctl over TLS trusting `ca`, with `client` (cert, key) if any:
+    /// `Ok(stdout)` on success, `Err(stderr)` on failure.
+    async fn ctl(
+        &self,
+        ca: &str,
+        client: Option<&(String, String)>,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let mut all = vec![
+            format!("--cacert={ca}"),
+            "--dial-timeout=2s".to_string(),
+            "--command-timeout=3s".to_string(),
+        ];
+        if let Some((cert, key)) = client {
+            all.push(format!("--cert={cert}"));
+            all.push(format!("--key={key}"));
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = run_etcdctl(&self.endpoint(), &refs, None, CTL)
+            .await
+            .expect("etcdctl ran");
+        if out.code == 0 {
+            Ok(out.stdout)
+        } else {
+            Err(out.stderr)
+        }
+    }
+}
+
+/// What one server did in each case: `true` when the request was served.
+async fn cases(server: &TlsServer, certs: &Certs) -> Vec<(&'static str, bool)> {
+    let mut seen = Vec::new();
+    let good = server
+        .ctl(&certs.ca, Some(&certs.client), &["put", "k", "v"])
+        .await;
+    seen.push(("good client put", good.is_ok()));
+    let read = server
+        .ctl(
+            &certs.ca,
+            Some(&certs.client),
+            &["get", "k", "--print-value-only"],
+        )
+        .await;
+    seen.push(("good client get", read.as_deref().map(str::trim) == Ok("v")));
+    let refused = [
+        (
+            "no client certificate",
+            server.ctl(&certs.ca, None, &["get", "k"]).await,
+        ),
+        (
+            "client certificate from another CA",
+            server
+                .ctl(&certs.ca, Some(&certs.other_client), &["get", "k"])
+                .await,
+        ),
+        (
+            "expired client certificate",
+            server
+                .ctl(&certs.ca, Some(&certs.expired_client), &["get", "k"])
+                .await,
+        ),
+        (
+            "client that does not trust the server's CA",
+            server
+                .ctl(&certs.other_ca, Some(&certs.client), &["get", "k"])
+                .await,
+        ),
+    ];
+    for (what, out) in refused {
+        seen.push((what, out.is_ok()));
+    }
+    let plain = run_etcdctl(
+        &format!("http://127.0.0.1:{}", server.port),
+        &["--dial-timeout=2s", "--command-timeout=3s", "get", "k"],
+        None,
+        CTL,
+    )
+    .await
+    .expect("etcdctl ran");
+    seen.push(("plain HTTP", plain.code == 0));
+    let again = server
+        .ctl(
+            &certs.ca,
+            Some(&certs.client),
+            &["get", "k", "--print-value-only"],
+        )
+        .await;
+    seen.push((
+        "good client after the refusals",
+        again.as_deref().map(str::trim) == Ok("v"),
+    ));
+    let health = curl_health(server, certs).await;
+    seen.push((
+        "/health over HTTPS",
+        health.contains(r#"{"health":"true"}"#),
+    ));
+    seen
+}
+
+/// `/health` over HTTPS with the good client certificate (curl).
+async fn curl_health(server: &TlsServer, certs: &Certs) -> String {
+    let out = tokio::time::timeout(
+        CTL,
+        tokio::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                "--cacert",
+                &certs.ca,
+                "--cert",
+                &certs.client.0,
+                "--key",
+                &certs.client.1,
+                &format!("{}/health", server.endpoint()),
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl finished")
+    .expect("curl ran");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tls_serves_good_clients_and_refuses_bad_ones_as_etcd_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = certs(dir.path());
+    let etcd = TlsServer::start(Kind::Etcd, &certs).await;
+    let oxcd = TlsServer::start(Kind::Oxcd, &certs).await;
+    let expected = cases(&etcd, &certs).await;
+    let actual = cases(&oxcd, &certs).await;
+    println!("etcd: {expected:?}\noxcd: {actual:?}");
+    let served: Vec<&str> = expected
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(what, _)| *what)
+        .collect();
+    assert_eq!(
+        served,
+        vec![
+            "good client put",
+            "good client get",
+            "good client after the refusals",
+            "/health over HTTPS"
+        ],
+        "etcd, the reference, serves exactly the good cases"
+    );
+    assert_eq!(actual, expected, "oxcd answers every case as etcd does");
+
+    // Reload: new server files from the other CA, no restart.
+    for server in [&etcd, &oxcd] {
+        // Write beside, then rename over: a reader never sees half a file.
+        let (cert_tmp, key_tmp) = (
+            server.cert.with_extension("new"),
+            server.key.with_extension("new"),
+        );
+        std::fs::copy(&certs.other_server.0, &cert_tmp).expect("copy cert");
+        std::fs::copy(&certs.other_server.1, &key_tmp).expect("copy key");
+        std::fs::rename(&key_tmp, &server.key).expect("replace key");
+        std::fs::rename(&cert_tmp, &server.cert).expect("replace cert");
+    }
+    for server in [&etcd, &oxcd] {
+        let name = server.kind.name();
+        let old_trust = server
+            .ctl(&certs.ca, Some(&certs.client), &["get", "k"])
+            .await;
+        assert!(
+            old_trust.is_err(),
+            "{name}: still served with the old server certificate"
+        );
+        let new_trust = server
+            .ctl(
+                &certs.other_ca,
+                Some(&certs.client),
+                &["get", "k", "--print-value-only"],
+            )
+            .await;
+        assert_eq!(
+            new_trust.as_deref().map(str::trim),
+            Ok("v"),
+            "{name}: the new server certificate is served"
+        );
+    }
+}
