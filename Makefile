@@ -16,7 +16,7 @@
 #               2380/12380/22380), data and logs under cluster/
 
 CARGO ?= cargo
-APT_PACKAGES := etcd-server etcd-client
+APT_PACKAGES := etcd-server etcd-client curl
 
 .PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-scale cluster status cluster-stop
 
@@ -27,9 +27,10 @@ run: build
 	./target/debug/oxcd $(ARGS)
 
 # Debian's etcd 3.4 and etcdctl are the reference the integration tests
-# compare against; install them only when missing.
+# compare against (curl fetches /health over HTTPS in the TLS test); install
+# them only when missing.
 test-deps:
-	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then \
+	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v curl >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
