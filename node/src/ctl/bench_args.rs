@@ -49,11 +49,11 @@ pub enum BenchCommand {
     Kv(Workload),
     /// Put-to-event latency and delivery of watch events.
     #[command(alias = "watch-latency")]
-    Watch(super::watch_bench::WatchArgs),
+    Watch(WatchArgs),
     /// Lease keep-alive throughput and latency, and expiry speed.
-    LeaseKeepalive(super::lease_bench::LeaseArgs),
+    LeaseKeepalive(LeaseArgs),
     /// Full paginated lists of a prefix, the way Kubernetes' apiserver lists.
-    List(super::list_bench::ListArgs),
+    List(ListArgs),
 }
 
 /// The benchmark to run.
@@ -208,6 +208,72 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration {s:?}: must be non-negative"));
     }
     Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// `bench watch` options.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Watch streams to open.
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Watchers created on each stream, all on the prefix.
+    #[arg(long, default_value_t = 10)]
+    pub watchers_per_stream: usize,
+    /// Puts to send under the prefix.
+    #[arg(long, default_value_t = 1000)]
+    pub put_total: u64,
+    /// Puts per second (0: as fast as one client goes).
+    #[arg(long, default_value_t = 100)]
+    pub put_rate: u64,
+    /// Value size of each put.
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+    /// The key prefix watched and written.
+    #[arg(long, default_value = "bench-watch/")]
+    pub prefix: String,
+    /// PID of the server process (same machine) whose resident memory is
+    /// read before and after the watchers are created.
+    #[arg(long)]
+    pub rss_pid: Option<u32>,
+    /// How long to wait for the last events after the last put (e.g. 10s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// `bench lease-keepalive` options.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseArgs {
+    /// Leases to grant and keep alive.
+    #[arg(long, default_value_t = 10_000)]
+    pub leases: u64,
+    /// Their TTL in seconds (long enough not to expire during the
+    /// keep-alive phase).
+    #[arg(long, default_value_t = 60)]
+    pub ttl: i64,
+    /// Keep-alives to send in all.
+    #[arg(long, default_value_t = 50_000)]
+    pub total: u64,
+    /// Also measure expiry: the TTL of a second set of `--leases` leases
+    /// left to expire (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub expire_ttl: i64,
+}
+
+/// `bench list` options.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// The prefix listed (every key that starts with it).
+    #[arg(long)]
+    pub prefix: String,
+    /// Keys per page (the apiserver's default page is 500).
+    #[arg(long, default_value_t = 500)]
+    pub limit: i64,
+    /// Linearizable (l) or Serializable (s) pages.
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+    /// Full lists to run in all, over the `--clients` listers.
+    #[arg(long, default_value_t = 10)]
+    pub total_lists: u64,
 }
 
 #[cfg(test)]

@@ -18,34 +18,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest};
 use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::CtlError;
+use super::bench_args::LeaseArgs;
 use super::driver;
 use super::report::{self, Stats};
-
-/// `bench lease-keepalive` options.
-#[derive(Debug, Clone, Args)]
-pub struct LeaseArgs {
-    /// Leases to grant and keep alive.
-    #[arg(long, default_value_t = 10_000)]
-    pub leases: u64,
-    /// Their TTL in seconds (long enough not to expire during the
-    /// keep-alive phase).
-    #[arg(long, default_value_t = 60)]
-    pub ttl: i64,
-    /// Keep-alives to send in all.
-    #[arg(long, default_value_t = 50_000)]
-    pub total: u64,
-    /// Also measure expiry: the TTL of a second set of `--leases` leases
-    /// left to expire (0: skip).
-    #[arg(long, default_value_t = 0)]
-    pub expire_ttl: i64,
-}
 
 #[derive(Debug, Serialize)]
 struct LeaseSummary {

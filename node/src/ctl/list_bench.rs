@@ -28,33 +28,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{RangeRequest, RangeResponse};
 use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench_args::Consistency;
+use super::bench_args::{Consistency, ListArgs};
 use super::driver;
 use super::report::{self, Stats};
-
-/// `bench list` options.
-#[derive(Debug, Clone, Args)]
-pub struct ListArgs {
-    /// The prefix listed (every key that starts with it).
-    #[arg(long)]
-    pub prefix: String,
-    /// Keys per page (the apiserver's default page is 500).
-    #[arg(long, default_value_t = 500)]
-    pub limit: i64,
-    /// Linearizable (l) or Serializable (s) pages.
-    #[arg(long, value_enum, default_value = "l")]
-    pub consistency: Consistency,
-    /// Full lists to run in all, over the `--clients` listers.
-    #[arg(long, default_value_t = 10)]
-    pub total_lists: u64,
-}
 
 /// A page answered with no keys while claiming more keys follow: paging
 /// cannot go on from it.

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::watch_request::RequestUnion;
@@ -36,38 +35,9 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::CtlError;
+use super::bench_args::WatchArgs;
 use super::driver;
 use super::report::{self, Stats};
-
-/// `bench watch` options.
-#[derive(Debug, Clone, Args)]
-pub struct WatchArgs {
-    /// Watch streams to open.
-    #[arg(long, default_value_t = 10)]
-    pub streams: usize,
-    /// Watchers created on each stream, all on the prefix.
-    #[arg(long, default_value_t = 10)]
-    pub watchers_per_stream: usize,
-    /// Puts to send under the prefix.
-    #[arg(long, default_value_t = 1000)]
-    pub put_total: u64,
-    /// Puts per second (0: as fast as one client goes).
-    #[arg(long, default_value_t = 100)]
-    pub put_rate: u64,
-    /// Value size of each put.
-    #[arg(long, default_value_t = 32)]
-    pub val_size: usize,
-    /// The key prefix watched and written.
-    #[arg(long, default_value = "bench-watch/")]
-    pub prefix: String,
-    /// PID of the server process (same machine) whose resident memory is
-    /// read before and after the watchers are created.
-    #[arg(long)]
-    pub rss_pid: Option<u32>,
-    /// How long to wait for the last events after the last put (e.g. 10s).
-    #[arg(long, default_value = "30s", value_parser = super::bench_args::parse_duration)]
-    pub drain_timeout: Duration,
-}
 
 /// The JSON summary of a run.
 #[derive(Debug, Clone, Serialize)]
