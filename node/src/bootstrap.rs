@@ -126,6 +126,11 @@ pub fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity
 /// Starts the member's actors. Must run inside an actix `System`.
 pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     config.validate().map_err(BootstrapError::Config)?;
+    let peer_client_tls = config
+        .peer_tls()
+        .map(|files| files.client_config())
+        .transpose()
+        .map_err(BootstrapError::Config)?;
     let (derived, members) = founding_identity(
         &config.initial_cluster,
         &config.initial_cluster_token,
@@ -361,7 +366,10 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.member_id,
         identity.cluster_id,
         peers,
-        TransportConfig::default(),
+        TransportConfig {
+            tls: peer_client_tls,
+            ..TransportConfig::default()
+        },
         identity.member_id ^ now_ms,
         TransportMetrics::new(&registry)?,
     );

@@ -177,6 +177,36 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub client_cert_auth: bool,
+    /// Path to the peer server TLS certificate file (PEM); also shown to
+    /// the peers this member connects to.
+    #[arg(
+        long = "peer-cert-file",
+        env = "ETCD_PEER_CERT_FILE",
+        default_value = ""
+    )]
+    pub peer_cert_file: String,
+    /// Path to the peer server TLS key file (PEM).
+    #[arg(long = "peer-key-file", env = "ETCD_PEER_KEY_FILE", default_value = "")]
+    pub peer_key_file: String,
+    /// Path to the peer TLS trusted CA file (PEM): verifies the peers this
+    /// member connects to, and with `--peer-client-cert-auth` the peers
+    /// that connect to it.
+    #[arg(
+        long = "peer-trusted-ca-file",
+        env = "ETCD_PEER_TRUSTED_CA_FILE",
+        default_value = ""
+    )]
+    pub peer_trusted_ca_file: String,
+    /// Enable peer client certificate authentication.
+    #[arg(
+        long = "peer-client-cert-auth",
+        env = "ETCD_PEER_CLIENT_CERT_AUTH",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub peer_client_cert_auth: bool,
 }
 
 impl Config {
@@ -192,6 +222,21 @@ impl Config {
             trusted_ca: (!self.trusted_ca_file.is_empty())
                 .then(|| self.trusted_ca_file.clone().into()),
             client_cert_auth: self.client_cert_auth,
+        })
+    }
+
+    /// The peer port's TLS files, when `--peer-cert-file` and
+    /// `--peer-key-file` are given.
+    pub fn peer_tls(&self) -> Option<crate::tls::TlsFiles> {
+        if self.peer_cert_file.is_empty() || self.peer_key_file.is_empty() {
+            return None;
+        }
+        Some(crate::tls::TlsFiles {
+            cert: self.peer_cert_file.clone().into(),
+            key: self.peer_key_file.clone().into(),
+            trusted_ca: (!self.peer_trusted_ca_file.is_empty())
+                .then(|| self.peer_trusted_ca_file.clone().into()),
+            client_cert_auth: self.peer_client_cert_auth,
         })
     }
 
@@ -366,6 +411,19 @@ mod tests {
         );
         let off = Config::parse_from(["oxcd", "--client-cert-auth=false"]);
         assert!(!off.client_cert_auth);
+        assert_eq!(off.peer_tls(), None);
+        let peer = Config::parse_from([
+            "oxcd",
+            "--peer-cert-file=p.pem",
+            "--peer-key-file=p-key.pem",
+            "--peer-trusted-ca-file=pca.pem",
+            "--peer-client-cert-auth",
+        ])
+        .peer_tls()
+        .expect("peer tls files");
+        assert_eq!(peer.key, PathBuf::from("p-key.pem"));
+        assert_eq!(peer.trusted_ca, Some(PathBuf::from("pca.pem")));
+        assert!(peer.client_cert_auth);
     }
 
     #[test]

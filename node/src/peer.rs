@@ -231,16 +231,21 @@ fn server() -> tonic::transport::Server {
 /// Serves the `Peer` service on `addr` until the process stops. `raft` is
 /// the raft actor's mailbox in a member.
 pub async fn serve_peer<R: RaftInbox>(
-    addr: SocketAddr,
+    listener: crate::tls::Listener,
     cluster_id: u64,
     raft: R,
     snap_dir: SnapDir,
     refused: RefusedMessages,
 ) -> Result<(), tonic::transport::Error> {
-    server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused))
-        .serve(addr)
-        .await
+    let server = server().add_service(peer_service(cluster_id, raft, snap_dir, refused));
+    match listener {
+        crate::tls::Listener::Plain(addr) => server.serve(addr).await,
+        crate::tls::Listener::Tls(listener, config) => {
+            server
+                .serve_with_incoming(crate::tls::incoming(listener, config))
+                .await
+        }
+    }
 }
 
 /// Like [`serve_peer`], on a listener already bound (port 0 in tests).

@@ -1,4 +1,5 @@
-//! TLS on the client port, with rustls (ring), as etcd configures it.
+//! TLS on the client and peer ports, with rustls (ring), as etcd
+//! configures it (the peer port takes the `--peer-*` files).
 //!
 //! 1. [`TlsFiles`] come from `--cert-file`, `--key-file`, `--trusted-ca-file`
 //!    and `--client-cert-auth`. As in etcd, a client certificate is asked
@@ -107,6 +108,21 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// The configuration for connecting to peers with these files: the CA
+    /// that must have signed them, and this member's own certificate to show
+    /// when they ask (etcd uses the peer certificate both ways).
+    pub fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let identity = tonic::transport::Identity::from_pem(read(&self.cert)?, read(&self.key)?);
+        let mut config = tonic::transport::ClientTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.trusted_ca {
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(config)
+    }
+}
+
 /// A server configuration rebuilt when its files change (module doc, step 2).
 #[derive(Debug)]
 pub struct ReloadingConfig {
@@ -144,6 +160,13 @@ impl ReloadingConfig {
         }
         current.1.clone()
     }
+}
+
+/// Where a port is served: a plain `http://` address, or an `https://`
+/// listener (already bound) with its TLS configuration.
+pub enum Listener {
+    Plain(std::net::SocketAddr),
+    Tls(TcpListener, Arc<ReloadingConfig>),
 }
 
 /// A TLS connection, as the gRPC server takes it.

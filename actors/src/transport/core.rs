@@ -78,6 +78,9 @@ pub struct TransportConfig {
     /// Bound of the receiver's answer after the last chunk (it verifies and
     /// fsyncs the image first).
     pub snapshot_ack_timeout: Duration,
+    /// TLS for `https://` peer URLs (`--peer-*` files): the CA that signs
+    /// peers and this member's own certificate, shown to peers that ask.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for TransportConfig {
@@ -94,6 +97,7 @@ impl Default for TransportConfig {
             keepalive_timeout: wire::KEEPALIVE_TIMEOUT,
             snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
             snapshot_ack_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -203,19 +207,20 @@ impl Peer {
     }
 }
 
-/// Keeps the peer URLs this transport can dial (`http://` for now; TLS
-/// comes later) and says why it refuses the others.
+/// Keeps the peer URLs this transport can dial (`http://`, and `https://`
+/// when peer TLS is configured) and says why it refuses the others.
 pub fn usable_urls(peer: u64, urls: Vec<String>) -> Vec<String> {
     urls.into_iter()
         .filter(|u| {
             let ok = u
                 .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"))
                 .is_some_and(|rest| !rest.is_empty());
             if !ok {
                 tracing::warn!(
                     peer = %format!("{peer:x}"),
                     url = %u,
-                    "peer URL not usable: only http://host:port is supported so far"
+                    "peer URL not usable: only http(s)://host:port is supported"
                 );
             }
             ok
@@ -898,13 +903,22 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(core.peers().collect::<Vec<_>>(), vec![3]);
 
-        // Never itself; https is refused until TLS exists.
+        // Never itself; https is dialled (over TLS), other schemes are not.
         core.add_peer(1, vec!["http://127.0.0.1:1".into()], &mut out);
         assert!(out.is_empty());
-        core.add_peer(4, vec!["https://h:1".into(), "http://h:2".into()], &mut out);
+        core.add_peer(
+            4,
+            vec![
+                "unix:///tmp/p".into(),
+                "https://h:1".into(),
+                "http://h:2".into(),
+            ],
+            &mut out,
+        );
         assert!(matches!(
             out.as_slice(),
-            [Effect::StartLink { peer: 4, urls, .. }] if urls == &vec!["http://h:2".to_string()]
+            [Effect::StartLink { peer: 4, urls, .. }]
+                if urls == &vec!["https://h:1".to_string(), "http://h:2".to_string()]
         ));
     }
 

@@ -68,10 +68,19 @@ impl Reporter {
     }
 }
 
-/// Connects to `url` (step 1).
+/// Connects to `url` (step 1), over TLS for an `https://` URL.
 async fn connect(url: &str, config: &TransportConfig) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?;
+    if url.starts_with("https://") {
+        let tls = config.tls.clone().ok_or_else(|| {
+            format!("{url}: an https peer URL, but no --peer-cert-file/--peer-key-file")
+        })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(config.keepalive_interval)

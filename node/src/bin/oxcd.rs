@@ -12,21 +12,15 @@ use node::config::Config;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A listen URL resolved: its address, and whether it is `https://`.
-fn listen_addrs(
-    urls: &[String],
-    default_port: u16,
-    https_ok: bool,
-) -> Result<Vec<(SocketAddr, bool)>, String> {
+fn listen_addrs(urls: &[String], default_port: u16) -> Result<Vec<(SocketAddr, bool)>, String> {
     let mut out = Vec::new();
     for u in urls {
         let url = url::Url::parse(u).map_err(|e| format!("{u}: {e}"))?;
         let https = match url.scheme() {
             "http" => false,
-            "https" if https_ok => true,
+            "https" => true,
             _ => {
-                return Err(format!(
-                    "{u}: only http:// (and https:// on the client port) URLs are supported so far"
-                ));
+                return Err(format!("{u}: only http:// and https:// URLs are supported"));
             }
         };
         let host = url.host_str().ok_or_else(|| format!("{u}: no host"))?;
@@ -41,27 +35,32 @@ fn listen_addrs(
     Ok(out)
 }
 
-/// The client listeners: plain addresses, or bound TLS listeners (etcd's
-/// error when an `https://` URL comes without a certificate and key).
-fn client_listeners(
-    config: &Config,
+/// One port's listeners: plain addresses, or bound TLS listeners sharing
+/// one reloading configuration. `which` names the port in etcd's error for
+/// an `https://` URL without a certificate and key.
+fn listeners(
+    files: Option<node::tls::TlsFiles>,
     addrs: Vec<(SocketAddr, bool)>,
-) -> Result<Vec<node::grpc::ClientListener>, String> {
-    use node::grpc::ClientListener;
+    which: &str,
+) -> Result<Vec<node::tls::Listener>, String> {
+    use node::tls::Listener;
     let mut tls = None;
     let mut out = Vec::new();
     for (addr, https) in addrs {
         if !https {
-            out.push(ClientListener::Plain(addr));
+            out.push(Listener::Plain(addr));
             continue;
         }
         let reloading = match &tls {
             Some(reloading) => std::sync::Arc::clone(reloading),
             None => {
-                let files = config.client_tls().ok_or_else(|| {
-                    format!(
+                let files = files.clone().ok_or_else(|| match which {
+                    "client" => format!(
                         "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{addr} with HTTPS scheme"
-                    )
+                    ),
+                    _ => format!(
+                        "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://{addr} with HTTPS scheme"
+                    ),
                 })?;
                 let reloading = std::sync::Arc::new(node::tls::ReloadingConfig::new(files)?);
                 tls = Some(reloading.clone());
@@ -72,9 +71,18 @@ fn client_listeners(
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .and_then(tokio::net::TcpListener::from_std)
             .map_err(|e| format!("listen on {addr}: {e}"))?;
-        out.push(ClientListener::Tls(listener, reloading));
+        out.push(Listener::Tls(listener, reloading));
     }
     Ok(out)
+}
+
+fn log_listener(listener: &node::tls::Listener, what: &str) {
+    match listener {
+        node::tls::Listener::Plain(addr) => tracing::info!(%addr, "serving {what}"),
+        node::tls::Listener::Tls(l, _) => {
+            tracing::info!(addr = ?l.local_addr().ok(), "serving {what} over TLS");
+        }
+    }
 }
 
 fn main() {
@@ -93,14 +101,14 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter())),
         )
         .init();
-    let addrs = match listen_addrs(&config.listen_client_urls, 2379, true) {
+    let addrs = match listen_addrs(&config.listen_client_urls, 2379) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("--listen-client-urls: {e}");
             std::process::exit(1);
         }
     };
-    let peer_addrs = match listen_addrs(&config.listen_peer_urls, 2380, false) {
+    let peer_addrs = match listen_addrs(&config.listen_peer_urls, 2380) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("--listen-peer-urls: {e}");
@@ -115,7 +123,10 @@ fn main() {
             .expect("tokio runtime")
     });
     let code = system.block_on(async move {
-        let listeners = match client_listeners(&config, addrs) {
+        let bound = listeners(config.client_tls(), addrs, "client").and_then(|client| {
+            Ok((client, listeners(config.peer_tls(), peer_addrs, "peer")?))
+        });
+        let (client_listeners, peer_listeners) = match bound {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -135,28 +146,21 @@ fn main() {
             async move { handle.publish_attributes(name, urls).await }
         });
         let mut servers = Vec::new();
-        for (addr, _) in peer_addrs {
+        for listener in peer_listeners {
             let raft = member.raft.clone();
             let snap_dir = member.snap_dir.clone();
             let cluster_id = member.identity.cluster_id;
             let refused = member.refused.clone();
-            tracing::info!(%addr, "serving peer traffic");
+            log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
-                addr, cluster_id, raft, snap_dir, refused,
+                listener, cluster_id, raft, snap_dir, refused,
             )));
         }
-        for listener in listeners {
+        for listener in client_listeners {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
             let max = config.max_request_bytes;
-            match &listener {
-                node::grpc::ClientListener::Plain(addr) => {
-                    tracing::info!(%addr, "serving client requests");
-                }
-                node::grpc::ClientListener::Tls(l, _) => {
-                    tracing::info!(addr = ?l.local_addr().ok(), "serving client requests over TLS");
-                }
-            }
+            log_listener(&listener, "client requests");
             servers.push(tokio::spawn(node::grpc::serve_client(
                 listener, handle, max, registry,
             )));

@@ -12,10 +12,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod watch;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use crate::tls::ReloadingConfig;
+use crate::tls::Listener;
 
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
@@ -33,16 +30,9 @@ pub fn max_grpc_message(max_request_bytes: usize) -> usize {
     max_request_bytes + 512 * 1024
 }
 
-/// Where the client API is served: a plain `http://` address, or an
-/// `https://` listener (already bound) with its TLS configuration.
-pub enum ClientListener {
-    Plain(SocketAddr),
-    Tls(tokio::net::TcpListener, Arc<ReloadingConfig>),
-}
-
 /// Serves the client API until the process stops.
 pub async fn serve_client(
-    listener: ClientListener,
+    listener: Listener,
     node: NodeHandle,
     max_request_bytes: usize,
     registry: prometheus::Registry,
@@ -89,8 +79,8 @@ pub async fn serve_client(
         .accept_http1(true)
         .add_routes(Routes::from(router));
     match listener {
-        ClientListener::Plain(addr) => server.serve(addr).await,
-        ClientListener::Tls(listener, config) => {
+        Listener::Plain(addr) => server.serve(addr).await,
+        Listener::Tls(listener, config) => {
             server
                 .serve_with_incoming(crate::tls::incoming(listener, config))
                 .await
