@@ -56,19 +56,22 @@ fn ca(name: &str) -> Ca {
     Ca { cert, key }
 }
 
-/// A leaf certificate signed by `ca`, written as `<name>.pem` and
-/// `<name>-key.pem` in `dir`; returns the two paths.
-fn leaf(dir: &Path, name: &str, ca: &Ca, server: bool, expired: bool) -> (String, String) {
+/// A leaf certificate for 127.0.0.1 and localhost with extended key usages
+/// `usages`, signed by `ca`, written as `<name>.pem` and `<name>-key.pem` in
+/// `dir`; returns the two paths.
+fn leaf(
+    dir: &Path,
+    name: &str,
+    ca: &Ca,
+    usages: &[ExtendedKeyUsagePurpose],
+    expired: bool,
+) -> (String, String) {
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
+    params.extended_key_usages = usages.to_vec();
     if expired {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -89,6 +92,9 @@ fn leaf(dir: &Path, name: &str, ca: &Ca, server: bool, expired: bool) -> (String
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
+
+const SERVER: ExtendedKeyUsagePurpose = ExtendedKeyUsagePurpose::ServerAuth;
+const CLIENT: ExtendedKeyUsagePurpose = ExtendedKeyUsagePurpose::ClientAuth;
 
 /// Every file the test uses.
 struct Certs {
@@ -111,11 +117,11 @@ fn certs(dir: &Path) -> Certs {
     Certs {
         ca: path(&ca_path),
         other_ca: path(&other_ca_path),
-        server: leaf(dir, "server", &first, true, false),
-        other_server: leaf(dir, "other-server", &second, true, false),
-        client: leaf(dir, "client", &first, false, false),
-        other_client: leaf(dir, "other-client", &second, false, false),
-        expired_client: leaf(dir, "expired-client", &first, false, true),
+        server: leaf(dir, "server", &first, &[SERVER], false),
+        other_server: leaf(dir, "other-server", &second, &[SERVER], false),
+        client: leaf(dir, "client", &first, &[CLIENT], false),
+        other_client: leaf(dir, "other-client", &second, &[CLIENT], false),
+        expired_client: leaf(dir, "expired-client", &first, &[CLIENT], true),
     }
 }
 
@@ -384,31 +390,6 @@ async fn client_tls_serves_good_clients_and_refuses_bad_ones_as_etcd_does() {
     }
 }
 
-/// A certificate for a peer, good both ways (server and client), signed by
-/// `ca`.
-fn peer_leaf(dir: &Path, name: &str, ca: &Ca) -> (String, String) {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("peer params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let key = KeyPair::generate().expect("peer key");
-    let cert = params
-        .signed_by(&key, &ca.cert, &ca.key)
-        .expect("sign peer");
-    let (cert_path, key_path) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-    (path(&cert_path), path(&key_path))
-}
-
 /// One member of the peer-TLS cluster: plain client port, https peer port.
 struct PeerMember {
     child: Option<tokio::process::Child>,
@@ -502,8 +483,15 @@ async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
     let ca_path = dir.path().join("peer-ca.pem");
     std::fs::write(&ca_path, first.cert.pem()).expect("write ca");
     let ca_path = path(&ca_path);
-    let good = peer_leaf(dir.path(), "peer", &first);
-    let foreign = peer_leaf(dir.path(), "foreign-peer", &second);
+    // A peer certificate is used both ways: as a server and as a client.
+    let good = leaf(dir.path(), "peer", &first, &[SERVER, CLIENT], false);
+    let foreign = leaf(
+        dir.path(),
+        "foreign-peer",
+        &second,
+        &[SERVER, CLIENT],
+        false,
+    );
     let names = ["a", "b", "c"];
     let listeners: Vec<TcpListener> = (0..6)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
