@@ -213,31 +213,23 @@ impl Config {
     /// The client port's TLS files, when `--cert-file` and `--key-file`
     /// are given.
     pub fn client_tls(&self) -> Option<crate::tls::TlsFiles> {
-        if self.cert_file.is_empty() || self.key_file.is_empty() {
-            return None;
-        }
-        Some(crate::tls::TlsFiles {
-            cert: self.cert_file.clone().into(),
-            key: self.key_file.clone().into(),
-            trusted_ca: (!self.trusted_ca_file.is_empty())
-                .then(|| self.trusted_ca_file.clone().into()),
-            client_cert_auth: self.client_cert_auth,
-        })
+        tls_files(
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )
     }
 
     /// The peer port's TLS files, when `--peer-cert-file` and
     /// `--peer-key-file` are given.
     pub fn peer_tls(&self) -> Option<crate::tls::TlsFiles> {
-        if self.peer_cert_file.is_empty() || self.peer_key_file.is_empty() {
-            return None;
-        }
-        Some(crate::tls::TlsFiles {
-            cert: self.peer_cert_file.clone().into(),
-            key: self.peer_key_file.clone().into(),
-            trusted_ca: (!self.peer_trusted_ca_file.is_empty())
-                .then(|| self.peer_trusted_ca_file.clone().into()),
-            client_cert_auth: self.peer_client_cert_auth,
-        })
+        tls_files(
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )
     }
 
     /// The store's batch limits from `--backend-batch-interval` and
@@ -253,6 +245,25 @@ impl Config {
             ..defaults
         }
     }
+}
+
+/// One port's TLS files from its flags (empty: not given); none without a
+/// certificate and a key.
+fn tls_files(
+    cert: &str,
+    key: &str,
+    ca: &str,
+    client_cert_auth: bool,
+) -> Option<crate::tls::TlsFiles> {
+    if cert.is_empty() || key.is_empty() {
+        return None;
+    }
+    Some(crate::tls::TlsFiles {
+        cert: cert.into(),
+        key: key.into(),
+        trusted_ca: (!ca.is_empty()).then(|| ca.into()),
+        client_cert_auth,
+    })
 }
 
 /// `--backend-batch-interval`: a Go duration, or empty for etcd's 100ms.

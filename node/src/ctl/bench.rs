@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::CtlError;
-use super::bench_args::{BenchArgs, BenchCommand};
+use super::bench_args::{BenchArgs, BenchCommand, RunOptions};
 use super::driver;
 use super::report::{self, RunInfo, Summary};
 use super::workload::Plan;
@@ -45,41 +45,20 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
             args.conns, args.clients
         )));
     }
+    let options = RunOptions {
+        endpoints: endpoints.clone(),
+        conns: args.conns,
+        clients: args.clients,
+        dial_timeout: args.dial_timeout,
+        request_timeout: args.request_timeout,
+        json: args.json.clone(),
+    };
     let workload = match args.command {
         BenchCommand::Kv(workload) => workload,
-        BenchCommand::Watch(watch) => {
-            return super::watch_bench::run(
-                endpoints,
-                args.conns,
-                args.dial_timeout,
-                args.json,
-                watch,
-            )
-            .await;
-        }
-        BenchCommand::List(list) => {
-            return super::list_bench::run(
-                endpoints,
-                args.conns,
-                args.clients,
-                args.dial_timeout,
-                args.request_timeout,
-                args.json,
-                list,
-            )
-            .await;
-        }
+        BenchCommand::Watch(watch) => return super::watch_bench::run(options, watch).await,
+        BenchCommand::List(list) => return super::list_bench::run(options, list).await,
         BenchCommand::LeaseKeepalive(lease) => {
-            return super::lease_bench::run(
-                endpoints,
-                args.conns,
-                args.clients,
-                args.dial_timeout,
-                args.request_timeout,
-                args.json,
-                lease,
-            )
-            .await;
+            return super::lease_bench::run(options, lease).await;
         }
     };
     let seed = args.seed.unwrap_or_else(|| {

@@ -276,6 +276,18 @@ pub struct ListArgs {
     pub total_lists: u64,
 }
 
+/// What every `bench` workload takes from the common flags.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub endpoints: Vec<String>,
+    pub conns: usize,
+    pub clients: usize,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Where the JSON summary goes, if anywhere.
+    pub json: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -13,7 +13,6 @@
 //! 4. etcd's latency report for the keep-alives, then the JSON summary.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench_args::LeaseArgs;
+use super::bench_args::{LeaseArgs, RunOptions};
 use super::driver;
 use super::report::{self, Stats};
 
@@ -193,15 +192,15 @@ async fn wait_expired(channel: Channel, ids: &[i64], deadline: Instant) -> Resul
 }
 
 /// Runs `oxcdctl bench lease-keepalive` (see the module docs).
-pub async fn run(
-    endpoints: Vec<String>,
-    conns: usize,
-    clients: usize,
-    dial_timeout: Duration,
-    request_timeout: Duration,
-    json: Option<PathBuf>,
-    args: LeaseArgs,
-) -> Result<(), CtlError> {
+pub async fn run(options: RunOptions, args: LeaseArgs) -> Result<(), CtlError> {
+    let RunOptions {
+        endpoints,
+        conns,
+        clients,
+        dial_timeout,
+        request_timeout,
+        json,
+    } = options;
     if args.leases == 0 || args.total == 0 {
         return Err(CtlError::InvalidArgument(
             "expected positive --leases and --total".into(),

@@ -23,7 +23,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench_args::{Consistency, ListArgs};
+use super::bench_args::{Consistency, ListArgs, RunOptions};
 use super::driver;
 use super::report::{self, Stats};
 
@@ -234,15 +233,15 @@ fn render_lists(figures: &ListFigures) -> String {
 }
 
 /// Runs `oxcdctl bench list` (see the module docs).
-pub async fn run(
-    endpoints: Vec<String>,
-    conns: usize,
-    clients: usize,
-    dial_timeout: Duration,
-    request_timeout: Duration,
-    json: Option<PathBuf>,
-    args: ListArgs,
-) -> Result<(), CtlError> {
+pub async fn run(options: RunOptions, args: ListArgs) -> Result<(), CtlError> {
+    let RunOptions {
+        endpoints,
+        conns,
+        clients,
+        dial_timeout,
+        request_timeout,
+        json,
+    } = options;
     if args.total_lists == 0 || args.limit <= 0 {
         return Err(CtlError::InvalidArgument(format!(
             "expected positive --total-lists and --limit, got total-lists({}) limit({})",

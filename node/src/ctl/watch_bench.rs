@@ -21,7 +21,6 @@
 //!    delays, then the delivery counts and the JSON summary (both delays).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use super::CtlError;
-use super::bench_args::WatchArgs;
+use super::bench_args::{RunOptions, WatchArgs};
 use super::driver;
 use super::report::{self, Stats};
 
@@ -158,13 +157,14 @@ async fn run_stream(
 }
 
 /// Runs `oxcdctl bench watch` (see the module docs).
-pub async fn run(
-    endpoints: Vec<String>,
-    conns: usize,
-    dial_timeout: Duration,
-    json: Option<PathBuf>,
-    args: WatchArgs,
-) -> Result<(), CtlError> {
+pub async fn run(options: RunOptions, args: WatchArgs) -> Result<(), CtlError> {
+    let RunOptions {
+        endpoints,
+        conns,
+        dial_timeout,
+        json,
+        ..
+    } = options;
     if args.streams == 0 || args.watchers_per_stream == 0 || args.put_total == 0 {
         return Err(CtlError::InvalidArgument(
             "expected positive --streams, --watchers-per-stream and --put-total".into(),
