@@ -14,7 +14,7 @@
 //! slightly older one, never a torn value.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use storage::mvcc::Lease;
 
@@ -26,7 +26,10 @@ use crate::messages::StoreEvents;
 pub struct Board {
     term: AtomicU64,
     leader: AtomicU64,
+    learner: AtomicBool,
     revision: AtomicI64,
+    members: std::sync::RwLock<Vec<proto::etcdserverpb::Member>>,
+    removed: std::sync::RwLock<Vec<u64>>,
 }
 
 impl Board {
@@ -35,6 +38,9 @@ impl Board {
         Arc::new(Self {
             term: AtomicU64::new(term),
             leader: AtomicU64::new(0),
+            learner: AtomicBool::new(false),
+            members: std::sync::RwLock::new(Vec::new()),
+            removed: std::sync::RwLock::new(Vec::new()),
             revision: AtomicI64::new(revision),
         })
     }
@@ -43,6 +49,46 @@ impl Board {
     pub fn post_raft(&self, term: u64, leader: u64) {
         self.term.store(term, Ordering::Release);
         self.leader.store(leader, Ordering::Release);
+    }
+
+    /// The raft actor's post: whether this member is a learner.
+    pub fn post_learner(&self, learner: bool) {
+        self.learner.store(learner, Ordering::Release);
+    }
+
+    /// True while this member is a learner (etcd then serves only
+    /// serializable ranges and `Status`).
+    pub fn is_learner(&self) -> bool {
+        self.learner.load(Ordering::Acquire)
+    }
+
+    /// The member table, posted at start and by the raft actor after every
+    /// change the apply actor reports.
+    pub fn post_members(&self, members: Vec<proto::etcdserverpb::Member>, removed: Vec<u64>) {
+        *self
+            .members
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = members;
+        *self
+            .removed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = removed;
+    }
+
+    /// True when member `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&id)
+    }
+
+    /// The member table last posted.
+    pub fn members(&self) -> Vec<proto::etcdserverpb::Member> {
+        self.members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The raft term last posted.

@@ -37,6 +37,15 @@ pub mod watch;
 pub use mailbox::Mailbox;
 pub use metrics::{ActorMetrics, EtcdMetrics};
 
+/// Stops a member that was removed from its cluster, as etcd's stops (exit
+/// status 0: nothing failed; its data dir cannot serve again and must be
+/// wiped before the member is added back).
+pub fn stop_removed() -> ! {
+    tracing::error!("{}", transport::wire::MEMBER_REMOVED);
+    tracing::error!("the data-dir used by this member must be removed");
+    std::process::exit(0)
+}
+
 /// Stops the process after a failure that leaves this member's state unknown
 /// (an LMDB write or fsync error, an actor that owns durable state gone).
 /// Raft recovery on restart does the rest: the member replays its durable log.

@@ -41,14 +41,14 @@ use actors::watch::{ConnectStore, WATCH_MAILBOX, WatchHub, WatchMetrics};
 use actors::{ActorMetrics, EtcdMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use storage::mvcc::{LmdbOptions, MvccStore};
-use storage::raft_log::{LmdbLogStore, LogStore, LogWrite};
+use storage::raft_log::{FOUNDING_INDEX, LmdbLogStore, LogStore, LogWrite};
 use storage::snap::{SnapDir, install_image};
 
-use crate::config::Config;
+use crate::config::{ClusterState, Config};
 use crate::grpc::max_grpc_message;
 use crate::handle::{Limits, Mailboxes, NodeHandle, WatchHandle};
 pub use crate::membership::Identity;
-use crate::membership::{check_advertised, founding_identity};
+use crate::membership::{check_advertised, founding_identity, join_existing};
 
 /// LMDB map size of the raft log env (address space, not disk).
 const RAFT_MAP_BYTES: usize = 8 << 30;
@@ -80,6 +80,8 @@ pub struct Member {
     pub snap_dir: SnapDir,
     /// Counts peer messages refused before reaching raft.
     pub refused: RefusedMessages,
+    /// The member table for the peer service's `Members`.
+    pub board: std::sync::Arc<Board>,
 }
 
 /// etcd's progress-notify interval when the flag is 0 or absent.
@@ -124,46 +126,56 @@ pub fn load_or_create_identity(dir: &Path, derived: Identity) -> Result<Identity
 }
 
 /// Starts the member's actors. Must run inside an actix `System`.
-pub fn start(config: &Config) -> Result<Member, BootstrapError> {
+pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     config.validate().map_err(BootstrapError::Config)?;
     let peer_client_tls = config
         .peer_tls()
         .map(|files| files.client_config())
         .transpose()
         .map_err(BootstrapError::Config)?;
-    let (derived, members) = founding_identity(
-        &config.initial_cluster,
-        &config.initial_cluster_token,
-        &config.name,
-    )
-    .map_err(BootstrapError::Config)?;
-    let voters: Vec<u64> = members.iter().map(|m| m.id).collect();
-
     let member_dir = member_dir(&config.data_dir());
-    if !identity_path(&member_dir).exists() {
-        // First start: this member's entry must be what it advertises (etcd
-        // checks before it has a WAL).
-        let me = members
+    let fresh = !identity_path(&member_dir).exists();
+    // The cluster this member starts in: the founding members of
+    // `--initial-cluster` (a new cluster, or a restart), or, at the first
+    // start of a member joining an existing cluster, the members the
+    // cluster reports (which must list this one: it was added first).
+    let (derived, members) = if fresh && config.initial_cluster_state == ClusterState::Existing {
+        join_existing(config, peer_client_tls.clone()).await?
+    } else {
+        let (derived, founders) = founding_identity(
+            &config.initial_cluster,
+            &config.initial_cluster_token,
+            &config.name,
+        )
+        .map_err(BootstrapError::Config)?;
+        if fresh {
+            // First start: this member's entry must be what it advertises
+            // (etcd checks before it has a WAL).
+            let me = founders
+                .iter()
+                .find(|m| m.id == derived.member_id)
+                .ok_or_else(|| {
+                    BootstrapError::Config("local member not in --initial-cluster".into())
+                })?;
+            check_advertised(me, &config.initial_advertise_peer_urls)
+                .map_err(BootstrapError::Config)?;
+        }
+        let founders = founders
             .iter()
-            .find(|m| m.id == derived.member_id)
-            .ok_or_else(|| {
-                BootstrapError::Config("local member not in --initial-cluster".into())
-            })?;
-        check_advertised(me, &config.initial_advertise_peer_urls)
-            .map_err(BootstrapError::Config)?;
-    }
+            .map(|m| proto::etcdserverpb::Member {
+                id: m.id,
+                name: m.name.clone(),
+                peer_ur_ls: m.peer_urls.clone(),
+                ..Default::default()
+            })
+            .collect();
+        (derived, founders)
+    };
     std::fs::create_dir_all(member_dir.join("raft"))?;
     std::fs::create_dir_all(member_dir.join("kv"))?;
     let identity = load_or_create_identity(&member_dir, derived)?;
 
     let log = LmdbLogStore::open(&member_dir.join("raft"), RAFT_MAP_BYTES)?;
-    if log.is_empty() {
-        let cs = ConfState {
-            voters: voters.clone(),
-            ..Default::default()
-        };
-        log.initialize(&cs)?;
-    }
     let snap_dir = SnapDir::open(&member_dir.join("snap"))?;
     snap_dir.clear_leftovers()?;
     let kv_dir = kv_dir(&member_dir);
@@ -176,6 +188,23 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     };
     let batch_limits = config.backend_batch_limits();
     let mut kv = MvccStore::open_batched(&kv_dir, &kv_options, batch_limits)?;
+    if log.is_empty() {
+        if identity.joined {
+            // No configuration yet: the leader's snapshot brings it.
+            log.initialize(&ConfState::default())?;
+        } else {
+            // The member table first (written at once), then the log: a
+            // crash in between leaves a table and an empty log, and the next
+            // start founds the log again.
+            kv.init_members(&members, FOUNDING_INDEX)?;
+            kv.flush()?;
+            let voters = members.iter().map(|m| m.id).collect();
+            log.found(&ConfState {
+                voters,
+                ..Default::default()
+            })?;
+        }
+    }
     // A snapshot received from the leader is durable in the raft log before
     // its image replaces the store; a crash in between leaves the store
     // behind the log's snapshot. Finish the install now.
@@ -189,16 +218,25 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
         kv = MvccStore::open_batched(&kv_dir, &kv_options, batch_limits)?;
     }
-    let founding: Vec<proto::etcdserverpb::Member> = members
-        .iter()
-        .map(|m| proto::etcdserverpb::Member {
-            id: m.id,
-            name: m.name.clone(),
-            peer_ur_ls: m.peer_urls.clone(),
+    // Raft's configuration as of the store's applied index: the member
+    // table changes in step with it, and the conf changes after that index
+    // replay from the log (the stored conf state may be ahead of the store,
+    // whose commits are batched).
+    let (voters, learners) = kv.voters_and_learners();
+    if !voters.is_empty() {
+        let cs = ConfState {
+            voters,
+            learners,
             ..Default::default()
-        })
-        .collect();
-    kv.init_members(&founding)?;
+        };
+        let stored = log.conf_state();
+        if stored.voters != cs.voters || stored.learners != cs.learners {
+            log.set_conf_state(&cs)?;
+        }
+    }
+    if kv.removed_members().contains(&identity.member_id) {
+        actors::stop_removed();
+    }
     let applied = kv.applied_index();
     let mut hs = log.hard_state();
     if hs.commit < applied {
@@ -210,6 +248,10 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             commit: None,
         })?;
     }
+    // Peers: the member table, or (a joiner before its snapshot) the
+    // members the cluster reported.
+    let table = kv.members();
+    let members = if table.is_empty() { members } else { table };
     tracing::info!(
         member = %format!("{:x}", identity.member_id),
         cluster = %format!("{:x}", identity.cluster_id),
@@ -220,6 +262,8 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     // Term, leader and revision for response headers, posted by the raft
     // and apply actors.
     let board = Board::new(log.hard_state().term, kv.current_revision());
+    board.post_members(members.clone(), kv.removed_members());
+    let board_for_peers = board.clone();
 
     let registry = prometheus::Registry::new();
     let metrics = ActorMetrics::new(&registry)?;
@@ -360,7 +404,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let peers = members
         .iter()
         .filter(|m| m.id != identity.member_id)
-        .map(|m| (m.id, m.peer_urls.clone()))
+        .map(|m| (m.id, m.peer_ur_ls.clone()))
         .collect();
     let transport_core = TransportCore::new(
         identity.member_id,
@@ -384,6 +428,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
     let raft_addr = start_actor("raft", {
         let probe = raft_probe.clone();
         let apply = apply.clone();
+        let peer_sync = transport.clone().recipient();
         let transport = transport.clone().recipient();
         let board = board.clone();
         move |_| {
@@ -398,6 +443,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             )
             .with_board(board);
             actor.set_transport(transport);
+            actor.set_peer_sync(peer_sync);
             actor
         }
     });
@@ -431,6 +477,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
             max_txn_ops: config.max_txn_ops,
             quota_bytes: config.quota_bytes(),
             min_lease_ttl: config.min_lease_ttl(),
+            strict_reconfig_check: config.strict_reconfig_check,
         },
         sizes.in_use,
         member_dir.join("snap"),
@@ -442,6 +489,7 @@ pub fn start(config: &Config) -> Result<Member, BootstrapError> {
         raft,
         snap_dir,
         refused,
+        board: board_for_peers,
     })
 }
 

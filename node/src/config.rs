@@ -83,6 +83,16 @@ pub struct Config {
         default_value_t = 1_572_864
     )]
     pub max_request_bytes: usize,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(
+        long = "strict-reconfig-check",
+        env = "ETCD_STRICT_RECONFIG_CHECK",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub strict_reconfig_check: bool,
     /// Maximum number of operations permitted in a transaction.
     #[arg(long = "max-txn-ops", env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,

@@ -16,8 +16,14 @@ fn code(e: &EtcdError) -> Code {
         | RequestTooLarge => Code::InvalidArgument,
         Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
         NoSpace => Code::ResourceExhausted,
-        LeaseNotFound => Code::NotFound,
-        LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+        MemberBadUrls => Code::InvalidArgument,
+        LeaseNotFound | MemberNotFound => Code::NotFound,
+        LeaseExist | NotLeader | BadLeaderTransferee | MemberExist | PeerUrlExist
+        | MemberNotLearner | LearnerNotReady | TooManyLearners => Code::FailedPrecondition,
+        // Declared FailedPrecondition, sent as Unknown (the same client-side
+        // error mapping as TooManyRequests).
+        MemberNotEnoughStarted => Code::Unknown,
+        Unhealthy | NotSupportedForLearner => Code::Unavailable,
         // etcd 3.4 declares ResourceExhausted but maps it to a client-side
         // error, so grpc-go sends Unknown; clients see Unknown.
         TooManyRequests => Code::Unknown,
@@ -63,6 +69,56 @@ mod tests {
                 EmptyKey,
                 Code::InvalidArgument,
                 "etcdserver: key is not provided",
+            ),
+            (
+                MemberExist,
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ),
+            (
+                PeerUrlExist,
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                MemberNotEnoughStarted,
+                Code::Unknown,
+                "etcdserver: re-configuration failed due to not enough started members",
+            ),
+            (
+                MemberBadUrls,
+                Code::InvalidArgument,
+                "etcdserver: given member URLs are invalid",
+            ),
+            (
+                MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                MemberNotLearner,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
+            (
+                LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                TooManyLearners,
+                Code::FailedPrecondition,
+                "etcdserver: too many learner members in cluster",
+            ),
+            (
+                Unhealthy,
+                Code::Unavailable,
+                "etcdserver: unhealthy cluster",
+            ),
+            (
+                NotSupportedForLearner,
+                Code::Unavailable,
+                "etcdserver: rpc not supported for learner",
             ),
             (
                 KeyNotFound,
@@ -208,9 +264,19 @@ mod tests {
                 ElectionNotLeader => 24,
                 ElectionNoLeader => 25,
                 MissingLeaderKey => 26,
+                MemberExist => 27,
+                PeerUrlExist => 28,
+                MemberNotEnoughStarted => 29,
+                MemberBadUrls => 30,
+                MemberNotFound => 31,
+                MemberNotLearner => 32,
+                LearnerNotReady => 33,
+                TooManyLearners => 34,
+                Unhealthy => 35,
+                NotSupportedForLearner => 36,
             }
         };
-        let mut covered = [false; 27];
+        let mut covered = [false; 37];
         for (err, _, _) in table {
             covered[position(err)] = true;
         }

@@ -18,8 +18,8 @@ use actors::board::Board;
 use actors::lease::LessorActor;
 use actors::messages::{
     Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, KeepAlives, PendingRead,
-    Propose, RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse, StoreStatus, TimeToLive,
-    TransferLeader,
+    Propose, ProposeMemberChange, RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse,
+    StoreStatus, TimeToLive, TransferLeader,
 };
 use actors::raft::RaftActor;
 use actors::watch::WatchHub;
@@ -38,6 +38,9 @@ pub struct Limits {
     /// The shortest lease TTL granted, in seconds: etcd's
     /// `ceil(1.5 x election timeout)`; shorter requests are raised to it.
     pub min_lease_ttl: i64,
+    /// etcd's `--strict-reconfig-check`: refuse membership changes that
+    /// would leave too few started members for a quorum.
+    pub strict_reconfig_check: bool,
 }
 
 /// What etcd charges a request against the quota: key + value + 256 bytes
@@ -238,6 +241,31 @@ impl NodeHandle {
             .try_send(propose)
             .map_err(|_| EtcdError::TooManyRequests)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// A membership change through raft; answers the member table after it.
+    pub async fn member_change(
+        &self,
+        change: proto::internal::MemberChange,
+    ) -> Result<Vec<proto::etcdserverpb::Member>, EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        self.raft
+            .try_send(ProposeMemberChange { change, reply })
+            .map_err(|_| EtcdError::TooManyRequests)?;
+        match rx.await.map_err(|_| EtcdError::Stopped)?? {
+            ApplyResponse::Members(members) => Ok(members),
+            _ => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// True while this member is a learner.
+    pub fn is_learner(&self) -> bool {
+        self.board.is_learner()
+    }
+
+    /// The leader as last posted (0: none).
+    pub fn leader(&self) -> u64 {
+        self.board.leader()
     }
 
     /// etcd's quota check before proposing a request that adds `cost`

@@ -15,6 +15,10 @@ use sha1::{Digest, Sha1};
 pub struct Identity {
     pub member_id: u64,
     pub cluster_id: u64,
+    /// True for a member that joined an existing cluster (its first start
+    /// had `--initial-cluster-state existing`): it never founds a log.
+    #[serde(default)]
+    pub joined: bool,
 }
 
 /// The founding members of `--initial-cluster` and the ids of the one
@@ -33,6 +37,7 @@ pub fn founding_identity(
     let identity = Identity {
         member_id: me.id,
         cluster_id: cluster_id(&ids),
+        joined: false,
     };
     Ok((identity, members))
 }
@@ -137,6 +142,45 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
     first_u64(&Sha1::digest(&input))
 }
 
+/// The id of a member added at run time (MemberAdd): etcd's
+/// `computeMemberId` with an empty cluster name and the Unix time in
+/// seconds, so the same URLs added again later get a new id.
+pub fn added_member_id(peer_urls: &[String], now_secs: u64) -> u64 {
+    member_id(peer_urls, &now_secs.to_string())
+}
+
+/// Peer URLs of a MemberAdd or MemberUpdate, checked as etcd's
+/// `types.NewURLs` checks them (at least one; each http, https, unix or
+/// unixs, with host:port and no path) and sorted, or etcd's `given member
+/// URLs are invalid`.
+pub fn parse_member_urls(urls: &[String]) -> Result<Vec<String>, storage::EtcdError> {
+    let bad = storage::EtcdError::MemberBadUrls;
+    if urls.is_empty() {
+        return Err(bad);
+    }
+    let mut out = Vec::with_capacity(urls.len());
+    for raw in urls {
+        let trimmed = raw.trim();
+        let parsed = url::Url::parse(trimmed).map_err(|_| bad.clone())?;
+        if !matches!(parsed.scheme(), "http" | "https" | "unix" | "unixs") {
+            return Err(bad);
+        }
+        // host:port, with the port written out (Go's SplitHostPort).
+        let authority = trimmed.split_once("://").map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        });
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port || !matches!(parsed.path(), "" | "/") || trimmed.ends_with('/') {
+            return Err(bad);
+        }
+        out.push(trimmed.to_string());
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// etcd's cluster id over the founding members.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
@@ -149,6 +193,131 @@ fn first_u64(hash: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&hash[..8]);
     u64::from_be_bytes(b)
+}
+
+/// The first start of a member with `--initial-cluster-state existing`
+/// (etcd's `GetClusterFromRemotePeers` and `ValidateClusterAndAssignIDs`):
+/// ask the other members of `--initial-cluster`, over their peer URLs, for
+/// the cluster's members; the cluster must list exactly the members of
+/// `--initial-cluster`, matched by peer URLs, and this member among them (it
+/// was added with MemberAdd first). Its id and the cluster id come from the
+/// answer.
+pub async fn join_existing(
+    config: &crate::config::Config,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<(Identity, Vec<proto::etcdserverpb::Member>), crate::bootstrap::BootstrapError> {
+    use crate::bootstrap::BootstrapError;
+    let local = parse_initial_cluster(&config.initial_cluster, &config.initial_cluster_token)
+        .map_err(BootstrapError::Config)?;
+    let me = local
+        .iter()
+        .find(|m| m.name == config.name)
+        .ok_or_else(|| {
+            BootstrapError::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                config.name
+            ))
+        })?;
+    check_advertised(me, &config.initial_advertise_peer_urls).map_err(BootstrapError::Config)?;
+    let urls: Vec<String> = local
+        .iter()
+        .filter(|m| m.name != config.name)
+        .flat_map(|m| m.peer_urls.iter().cloned())
+        .collect();
+    let remote = fetch_members(&urls, tls).await.ok_or_else(|| {
+        BootstrapError::Config(
+            "cannot fetch cluster info from peer urls: could not retrieve cluster information \
+             from the given URLs"
+                .into(),
+        )
+    })?;
+    let sorted = |urls: &[String]| {
+        let mut u = urls.to_vec();
+        u.sort();
+        u
+    };
+    if remote.members.len() != local.len() {
+        return Err(BootstrapError::Config(format!(
+            "error validating peerURLs {}: member count is unequal",
+            describe(&remote.members)
+        )));
+    }
+    let mut my_id = None;
+    for l in &local {
+        let matched = remote
+            .members
+            .iter()
+            .find(|r| sorted(&r.peer_ur_ls) == sorted(&l.peer_urls))
+            .ok_or_else(|| {
+                BootstrapError::Config(format!(
+                    "error validating peerURLs {}: unmatched member while checking PeerURLs",
+                    describe(&remote.members)
+                ))
+            })?;
+        if l.name == config.name {
+            my_id = Some(matched.id);
+        }
+    }
+    let member_id = my_id.ok_or_else(|| {
+        BootstrapError::Config("member is not listed by the existing cluster".into())
+    })?;
+    tracing::info!(
+        member = %format!("{member_id:x}"),
+        cluster = %format!("{:x}", remote.cluster_id),
+        "joining an existing cluster"
+    );
+    Ok((
+        Identity {
+            member_id,
+            cluster_id: remote.cluster_id,
+            joined: true,
+        },
+        remote.members,
+    ))
+}
+
+/// The first answer of a peer at `urls` to `Peer.Members`.
+async fn fetch_members(
+    urls: &[String],
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Option<proto::internal::MembersResponse> {
+    use proto::internal::peer_client::PeerClient;
+    for url in urls {
+        let mut endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(e) => e.connect_timeout(std::time::Duration::from_secs(2)),
+            Err(_) => continue,
+        };
+        if url.starts_with("https://")
+            && let Some(tls) = &tls
+        {
+            endpoint = match endpoint.tls_config(tls.clone()) {
+                Ok(e) => e,
+                Err(_) => continue,
+            };
+        }
+        let Ok(channel) = endpoint.connect().await else {
+            tracing::warn!(%url, "could not reach a peer for the member list");
+            continue;
+        };
+        let mut client = PeerClient::new(channel);
+        let request = tonic::Request::new(proto::internal::MembersRequest {});
+        match tokio::time::timeout(std::time::Duration::from_secs(5), client.members(request)).await
+        {
+            Ok(Ok(answer)) => return Some(answer.into_inner()),
+            Ok(Err(status)) => tracing::warn!(%url, %status, "peer refused the member list"),
+            Err(_) => tracing::warn!(%url, "peer did not answer the member list in time"),
+        }
+    }
+    None
+}
+
+/// `name=url,...` of `members`, as etcd prints a cluster in its errors.
+fn describe(members: &[proto::etcdserverpb::Member]) -> String {
+    members
+        .iter()
+        .flat_map(|m| m.peer_ur_ls.iter().map(move |u| format!("{}={u}", m.name)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -195,6 +364,36 @@ mod tests {
             parse_initial_cluster("default=http://localhost:2380", "etcd-cluster").unwrap();
         assert_eq!(members[0].id, 0x8e9e_05c5_2164_694d);
         assert_eq!(cluster_id(&[members[0].id]), 0xcdf8_1819_4e3a_8c32);
+    }
+
+    #[test]
+    fn member_urls_are_checked_as_etcd_does() {
+        let ok =
+            |u: &[&str]| parse_member_urls(&u.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            ok(&["http://127.0.0.1:2480", "http://127.0.0.1:2380"]),
+            Ok(vec![
+                "http://127.0.0.1:2380".to_string(),
+                "http://127.0.0.1:2480".to_string()
+            ])
+        );
+        assert!(ok(&["https://node-1:2380"]).is_ok());
+        for bad in [
+            "notaurl",
+            "http://127.0.0.1",
+            "ftp://127.0.0.1:2380",
+            "http://127.0.0.1:2380/path",
+        ] {
+            assert_eq!(ok(&[bad]), Err(storage::EtcdError::MemberBadUrls), "{bad}");
+        }
+        assert_eq!(ok(&[]), Err(storage::EtcdError::MemberBadUrls));
+    }
+
+    #[test]
+    fn added_ids_depend_on_time() {
+        let urls = vec!["http://127.0.0.1:2380".to_string()];
+        assert_ne!(added_member_id(&urls, 1), added_member_id(&urls, 2));
+        assert_eq!(added_member_id(&urls, 7), member_id(&urls, "7"));
     }
 
     #[test]

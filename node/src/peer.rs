@@ -30,12 +30,17 @@
 //! entry).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actors::board::Board;
 
 use actors::raft::guard::{Refusal, RefusedMessages};
 use actors::transport::RaftInbox;
 use actors::transport::wire;
 use proto::internal::peer_server::{Peer, PeerServer};
-use proto::internal::{RaftBatch, SnapshotAck, SnapshotChunk, StreamAck};
+use proto::internal::{
+    MembersRequest, MembersResponse, RaftBatch, SnapshotAck, SnapshotChunk, StreamAck,
+};
 use storage::StorageError;
 use storage::snap::SnapDir;
 use tonic::{Request, Response, Status, Streaming};
@@ -46,15 +51,24 @@ pub struct PeerService<R: RaftInbox> {
     raft: R,
     snap_dir: SnapDir,
     refused: RefusedMessages,
+    /// Where the member table is posted (for `Members`).
+    board: Arc<Board>,
 }
 
 impl<R: RaftInbox> PeerService<R> {
-    pub fn new(cluster_id: u64, raft: R, snap_dir: SnapDir, refused: RefusedMessages) -> Self {
+    pub fn new(
+        cluster_id: u64,
+        raft: R,
+        snap_dir: SnapDir,
+        refused: RefusedMessages,
+        board: Arc<Board>,
+    ) -> Self {
         Self {
             cluster_id,
             raft,
             snap_dir,
             refused,
+            board,
         }
     }
 
@@ -105,6 +119,10 @@ impl<R: RaftInbox> Peer for PeerService<R> {
         while let Some(batch) = batches.message().await? {
             if batch.cluster_id != self.cluster_id {
                 return Err(self.mismatch(batch.cluster_id, remote));
+            }
+            if self.board.is_removed(batch.from) {
+                tracing::warn!(peer = %format!("{:x}", batch.from), "refused a removed member's messages");
+                return Err(Status::permission_denied(wire::MEMBER_REMOVED));
             }
             let mut dropped = 0usize;
             for bytes in &batch.messages {
@@ -207,6 +225,16 @@ impl<R: RaftInbox> Peer for PeerService<R> {
         }
         Ok(Response::new(SnapshotAck { installed: true }))
     }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.board.members(),
+        }))
+    }
 }
 
 /// The `Peer` service with decode limits set for peer traffic.
@@ -215,8 +243,9 @@ pub fn peer_service<R: RaftInbox>(
     raft: R,
     snap_dir: SnapDir,
     refused: RefusedMessages,
+    board: Arc<Board>,
 ) -> PeerServer<PeerService<R>> {
-    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused))
+    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused, board))
         .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
         .max_encoding_message_size(usize::MAX)
 }
@@ -236,8 +265,9 @@ pub async fn serve_peer<R: RaftInbox>(
     raft: R,
     snap_dir: SnapDir,
     refused: RefusedMessages,
+    board: Arc<Board>,
 ) -> Result<(), tonic::transport::Error> {
-    let server = server().add_service(peer_service(cluster_id, raft, snap_dir, refused));
+    let server = server().add_service(peer_service(cluster_id, raft, snap_dir, refused, board));
     match listener {
         crate::tls::Listener::Plain(addr) => server.serve(addr).await,
         crate::tls::Listener::Tls(listener, config) => {
@@ -255,9 +285,10 @@ pub async fn serve_peer_with_listener<R: RaftInbox>(
     raft: R,
     snap_dir: SnapDir,
     refused: RefusedMessages,
+    board: Arc<Board>,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused))
+        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
 }
@@ -450,6 +481,7 @@ mod tests {
             raft.clone(),
             snap_dir,
             refused.clone(),
+            actors::board::Board::new(0, 0),
         ));
         Receiver {
             addr,

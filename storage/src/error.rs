@@ -70,6 +70,27 @@ pub enum EtcdError {
     /// `ErrMissingLeaderKey`).
     #[error("\"leader\" field must be provided")]
     MissingLeaderKey,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// Also a removed member's id (etcd maps `ErrIDRemoved` to it).
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     /// Member-local work on the store itself (defragmentation, a snapshot
     /// image) failed, e.g. on a full disk: etcd passes the backend's own
     /// error text through, unmapped.

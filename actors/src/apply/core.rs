@@ -34,14 +34,14 @@ use std::path::PathBuf;
 use proto::Message as _;
 use proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 use proto::internal::{InternalRequest, SnapshotDescriptor, internal_request};
-use raft::eraftpb::EntryType;
+use raft::eraftpb::{ConfChange, EntryType};
 use storage::mvcc::{Applied, ApplyResponse, Lease, MvccBackend, MvccStore};
 use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
 use crate::messages::{
-    ApplyReport, CommittedBatch, EventsRead, LeaseChange, PendingRead, ReadBatch, ReadRequest,
-    ReadResponse, StoreEvents, StoreStatus,
+    ApplyReport, CommittedBatch, EventsRead, LeaseChange, MemberTable, PendingRead, ReadBatch,
+    ReadRequest, ReadResponse, StoreEvents, StoreStatus,
 };
 
 /// The ids every response header carries.
@@ -103,8 +103,9 @@ fn fill(response: &mut ApplyResponse, ids: HeaderInfo, term: u64, revision: i64)
         ApplyResponse::Compaction(r) => &mut r.header,
         ApplyResponse::LeaseGrant(r) => &mut r.header,
         ApplyResponse::LeaseRevoke(r) => &mut r.header,
-        // etcd 3.4 sends AlarmResponse without a header.
-        ApplyResponse::Alarm(_) | ApplyResponse::Empty => return,
+        // etcd 3.4 sends AlarmResponse without a header; the Cluster
+        // service builds its own (without a revision).
+        ApplyResponse::Alarm(_) | ApplyResponse::Members(_) | ApplyResponse::Empty => return,
     };
     let stored = slot.as_ref().map(|h| h.revision).filter(|r| *r != 0);
     *slot = Some(ResponseHeader {
@@ -245,14 +246,35 @@ impl<B: MvccBackend> ApplyCore<B> {
                 "committed entries start at {first} but only {applied} are applied"
             )));
         }
+        // Membership changes travel as raft ConfChanges carrying their
+        // request in the context (see `MemberChange`).
+        let mut conf_changes: HashMap<u64, ConfChange> = HashMap::new();
         let requests: Vec<(u64, Option<InternalRequest>)> = batch
             .entries
             .iter()
             .map(|e| {
-                let request = (e.get_entry_type() == EntryType::EntryNormal
-                    && !e.get_data().is_empty())
-                .then(|| InternalRequest::decode(e.get_data()))
-                .and_then(|r| match r {
+                let decoded = match e.get_entry_type() {
+                    EntryType::EntryNormal if !e.get_data().is_empty() => {
+                        Some(InternalRequest::decode(e.get_data()))
+                    }
+                    EntryType::EntryConfChange => {
+                        let mut cc = ConfChange::default();
+                        match protobuf::Message::merge_from_bytes(&mut cc, e.get_data()) {
+                            Ok(()) => {
+                                let request = InternalRequest::decode(cc.get_context());
+                                conf_changes.insert(e.get_index(), cc);
+                                Some(request)
+                            }
+                            Err(err) => {
+                                tracing::error!(index = e.get_index(), error = %err, "undecodable conf change skipped");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let request = decoded
+                    .and_then(|r| match r {
                     // Upkeep from a leader that was deposed before its entry
                     // committed: a no-op on every member alike.
                     Ok(InternalRequest {
@@ -299,6 +321,8 @@ impl<B: MvccBackend> ApplyCore<B> {
             .as_mut()
             .expect("the store is only absent during a snapshot install");
         let from = store.current_revision();
+        let mut accepted: Vec<(u64, ConfChange)> = Vec::new();
+        let mut changed_members = None;
         // Answers leave before the MVCC commit: the entries are durable in
         // the raft log, so the commit's fsync stays off the client's path
         // (see `MvccStore::apply_batch_with`). The watch hub hears of the
@@ -328,6 +352,12 @@ impl<B: MvccBackend> ApplyCore<B> {
                 }
             }
             for result in applied {
+                if let Ok(ApplyResponse::Members(members)) = &result.result {
+                    if let Some(cc) = conf_changes.remove(&result.index) {
+                        accepted.push((result.index, cc));
+                    }
+                    changed_members = Some(members.clone());
+                }
                 if let Some(reply) = waiters.remove(&result.id) {
                     let revision = result.revision;
                     let answer = result.result.map(|mut r| {
@@ -347,7 +377,40 @@ impl<B: MvccBackend> ApplyCore<B> {
         self.publish_size()?;
         let applied = self.store().applied_index();
         let snapshot = self.maybe_snapshot(applied)?;
-        Ok(ApplyReport { applied, snapshot })
+        let members = changed_members.map(|members| MemberTable {
+            members,
+            removed: self.store().removed_members(),
+        });
+        Ok(ApplyReport {
+            applied,
+            conf_changes: accepted,
+            members,
+            snapshot,
+        })
+    }
+
+    /// The member table.
+    pub fn member_table(&self) -> MemberTable {
+        MemberTable {
+            members: self.store().members(),
+            removed: self.store().removed_members(),
+        }
+    }
+
+    /// Writes an image of the store now (raft needs one for a member added
+    /// since the last image), unless one at the applied index exists.
+    pub fn take_image(&mut self) -> Result<ApplyReport, StorageError> {
+        let applied = self.store().applied_index();
+        let snapshot = if applied > self.snapshots.last_snapshot {
+            self.write_image(applied).map(Some)?
+        } else {
+            None
+        };
+        Ok(ApplyReport {
+            applied,
+            snapshot,
+            ..Default::default()
+        })
     }
 
     fn maybe_snapshot(&mut self, applied: u64) -> Result<Option<SnapshotDescriptor>, StorageError> {
@@ -355,6 +418,11 @@ impl<B: MvccBackend> ApplyCore<B> {
         if applied < s.last_snapshot + s.snapshot_count.max(1) {
             return Ok(None);
         }
+        self.write_image(applied).map(Some)
+    }
+
+    fn write_image(&mut self, applied: u64) -> Result<SnapshotDescriptor, StorageError> {
+        let s = &self.snapshots;
         // The image is copied under one LMDB read txn, so it is the state at
         // exactly `applied` (this actor is the only writer).
         let store = self.store.as_mut().expect("store present outside install");
@@ -368,7 +436,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             "saved snapshot image"
         );
         self.snapshots.last_snapshot = applied;
-        Ok(Some(descriptor))
+        Ok(descriptor)
     }
 
     /// Replaces the store with the snapshot image `d` (received from the

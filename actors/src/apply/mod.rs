@@ -30,6 +30,7 @@ use storage::mvcc::{Batched, LmdbBackend};
 use self::core::ApplyCore;
 use crate::messages::{
     Backup, Committed, Defragment, GetStoreStatus, InstallSnapshot, Read, ReadEvents, ReadReady,
+    TakeImage,
 };
 use crate::metrics::ActorProbe;
 
@@ -111,13 +112,25 @@ impl Handler<Committed> for ApplyActor {
 }
 
 impl Handler<InstallSnapshot> for ApplyActor {
-    type Result = u64;
+    type Result = MessageResult<InstallSnapshot>;
 
-    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> u64 {
+    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("InstallSnapshot");
         match self.core.install(&msg.descriptor) {
-            Ok(applied) => applied,
+            Ok(applied) => MessageResult((applied, self.core.member_table())),
             Err(e) => crate::fatal(&format!("snapshot install failed: {e}")),
+        }
+    }
+}
+
+impl Handler<TakeImage> for ApplyActor {
+    type Result = MessageResult<TakeImage>;
+
+    fn handle(&mut self, _: TakeImage, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("TakeImage");
+        match self.core.take_image() {
+            Ok(report) => MessageResult(report),
+            Err(e) => crate::fatal(&format!("snapshot image failed: {e}")),
         }
     }
 }

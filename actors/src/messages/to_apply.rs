@@ -23,10 +23,23 @@ pub struct ReadBatch {
     pub term: u64,
 }
 
+/// The members of the cluster, and the ids removed from it for good.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberTable {
+    pub members: Vec<proto::etcdserverpb::Member>,
+    pub removed: Vec<u64>,
+}
+
 /// What applying a batch produced, for the raft actor.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApplyReport {
     pub applied: u64,
+    /// Membership changes the batch accepted, by raft index, for raft's
+    /// configuration (a refused one is left out: raft never sees it).
+    pub conf_changes: Vec<(u64, raft::eraftpb::ConfChange)>,
+    /// The member table after the batch, when the batch changed it (the
+    /// peer transport follows it).
+    pub members: Option<MemberTable>,
     /// A new snapshot image, when `--snapshot-count` entries were applied
     /// since the last one.
     pub snapshot: Option<SnapshotDescriptor>,
@@ -40,12 +53,19 @@ pub struct Committed {
 }
 
 /// Replace the store with a verified snapshot image; answers the applied
-/// index it brings.
+/// index it brings and the member table in it.
 #[derive(Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "(u64, MemberTable)")]
 pub struct InstallSnapshot {
     pub descriptor: SnapshotDescriptor,
 }
+
+/// Raft needs a snapshot for a member added since the last image: write an
+/// image of the store now (answered through `ApplyReport::snapshot` of the
+/// answer).
+#[derive(Message)]
+#[rtype(result = "ApplyReport")]
+pub struct TakeImage;
 
 /// Linearizable reads whose read index is known.
 #[derive(Message)]

@@ -16,6 +16,16 @@ pub struct Propose {
     pub reply: WriteReply,
 }
 
+/// A membership change from the Cluster service: proposed as a raft conf
+/// change (or, for a peer URL update, a plain entry); answered with the
+/// member table once applied, or with etcd's error.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProposeMemberChange {
+    pub change: proto::internal::MemberChange,
+    pub reply: WriteReply,
+}
+
 /// A linearizable read: served once the applied index reaches a read index
 /// obtained from raft after this message arrived.
 #[derive(Message)]

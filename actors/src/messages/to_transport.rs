@@ -19,6 +19,16 @@ pub struct AddPeer {
     pub urls: Vec<String>,
 }
 
+/// The member table changed (from the raft actor, after the apply actor
+/// applied a membership change or installed a snapshot): the transport keeps
+/// a link to every other member listed, restarts a link whose URLs changed,
+/// and drops the peers no longer listed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SyncPeers {
+    pub peers: Vec<(u64, Vec<String>)>,
+}
+
 /// Removes a peer: its queue is dropped and its stream closed.
 #[derive(Message)]
 #[rtype(result = "()")]

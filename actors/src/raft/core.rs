@@ -47,8 +47,9 @@ use std::collections::{HashMap, VecDeque};
 use proto::Message as _;
 use proto::internal::InternalRequest;
 use proto::internal::SnapshotDescriptor;
+use proto::internal::{MemberChange, internal_request, member_change};
 use raft::RawNode;
-use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
 use storage::EtcdError;
 use storage::raft_log::{LogStore, LogWrite};
 
@@ -57,6 +58,9 @@ use super::ids::IdGen;
 use crate::messages::{
     CommittedBatch, PendingRead, RaftStatus, ReadBatch, TransferReply, WriteReply,
 };
+
+/// Ticks between two requests for an image while raft keeps needing one.
+const IMAGE_RETRY_TICKS: u64 = 50;
 
 /// Static settings of the raft core.
 #[derive(Debug, Clone)]
@@ -99,6 +103,9 @@ pub struct Output {
     /// A raft snapshot for a new local image, and the index below which the
     /// log may be compacted.
     pub save_snapshot: Option<(Snapshot, u64)>,
+    /// Raft needs a snapshot that is not there (a member joined): the apply
+    /// actor should write an image now.
+    pub want_image: bool,
 }
 
 impl Output {
@@ -110,6 +117,7 @@ impl Output {
             && self.conf_state.is_none()
             && self.install.is_none()
             && self.save_snapshot.is_none()
+            && !self.want_image
     }
 }
 
@@ -130,6 +138,9 @@ enum Deferred {
     Propose {
         id: u64,
         data: Vec<u8>,
+        /// Set for a membership change that travels as a conf change
+        /// (its context is `data`).
+        conf: Option<ConfChange>,
         reply: WriteReply,
         deadline: u64,
     },
@@ -165,8 +176,16 @@ pub struct RaftCore<S: LogStore> {
     deferred: VecDeque<Deferred>,
     /// True between `ready()` and its advance: raft must not be touched.
     in_ready: bool,
-    /// Committed conf-change entries, applied to raft after the advance.
-    conf_changes: Vec<Entry>,
+    /// Conf changes the apply actor accepted, applied to raft between
+    /// Readys.
+    conf_changes: Vec<(u64, ConfChange)>,
+    /// Index of the last conf-change entry handed to the apply actor: until
+    /// `applied` reaches it, the next membership change waits in
+    /// `conf_queue` (one change at a time, each applied before the next).
+    last_conf_entry: u64,
+    conf_queue: VecDeque<Deferred>,
+    /// Tick at which an image was last asked for (see `Output::want_image`).
+    image_asked: Option<u64>,
     hard_state: raft::eraftpb::HardState,
     leader: u64,
     applied: u64,
@@ -190,8 +209,9 @@ impl<S: LogStore> RaftCore<S> {
         guard: PeerGuard,
     ) -> Self {
         let hard_state = node.raft.hard_state();
-        let conf_index = node.store().snapshot_metadata().map_or(0, |m| m.index);
-        let conf_history = vec![(conf_index, node.store().conf_state())];
+        // The stored conf state is the one as of `applied` (the node sets
+        // it from the member table at start; later changes replay).
+        let conf_history = vec![(applied, node.store().conf_state())];
         Self {
             node,
             config,
@@ -206,6 +226,9 @@ impl<S: LogStore> RaftCore<S> {
             deferred: VecDeque::new(),
             in_ready: false,
             conf_changes: Vec::new(),
+            last_conf_entry: 0,
+            conf_queue: VecDeque::new(),
+            image_asked: None,
             hard_state,
             leader: raft::INVALID_ID,
             applied,
@@ -262,12 +285,51 @@ impl<S: LogStore> RaftCore<S> {
             });
             return;
         }
+        let conf = conf_change_for(&request, &data);
         self.input(Deferred::Propose {
             id: request.id,
             data,
+            conf,
             reply,
             deadline,
         });
+    }
+
+    /// A membership change: a learner promotion is checked here, where the
+    /// leader sees how far the learner has come (etcd's `isLearnerReady`:
+    /// its match at least 90 % of the leader's); a follower answers
+    /// `NotLeader` and the node forwards the promotion to the leader.
+    pub fn propose_member_change(&mut self, change: MemberChange, reply: WriteReply) {
+        if change.kind == member_change::Kind::Promote as i32 {
+            let id = change.member.as_ref().map_or(0, |m| m.id);
+            if let Err(e) = self.learner_ready(id) {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        let request = InternalRequest {
+            id: 0,
+            request: Some(internal_request::Request::MemberChange(change)),
+        };
+        self.propose(request, reply);
+    }
+
+    fn learner_ready(&self, id: u64) -> Result<(), EtcdError> {
+        if self.leader != self.config.id {
+            return Err(EtcdError::NotLeader);
+        }
+        let prs = self.node.raft.prs();
+        if !prs.conf().learners().contains(&id) {
+            // Not a learner of the configuration: the apply refuses it with
+            // the member table's verdict (not found, or not a learner).
+            return Ok(());
+        }
+        let leader_match = prs.get(self.config.id).map_or(0, |p| p.matched);
+        let learner_match = prs.get(id).map_or(0, |p| p.matched);
+        if (learner_match as f64) < (leader_match as f64) * 0.9 {
+            return Err(EtcdError::LearnerNotReady);
+        }
+        Ok(())
     }
 
     /// Whether a Ready is out (being handled or persisted): raft takes no
@@ -300,6 +362,26 @@ impl<S: LogStore> RaftCore<S> {
             Deferred::Propose {
                 id,
                 data,
+                conf: Some(cc),
+                reply,
+                deadline,
+            } => {
+                if !self.conf_settled() {
+                    self.conf_queue.push_back(Deferred::Propose {
+                        id,
+                        data,
+                        conf: Some(cc),
+                        reply,
+                        deadline,
+                    });
+                    return;
+                }
+                self.submit_conf_change(id, cc, reply, deadline)
+            }
+            Deferred::Propose {
+                id,
+                data,
+                conf: None,
                 reply,
                 deadline,
             } => self.submit(id, data, reply, deadline),
@@ -318,6 +400,21 @@ impl<S: LogStore> RaftCore<S> {
             Deferred::Unreachable(id) => self.node.report_unreachable(id),
             Deferred::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
             Deferred::TransferLeader(target) => self.node.transfer_leader(target),
+        }
+    }
+
+    fn submit_conf_change(&mut self, id: u64, cc: ConfChange, reply: WriteReply, deadline: u64) {
+        match self.node.propose_conf_change(id.to_be_bytes().to_vec(), cc) {
+            Ok(()) => {
+                self.waiters.insert(id, Waiting { reply, deadline });
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(EtcdError::LeaderChanged));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "conf change refused by raft");
+                let _ = reply.send(Err(EtcdError::Stopped));
+            }
         }
     }
 
@@ -473,6 +570,15 @@ impl<S: LogStore> RaftCore<S> {
         for (_, reply, _) in expired {
             let _ = reply.send(Err(EtcdError::LeaderTransferTimeout));
         }
+        let (keep, expired): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.conf_queue)
+            .into_iter()
+            .partition(|d| !matches!(d, Deferred::Propose { deadline, .. } if *deadline <= now));
+        self.conf_queue = keep;
+        for d in expired {
+            if let Deferred::Propose { reply, .. } = d {
+                let _ = reply.send(Err(EtcdError::Timeout));
+            }
+        }
         self.retry_read_index();
         if self.reads_in_flight.is_empty() {
             self.issue_read_index();
@@ -482,6 +588,37 @@ impl<S: LogStore> RaftCore<S> {
     /// The apply actor reports progress.
     pub fn on_applied(&mut self, index: u64) {
         self.applied = self.applied.max(index);
+    }
+
+    /// The apply actor accepted these membership changes (by raft index):
+    /// they reach raft's configuration between Readys, then the next queued
+    /// membership change may go.
+    pub fn on_conf_changes_applied(&mut self, changes: Vec<(u64, ConfChange)>, out: &mut Output) {
+        self.conf_changes.extend(changes);
+        if !self.busy() {
+            self.apply_conf_changes(out);
+        }
+        self.release_conf_queue();
+    }
+
+    /// True when no membership change is between proposal and its
+    /// application to raft's configuration, as far as this member sees.
+    fn conf_settled(&self) -> bool {
+        let raft = &self.node.raft;
+        self.conf_changes.is_empty()
+            && self.last_conf_entry <= self.applied
+            && raft.pending_conf_index <= raft.raft_log.applied
+    }
+
+    /// Lets the next queued membership change go once the previous one
+    /// settled.
+    fn release_conf_queue(&mut self) {
+        if !self.busy()
+            && self.conf_settled()
+            && let Some(next) = self.conf_queue.pop_front()
+        {
+            self.input(next);
+        }
     }
 
     /// The log writer made Ready `number` durable: advance it, then feed
@@ -521,11 +658,13 @@ impl<S: LogStore> RaftCore<S> {
         self.hand_over(committed, out);
         self.apply_conf_changes(out);
         self.node.advance_apply();
+        self.release_conf_queue();
     }
 
     /// Runs the Ready loop as far as it can go without waiting for the log
     /// writer (see the module docs for the order).
     pub fn poll(&mut self, out: &mut Output) {
+        self.ask_for_image(out);
         // A Ready with nothing to persist is advanced at once, which may
         // produce another; a Ready with a write stops the loop until
         // `on_persisted`. Bounded: each round consumes raft state.
@@ -624,9 +763,11 @@ impl<S: LogStore> RaftCore<S> {
         if leader != raft::INVALID_ID {
             for p in std::mem::take(&mut self.parked) {
                 let data = p.request.encode_to_vec();
+                let conf = conf_change_for(&p.request, &data);
                 self.input(Deferred::Propose {
                     id: p.request.id,
                     data,
+                    conf,
                     reply: p.reply,
                     deadline: p.deadline,
                 });
@@ -644,17 +785,16 @@ impl<S: LogStore> RaftCore<S> {
             ..Default::default()
         };
         for entry in &entries {
-            match entry.get_entry_type() {
-                EntryType::EntryNormal => {
-                    if let Ok(ctx) = <[u8; 8]>::try_from(entry.get_context()) {
-                        let id = u64::from_be_bytes(ctx);
-                        if let Some(w) = self.waiters.remove(&id) {
-                            batch.waiters.push((id, w.reply));
-                        }
-                    }
-                }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.conf_changes.push(entry.clone());
+            if matches!(
+                entry.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            ) {
+                self.last_conf_entry = self.last_conf_entry.max(entry.get_index());
+            }
+            if let Ok(ctx) = <[u8; 8]>::try_from(entry.get_context()) {
+                let id = u64::from_be_bytes(ctx);
+                if let Some(w) = self.waiters.remove(&id) {
+                    batch.waiters.push((id, w.reply));
                 }
             }
         }
@@ -662,28 +802,16 @@ impl<S: LogStore> RaftCore<S> {
         out.committed.push(batch);
     }
 
-    /// Applies committed conf changes to raft (only between Readys).
+    /// Applies accepted conf changes to raft (only between Readys).
     fn apply_conf_changes(&mut self, out: &mut Output) {
-        for entry in std::mem::take(&mut self.conf_changes) {
-            let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-                let mut cc = ConfChangeV2::default();
-                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                    .map_err(raft::Error::CodecError)
-                    .and_then(|()| self.node.apply_conf_change(&cc))
-            } else {
-                let mut cc = raft::eraftpb::ConfChange::default();
-                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                    .map_err(raft::Error::CodecError)
-                    .and_then(|()| self.node.apply_conf_change(&cc))
-            };
-            match applied {
+        for (index, cc) in std::mem::take(&mut self.conf_changes) {
+            match self.node.apply_conf_change(&cc) {
                 Ok(cs) => {
-                    self.conf_history.push((entry.get_index(), cs.clone()));
+                    tracing::info!(index, change = ?cc.get_change_type(), node = %format!("{:x}", cc.node_id), "configuration changed");
+                    self.conf_history.push((index, cs.clone()));
                     out.conf_state = Some(cs);
                 }
-                Err(e) => {
-                    tracing::error!(index = entry.get_index(), error = %e, "conf change refused")
-                }
+                Err(e) => tracing::error!(index, error = %e, "conf change refused by raft"),
             }
         }
     }
@@ -719,8 +847,26 @@ impl<S: LogStore> RaftCore<S> {
         }
     }
 
+    /// Raft asked its store for a snapshot it did not have (a member was
+    /// added since the last image): ask the apply actor for an image, at
+    /// most once per [`IMAGE_RETRY_TICKS`] while none arrives.
+    fn ask_for_image(&mut self, out: &mut Output) {
+        if !self.node.store().take_image_wanted() {
+            return;
+        }
+        if self
+            .image_asked
+            .is_some_and(|at| self.now.saturating_sub(at) < IMAGE_RETRY_TICKS)
+        {
+            return;
+        }
+        self.image_asked = Some(self.now);
+        out.want_image = true;
+    }
+
     /// The apply actor wrote a new image: build the raft snapshot for it.
     pub fn on_snapshot_taken(&mut self, d: SnapshotDescriptor, out: &mut Output) {
+        self.image_asked = None;
         let index = d.index;
         let term = match self.node.raft.raft_log.term(index) {
             Ok(t) => t,
@@ -762,7 +908,7 @@ impl<S: LogStore> RaftCore<S> {
         for p in self.parked.drain(..) {
             let _ = p.reply.send(Err(EtcdError::Stopped));
         }
-        for input in self.deferred.drain(..) {
+        for input in self.deferred.drain(..).chain(self.conf_queue.drain(..)) {
             if let Deferred::Propose { reply, .. } = input {
                 let _ = reply.send(Err(EtcdError::Stopped));
             }
@@ -790,6 +936,27 @@ impl<S: LogStore> RaftCore<S> {
     pub fn report_snapshot(&mut self, id: u64, status: raft::SnapshotStatus) {
         self.input(Deferred::SnapshotStatus(id, status));
     }
+}
+
+/// The raft conf change that carries `request` (encoded as `data`), for a
+/// membership change that alters raft's configuration; `None` for every
+/// other request (a member update is a plain entry).
+fn conf_change_for(request: &InternalRequest, data: &[u8]) -> Option<ConfChange> {
+    use member_change::Kind;
+    let Some(internal_request::Request::MemberChange(change)) = &request.request else {
+        return None;
+    };
+    let change_type = match Kind::try_from(change.kind).ok()? {
+        Kind::Add | Kind::Promote => ConfChangeType::AddNode,
+        Kind::AddLearner => ConfChangeType::AddLearnerNode,
+        Kind::Remove => ConfChangeType::RemoveNode,
+        Kind::Update => return None,
+    };
+    let mut cc = ConfChange::default();
+    cc.set_change_type(change_type);
+    cc.node_id = change.member.as_ref().map_or(0, |m| m.id);
+    cc.context = data.to_vec().into();
+    Some(cc)
 }
 
 fn fail_reads(reads: Vec<PendingRead>, error: EtcdError) {

@@ -36,10 +36,15 @@ use crate::Mailbox;
 use crate::apply::ApplyActor;
 use crate::log_writer::LogWriter;
 use crate::messages::{
-    Append, Committed, GetStatus, InstallSnapshot, Outbound, Propose, ReadIndex, ReadReady,
-    ReportSnapshot, ReportUnreachable, SaveConfState, SaveSnapshot, Step, TransferLeader,
+    Append, ApplyReport, Committed, GetStatus, InstallSnapshot, MemberTable, Outbound, Propose,
+    ProposeMemberChange, ReadIndex, ReadReady, ReportSnapshot, ReportUnreachable, SaveConfState,
+    SaveSnapshot, Step, SyncPeers, TakeImage, TransferLeader,
 };
 use crate::metrics::ActorProbe;
+
+/// How long a removed member keeps running before it exits (etcd waits a
+/// second too), so that the others learn the removal was committed.
+const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 
 /// Mailbox capacity of the raft actor for client requests.
 pub const RAFT_MAILBOX: usize = 4096;
@@ -55,6 +60,8 @@ pub struct RaftActor {
     log_writer: Mailbox<LogWriter>,
     apply: Mailbox<ApplyActor>,
     transport: Option<Recipient<Outbound>>,
+    /// Where member table changes go (the peer transport follows them).
+    peer_sync: Option<Recipient<SyncPeers>>,
     probe: ActorProbe,
     etcd: crate::EtcdMetrics,
     last_leader: u64,
@@ -80,6 +87,7 @@ impl RaftActor {
             log_writer,
             apply,
             transport: None,
+            peer_sync: None,
             probe,
             etcd,
             last_leader: 0,
@@ -122,13 +130,15 @@ impl RaftActor {
     fn dispatch(&mut self, out: Output, ctx: &mut Context<Self>) {
         let status = self.core.status();
         self.board.post_raft(status.term, status.leader);
+        self.board.post_learner(status.is_learner);
         // The install goes before any committed batch: entries after a
         // snapshot apply on top of its image (the apply mailbox is FIFO).
         if let Some(descriptor) = out.install {
             let request = self.apply.deliver(InstallSnapshot { descriptor });
             ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
-                Ok(applied) => {
+                Ok((applied, members)) => {
                     act.core.on_applied(applied);
+                    act.members_changed(members, ctx);
                     act.schedule_poll(ctx);
                 }
                 Err(_) => crate::fatal("apply actor stopped during a snapshot install"),
@@ -186,16 +196,15 @@ impl RaftActor {
         for batch in out.committed {
             let request = self.apply.deliver(Committed { batch });
             ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
-                Ok(report) => {
-                    act.core.on_applied(report.applied);
-                    if let Some(d) = report.snapshot {
-                        let mut out = Output::default();
-                        act.core.on_snapshot_taken(d, &mut out);
-                        act.dispatch(out, ctx);
-                    }
-                    act.schedule_poll(ctx);
-                }
+                Ok(report) => act.applied(report, ctx),
                 Err(_) => crate::fatal("apply actor stopped with committed entries in flight"),
+            }));
+        }
+        if out.want_image {
+            let request = self.apply.deliver(TakeImage);
+            ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
+                Ok(report) => act.applied(report, ctx),
+                Err(_) => crate::fatal("apply actor stopped while writing an image"),
             }));
         }
         for batch in out.reads {
@@ -205,6 +214,46 @@ impl RaftActor {
                     crate::fatal("apply actor stopped with reads in flight");
                 }
             }));
+        }
+    }
+
+    /// The apply actor's report: progress, accepted membership changes (for
+    /// raft's configuration, then the transport), and a new image.
+    fn applied(&mut self, report: ApplyReport, ctx: &mut Context<Self>) {
+        self.core.on_applied(report.applied);
+        let mut out = Output::default();
+        self.core
+            .on_conf_changes_applied(report.conf_changes, &mut out);
+        if let Some(d) = report.snapshot {
+            self.core.on_snapshot_taken(d, &mut out);
+        }
+        if !out.is_empty() {
+            self.dispatch(out, ctx);
+        }
+        if let Some(members) = report.members {
+            self.members_changed(members, ctx);
+        }
+        self.schedule_poll(ctx);
+    }
+
+    /// The member table changed: the transport follows it; a member no
+    /// longer in it was removed and stops, as etcd's does, after a short
+    /// delay that lets the removal reach the others.
+    fn members_changed(&mut self, table: MemberTable, ctx: &mut Context<Self>) {
+        let MemberTable { members, removed } = table;
+        let id = self.core.status().id;
+        if !members.is_empty() && !members.iter().any(|m| m.id == id) {
+            tracing::warn!(member = %format!("{id:x}"), "this member was removed; stopping shortly");
+            ctx.run_later(REMOVED_STOP_DELAY, |_, _| crate::stop_removed());
+        }
+        self.board.post_members(members.clone(), removed);
+        if let Some(sync) = &self.peer_sync {
+            let peers = members.into_iter().map(|m| (m.id, m.peer_ur_ls)).collect();
+            if sync.try_send(SyncPeers { peers }).is_err() {
+                tracing::error!(
+                    "peer transport mailbox full; a member table change was not passed on"
+                );
+            }
         }
     }
 
@@ -219,6 +268,11 @@ impl RaftActor {
     /// Connects the peer transport (multi-member clusters).
     pub fn set_transport(&mut self, transport: Recipient<Outbound>) {
         self.transport = Some(transport);
+    }
+
+    /// Connects the transport to member table changes.
+    pub fn set_peer_sync(&mut self, sync: Recipient<SyncPeers>) {
+        self.peer_sync = Some(sync);
     }
 }
 
@@ -264,6 +318,16 @@ impl Handler<Propose> for RaftActor {
     fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) {
         let _timer = self.probe.handling("Propose");
         self.core.propose(msg.request, msg.reply);
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<ProposeMemberChange> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProposeMemberChange, ctx: &mut Context<Self>) {
+        let _timer = self.probe.handling("ProposeMemberChange");
+        self.core.propose_member_change(msg.change, msg.reply);
         self.schedule_poll(ctx);
     }
 }

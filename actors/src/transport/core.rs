@@ -149,6 +149,8 @@ pub enum LinkReport {
     Discarded { messages: usize },
     /// A connect failed or the stream broke; the link backs off and retries.
     Failed { reason: String },
+    /// The peer answered that this member was removed from the cluster.
+    Removed,
 }
 
 /// What the actor shell must do after a call into the core.
@@ -183,6 +185,8 @@ pub enum Effect {
     ReportUnreachable { peer: u64 },
     /// Tell raft how sending a snapshot to `peer` ended.
     ReportSnapshot { peer: u64, status: SnapshotStatus },
+    /// A peer says this member was removed: the member stops.
+    Removed { peer: u64 },
 }
 
 struct Peer {
@@ -363,6 +367,27 @@ impl TransportCore {
         });
     }
 
+    /// Follows the member table: a link to every other member of `peers`
+    /// (restarted where the URLs changed), none to anyone else.
+    pub fn sync_peers(&mut self, peers: Vec<(u64, Vec<String>)>, out: &mut Vec<Effect>) {
+        let listed: std::collections::BTreeSet<u64> = peers.iter().map(|(id, _)| *id).collect();
+        let gone: Vec<u64> = self
+            .peers
+            .keys()
+            .filter(|p| !listed.contains(p))
+            .copied()
+            .collect();
+        for peer in gone {
+            tracing::info!(peer = %format!("{peer:x}"), "peer removed");
+            self.remove_peer(peer, out);
+        }
+        for (peer, urls) in peers {
+            if peer != self.id {
+                self.add_peer(peer, urls, out);
+            }
+        }
+    }
+
     /// Removes `peer`: its queue goes, its link stops.
     pub fn remove_peer(&mut self, peer: u64, out: &mut Vec<Effect>) {
         if self.peers.remove(&peer).is_some() {
@@ -497,6 +522,7 @@ impl TransportCore {
                 self.metrics.dropped(peer, DropReason::LinkDown, messages);
                 self.flush(peer, out);
             }
+            LinkReport::Removed => out.push(Effect::Removed { peer }),
             LinkReport::Failed { reason } => {
                 self.metrics.link_failed(peer);
                 if p.unreachable_reported {

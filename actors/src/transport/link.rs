@@ -126,8 +126,17 @@ fn stream_end(result: Result<tonic::Response<StreamAck>, tonic::Status>) -> Stri
 enum End {
     /// The link must stop (peer removed or actor gone).
     Stop,
+    /// The peer says this member was removed from the cluster.
+    Removed,
     /// The stream broke; reconnect.
     Broken(String),
+}
+
+fn ended(result: Result<tonic::Response<StreamAck>, tonic::Status>) -> End {
+    match result {
+        Err(status) if wire::is_removed(&status) => End::Removed,
+        other => End::Broken(stream_end(other)),
+    }
 }
 
 /// Step 2: forwards batches into one `Stream` call until it breaks.
@@ -143,7 +152,7 @@ async fn stream_batches(
     tokio::pin!(call);
     loop {
         let batch = tokio::select! {
-            result = &mut call => return End::Broken(stream_end(result)),
+            result = &mut call => return ended(result),
             batch = batches.recv() => match batch {
                 Some(batch) => batch,
                 None => return End::Stop,
@@ -151,7 +160,10 @@ async fn stream_batches(
         };
         let messages = batch.messages.len();
         let sent = tokio::select! {
-            result = &mut call => Err(stream_end(result)),
+            result = &mut call => match ended(result) {
+                End::Broken(reason) => Err(reason),
+                end => return end,
+            },
             sent = timeout(config.send_timeout, tx.send(batch)) => match sent {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err("stream closed".to_string()),
@@ -227,6 +239,10 @@ pub(crate) async fn run_link(
                     let up = Instant::now();
                     match stream_batches(channel, &mut batches, &reporter, &config).await {
                         End::Stop => return,
+                        End::Removed => {
+                            reporter.report(LinkReport::Removed).await;
+                            return;
+                        }
                         End::Broken(reason) => (reason, up.elapsed()),
                     }
                 }

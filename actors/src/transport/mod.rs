@@ -45,7 +45,7 @@ pub use self::messages::ConnectRaft;
 use self::messages::LinkEvent;
 pub use self::metrics::TransportMetrics;
 use crate::Mailbox;
-use crate::messages::{AddPeer, Outbound, RemovePeer};
+use crate::messages::{AddPeer, Outbound, RemovePeer, SyncPeers};
 use crate::metrics::ActorProbe;
 use crate::raft::RaftActor;
 
@@ -142,6 +142,10 @@ impl<R: RaftInbox> TransportActor<R> {
                             }),
                     );
                 }
+                Effect::Removed { peer } => {
+                    tracing::error!(peer = %format!("{peer:x}"), "a peer says this member was removed");
+                    crate::stop_removed();
+                }
                 Effect::ReportUnreachable { peer } => match &self.raft {
                     Some(raft) => raft.report_unreachable(peer),
                     None => {
@@ -207,6 +211,17 @@ impl<R: RaftInbox> Handler<AddPeer> for TransportActor<R> {
         let _timer = self.probe.timing("AddPeer");
         let mut out = Vec::new();
         self.core.add_peer(msg.id, msg.urls, &mut out);
+        self.dispatch(out, ctx);
+    }
+}
+
+impl<R: RaftInbox> Handler<SyncPeers> for TransportActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, msg: SyncPeers, ctx: &mut Context<Self>) {
+        let _timer = self.probe.timing("SyncPeers");
+        let mut out = Vec::new();
+        self.core.sync_peers(msg.peers, &mut out);
         self.dispatch(out, ctx);
     }
 }

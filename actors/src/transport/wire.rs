@@ -27,6 +27,15 @@ pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// The text etcd's rafthttp uses when a peer belongs to another cluster.
 pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
 
+/// What a member answers (`PermissionDenied`) to a removed member's stream
+/// (etcd's peers answer it with HTTP 410); the removed member then stops.
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// True for a peer's answer that this member was removed.
+pub fn is_removed(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message() == MEMBER_REMOVED
+}
+
 /// Encodes one raft message for a `RaftBatch` or a `SnapshotChunk`.
 pub fn encode_message(message: &Message) -> Result<Vec<u8>, protobuf::ProtobufError> {
     message.write_to_bytes()

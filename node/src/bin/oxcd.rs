@@ -133,7 +133,7 @@ fn main() {
                 return 1;
             }
         };
-        let member = match node::bootstrap::start(&config) {
+        let member = match node::bootstrap::start(&config).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -151,9 +151,10 @@ fn main() {
             let snap_dir = member.snap_dir.clone();
             let cluster_id = member.identity.cluster_id;
             let refused = member.refused.clone();
+            let board = member.board.clone();
             log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
-                listener, cluster_id, raft, snap_dir, refused,
+                listener, cluster_id, raft, snap_dir, refused, board,
             )));
         }
         for listener in client_listeners {

@@ -61,6 +61,9 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::range(&req).map_err(|e| to_status(&e))?;
         let linearizable = !req.serializable;
+        if linearizable && self.node.is_learner() {
+            return Err(to_status(&storage::EtcdError::NotSupportedForLearner));
+        }
         reply!(
             self.node.read(ReadRequest::Range(req), linearizable).await,
             ReadResponse::Range

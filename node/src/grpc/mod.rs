@@ -23,6 +23,7 @@ use proto::v3electionpb::election_server::ElectionServer;
 use proto::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
+use crate::errors::to_status;
 use crate::handle::NodeHandle;
 
 /// The gRPC frame limit etcd uses: `--max-request-bytes` + 512 KiB.
@@ -74,7 +75,10 @@ pub async fn serve_client(
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
-    let router = http::routes(grpc.into_axum_router(), node, registry).layer(UnknownPathsLayer);
+    let gate = LearnerGateLayer { node: node.clone() };
+    let router = http::routes(grpc.into_axum_router(), node, registry)
+        .layer(UnknownPathsLayer)
+        .layer(gate);
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router));
@@ -86,6 +90,73 @@ pub async fn serve_client(
                 .await
         }
     }
+}
+
+/// What a learner serves (etcd's `isRPCSupportedForLearner`): `Status`, and
+/// `Range` (which itself refuses a linearizable read on a learner).
+const LEARNER_PATHS: &[&str] = &["/etcdserverpb.KV/Range", "/etcdserverpb.Maintenance/Status"];
+
+/// etcd's learner gate: on a learner, every etcd gRPC call but
+/// [`LEARNER_PATHS`] is answered `Unavailable` "etcdserver: rpc not supported
+/// for learner" before it reaches a service (clients retry elsewhere). HTTP
+/// endpoints and the gRPC health service pass.
+#[derive(Clone)]
+struct LearnerGateLayer {
+    node: NodeHandle,
+}
+
+impl<S> tower_layer::Layer<S> for LearnerGateLayer {
+    type Service = LearnerGate<S>;
+
+    fn layer(&self, inner: S) -> LearnerGate<S> {
+        LearnerGate {
+            inner,
+            node: self.node.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct LearnerGate<S> {
+    inner: S,
+    node: NodeHandle,
+}
+
+impl<S, B> tower_service::Service<axum::http::Request<B>> for LearnerGate<S>
+where
+    S: tower_service::Service<axum::http::Request<B>, Response = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        S::Future,
+        std::future::Ready<Result<axum::response::Response, S::Error>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if self.node.is_learner() && learner_refuses(request.uri().path()) {
+            let status = to_status(&storage::EtcdError::NotSupportedForLearner);
+            return futures::future::Either::Right(std::future::ready(Ok(
+                status.into_http::<axum::body::Body>()
+            )));
+        }
+        futures::future::Either::Left(self.inner.call(request))
+    }
+}
+
+/// True for the etcd gRPC paths a learner does not serve.
+fn learner_refuses(path: &str) -> bool {
+    let etcd = ["/etcdserverpb.", "/v3lockpb.", "/v3electionpb."]
+        .iter()
+        .any(|p| path.starts_with(p));
+    etcd && !LEARNER_PATHS.contains(&path)
 }
 
 /// gRPC services served on the client port (for the "unknown service" text).

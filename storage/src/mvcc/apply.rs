@@ -73,6 +73,8 @@ pub enum ApplyResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(proto::etcdserverpb::AlarmResponse),
+    /// A membership change: the member table after it.
+    Members(Vec<proto::etcdserverpb::Member>),
     /// Entries without a request (raft's empty entry at a new term), and
     /// requests that answer nothing (lease checkpoints, member attributes).
     Empty,
@@ -489,6 +491,10 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
                 self.member_attributes(a);
                 Ok((ApplyResponse::Empty, Vec::new()))
             }
+            Some(Internal::MemberChange(c)) => self
+                .member_change(c)
+                .map(|members| (ApplyResponse::Members(members), Vec::new()))
+                .map_err(Fault::from),
             Some(Internal::Alarm(a)) => Ok((ApplyResponse::Alarm(self.alarm(a)), Vec::new())),
             Some(Internal::LeaseCheckpoint(r)) => {
                 self.checkpoint(&r.checkpoints);
@@ -639,18 +645,6 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
             _ => {}
         }
         resp
-    }
-
-    /// A member publishes its name and client URLs (etcd's attribute
-    /// update); unknown (e.g. removed) members are ignored.
-    fn member_attributes(&mut self, attrs: &proto::internal::MemberAttributes) {
-        if let Some(member) = self.state.members.get_mut(&attrs.member_id) {
-            member.name = attrs.name.clone();
-            member.client_ur_ls = attrs.client_urls.clone();
-            self.batch
-                .members
-                .insert(attrs.member_id, Some(proto::Message::encode_to_vec(member)));
-        }
     }
 
     fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse, Fault> {

@@ -45,6 +45,7 @@ mod hash;
 mod key_index;
 pub mod lmdb;
 mod mem;
+mod members;
 mod range;
 mod revision;
 mod state;

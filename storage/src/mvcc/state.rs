@@ -38,6 +38,8 @@ pub(crate) struct State {
     pub lease_keys: LeaseKeys,
     /// The cluster's members, by id.
     pub members: BTreeMap<u64, Member>,
+    /// Ids of removed members (never reused; stored as empty member records).
+    pub removed_members: BTreeSet<u64>,
     /// Active alarms: (member id, `AlarmType` value).
     pub alarms: BTreeSet<(u64, i32)>,
 }
@@ -54,6 +56,7 @@ impl State {
             leases: BTreeMap::new(),
             lease_keys: HashMap::new(),
             members: BTreeMap::new(),
+            removed_members: BTreeSet::new(),
             alarms: BTreeSet::new(),
         }
     }
@@ -85,7 +88,12 @@ impl State {
             }
         }
         let mut members = BTreeMap::new();
+        let mut removed_members = BTreeSet::new();
         for (id, bytes) in reader.members()? {
+            if bytes.is_empty() {
+                removed_members.insert(id);
+                continue;
+            }
             let member = Member::decode(bytes.as_slice())
                 .map_err(|e| StorageError::Corrupt(format!("member {id:x}: {e}")))?;
             members.insert(id, member);
@@ -103,6 +111,7 @@ impl State {
             leases,
             lease_keys,
             members,
+            removed_members,
             alarms,
         })
     }

@@ -279,6 +279,22 @@ impl<B: MvccBackend> MvccStore<B> {
         self.state.members.values().cloned().collect()
     }
 
+    /// Raft's configuration as of the applied index, from the member table
+    /// (which changes in step with it): voters and learners, ascending.
+    pub fn voters_and_learners(&self) -> (Vec<u64>, Vec<u64>) {
+        let (learners, voters): (Vec<&Member>, Vec<&Member>) =
+            self.state.members.values().partition(|m| m.is_learner);
+        (
+            voters.iter().map(|m| m.id).collect(),
+            learners.iter().map(|m| m.id).collect(),
+        )
+    }
+
+    /// Ids of the members removed from the cluster, ascending.
+    pub fn removed_members(&self) -> Vec<u64> {
+        self.state.removed_members.iter().copied().collect()
+    }
+
     /// Prepares a restored image to found a new cluster (etcdctl's
     /// `snapshot restore`): the applied index goes back to 0 (the new
     /// cluster's raft log starts empty, so its entries must all apply), and
@@ -288,7 +304,12 @@ impl<B: MvccBackend> MvccStore<B> {
     pub fn reset_for_restore(&mut self) -> Result<(), StorageError> {
         self.check_usable()?;
         let mut batch = WriteBatch::default();
-        for id in self.state.members.keys() {
+        for id in self
+            .state
+            .members
+            .keys()
+            .chain(self.state.removed_members.iter())
+        {
             batch.members.insert(*id, None);
         }
         for alarm in &self.state.alarms {
@@ -298,19 +319,27 @@ impl<B: MvccBackend> MvccStore<B> {
         batch.meta = self.state.meta();
         self.backend.commit(batch)?;
         self.state.members.clear();
+        self.state.removed_members.clear();
         self.state.alarms.clear();
         Ok(())
     }
 
     /// Records the founding members (from `--initial-cluster`) when the
-    /// store has none yet. Every founding member derives the same list from
-    /// the same flags, so this needs no raft round; members then publish
-    /// their names and client URLs through raft (`MemberAttributes`).
-    pub fn init_members(&mut self, members: &[Member]) -> Result<(), StorageError> {
+    /// store has none yet, as applied at `founding_index` (the raft log's
+    /// founding point: the first entry the store applies is the next one).
+    /// Every founding member derives the same list from the same flags, so
+    /// this needs no raft round; members then publish their names and
+    /// client URLs through raft (`MemberAttributes`).
+    pub fn init_members(
+        &mut self,
+        members: &[Member],
+        founding_index: u64,
+    ) -> Result<(), StorageError> {
         self.check_usable()?;
         if !self.state.members.is_empty() {
             return Ok(());
         }
+        self.state.applied_index = self.state.applied_index.max(founding_index);
         let mut batch = WriteBatch {
             meta: self.state.meta(),
             ..Default::default()

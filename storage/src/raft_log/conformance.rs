@@ -91,6 +91,7 @@ macro_rules! conformance {
 conformance!(
     fresh_store,
     initialize_bootstraps_once,
+    founding_starts_after_index_one,
     append_and_read_ranges,
     conflict_truncation,
     write_is_atomic,
@@ -280,6 +281,35 @@ fn initialize_bootstraps_once<H: Harness>(h: &mut H) {
         written.initialize(&voters(&[1])).is_err(),
         "initialize after a write"
     );
+}
+
+fn founding_starts_after_index_one<H: Harness>(h: &mut H) {
+    let store = h.fresh();
+    store.found(&voters(&[1, 2, 3])).unwrap();
+    let check = |store: &H::Store| {
+        assert!(!store.is_empty());
+        let initial = store.initial_state().unwrap();
+        assert_eq!(initial.conf_state, voters(&[1, 2, 3]));
+        assert_eq!(initial.hard_state, hs(1, 0, 1));
+        assert_eq!(
+            (store.first_index().unwrap(), store.last_index().unwrap()),
+            (2, 1)
+        );
+        assert_eq!(store.term(1).unwrap(), 1);
+        // Nothing at or below the founding point can be read: a joiner is
+        // sent a snapshot, never the log from its start.
+        assert!(read(store, 1, 2, None).is_err());
+    };
+    check(&store);
+    let store = h.reopen(store);
+    check(&store);
+    assert!(store.found(&voters(&[1])).is_err(), "found twice");
+    assert!(
+        store.initialize(&voters(&[1])).is_err(),
+        "initialize after found"
+    );
+    append(&store, ents(2..=3, 2)).unwrap();
+    assert_eq!(store.last_index().unwrap(), 3);
 }
 
 fn append_and_read_ranges<H: Harness>(h: &mut H) {
@@ -605,7 +635,10 @@ fn stored_snapshot_and_request_index<H: Harness>(h: &mut H) {
     let unavailable = Err(store_err(
         raft::StorageError::SnapshotTemporarilyUnavailable,
     ));
+    assert!(!store.take_image_wanted());
     assert_eq!(store.snapshot(0, 2), unavailable);
+    assert!(store.take_image_wanted(), "a missing snapshot asks for one");
+    assert!(!store.take_image_wanted(), "once");
 
     let at5 = snap(5, 1, voters(&[1, 2]), b"five");
     store.set_snapshot(&at5).unwrap();
@@ -636,7 +669,16 @@ fn stored_snapshot_and_request_index<H: Harness>(h: &mut H) {
     let at7 = snap(7, 1, voters(&[1, 2, 3]), b"seven");
     store.set_snapshot(&at7).unwrap();
     assert_eq!(store.snapshot(6, 2).unwrap(), at7);
-    assert_eq!(store.snapshot_metadata(), Some(at7.get_metadata().clone()));
+    // A member added after the snapshot cannot restore it (raft-rs refuses
+    // a configuration without the receiver): unavailable, and asked for.
+    assert_eq!(store.snapshot(0, 4), unavailable);
+    assert!(store.take_image_wanted());
+    let mut with_learner = voters(&[1, 2, 3]);
+    with_learner.learners = vec![4];
+    let at8 = snap(8, 1, with_learner, b"eight");
+    store.set_snapshot(&at8).unwrap();
+    assert_eq!(store.snapshot(0, 4).unwrap(), at8);
+    assert_eq!(store.snapshot_metadata(), Some(at8.get_metadata().clone()));
 }
 
 fn reopen_restores_everything<H: Harness>(h: &mut H) {

@@ -24,6 +24,7 @@
 
 use std::convert::Infallible;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use heed::byteorder::BigEndian;
@@ -62,6 +63,9 @@ struct Inner {
     writer: Mutex<()>,
     /// The last committed state (see module docs, step 5).
     mirror: RwLock<LogState>,
+    /// Set when raft asked for a snapshot that is not there (see
+    /// [`LogStore::take_image_wanted`]).
+    image_wanted: AtomicBool,
 }
 
 impl LmdbLogStore {
@@ -94,6 +98,7 @@ impl LmdbLogStore {
             meta,
             writer: Mutex::new(()),
             mirror: RwLock::new(LogState::default()),
+            image_wanted: AtomicBool::new(false),
         };
         let state = inner.load_state(&*inner.env.read_txn()?)?;
         tracing::debug!(
@@ -319,13 +324,18 @@ impl Storage for LmdbLogStore {
         self.read(|inner, txn| Ok(inner.load_bounds(txn)?.last_index))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        self.read(|inner, txn| {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let found = self.read(|inner, txn| {
             Ok(plan::snapshot_for(
                 inner.load_snapshot(txn)?,
                 request_index,
+                to,
             )?)
-        })
+        });
+        if found.is_err() {
+            self.inner.image_wanted.store(true, Ordering::Release);
+        }
+        found
     }
 }
 
@@ -421,6 +431,25 @@ impl LogStore for LmdbLogStore {
             state.written = true;
             Ok(Some(state))
         })
+    }
+
+    fn found(&self, cs: &ConfState) -> Result<(), StorageError> {
+        self.change(|inner, txn, state| {
+            let next = plan::founding_state(&state, cs)?;
+            let point = next.bounds;
+            inner.put_meta(txn, CONF_STATE, cs)?;
+            inner.put_meta(txn, HARD_STATE, &next.hard_state)?;
+            inner.meta.put(
+                txn,
+                TRUNCATED,
+                &encode_point(point.truncated_index, point.truncated_term),
+            )?;
+            Ok(Some(next))
+        })
+    }
+
+    fn take_image_wanted(&self) -> bool {
+        self.inner.image_wanted.swap(false, Ordering::AcqRel)
     }
 }
 

@@ -9,6 +9,7 @@
 //! 3. `raft::Storage` reads take the read lock only for the call.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -22,6 +23,7 @@ use crate::StorageError;
 #[derive(Clone, Default)]
 pub struct MemLogStore {
     core: Arc<RwLock<MemCore>>,
+    image_wanted: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -94,8 +96,12 @@ impl Storage for MemLogStore {
         Ok(self.read().state.bounds.last_index)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        plan::snapshot_for(self.read().snapshot.clone(), request_index)
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let found = plan::snapshot_for(self.read().snapshot.clone(), request_index, to);
+        if found.is_err() {
+            self.image_wanted.store(true, Ordering::Release);
+        }
+        found
     }
 }
 
@@ -172,5 +178,15 @@ impl LogStore for MemLogStore {
         core.state.conf_state = cs.clone();
         core.state.written = true;
         Ok(())
+    }
+
+    fn found(&self, cs: &ConfState) -> Result<(), StorageError> {
+        let mut core = self.lock();
+        core.state = plan::founding_state(&core.state, cs)?;
+        Ok(())
+    }
+
+    fn take_image_wanted(&self) -> bool {
+        self.image_wanted.swap(false, Ordering::AcqRel)
     }
 }

@@ -3,9 +3,11 @@
 //! What one member keeps for raft, and how it flows:
 //! 1. At start the node opens [`LmdbLogStore`] (its own LMDB environment,
 //!    default flags, so every commit is fsynced). A fresh member
-//!    ([`LogStore::is_empty`]) is bootstrapped with [`LogStore::initialize`]
-//!    and the founding `ConfState`; the log stays at index 0, exactly like
-//!    `MemStorage::new_with_conf_state`.
+//!    ([`LogStore::is_empty`]) is bootstrapped with [`LogStore::found`] and
+//!    the founding `ConfState` (the log starts after a committed founding
+//!    point, index 1, term 1), or, when it joins an existing cluster, with
+//!    [`LogStore::initialize`] and no configuration at all: it learns the
+//!    configuration from the snapshot the leader must send it.
 //! 2. The raft actor builds a `RawNode` over a clone of the store. raft-rs
 //!    reads it through `raft::Storage` (`initial_state`, `entries`, `term`,
 //!    `first_index`, `last_index`, `snapshot`); each read opens its own short
@@ -17,7 +19,11 @@
 //!    fsynced write txn. Writing entries and hard state separately lets a
 //!    crash leave a hard state whose commit lies beyond the local log, which
 //!    raft-rs refuses at the next start ("commit ... is out of range").
-//! 4. After a state-machine snapshot the node calls [`LogStore::set_snapshot`]
+//! 4. When raft-rs asks `snapshot()` for a follower and the stored one is
+//!    missing or predates the follower's membership, the store answers
+//!    `SnapshotTemporarilyUnavailable` (raft-rs retries later) and raises
+//!    [`LogStore::take_image_wanted`]; the node writes an image at once.
+//!    After a state-machine snapshot the node calls [`LogStore::set_snapshot`]
 //!    (what `snapshot()` serves to lagging followers) and then
 //!    [`LogStore::compact`]; the term of the last discarded entry is kept so
 //!    `term(first_index - 1)` keeps matching (raft-rs `Storage::term` docs).
@@ -44,6 +50,7 @@ use crate::StorageError;
 
 pub use lmdb::LmdbLogStore;
 pub use mem::MemLogStore;
+pub use plan::FOUNDING_INDEX;
 
 /// What one Ready persists, in ONE atomic write txn (snapshot first, then
 /// entries, then hard state, then the commit index).
@@ -118,10 +125,25 @@ pub trait LogStore: raft::Storage + Clone + Send + Sync + 'static {
     /// bootstraps it with [`LogStore::initialize`].
     fn is_empty(&self) -> bool;
 
-    /// Bootstraps a fresh member with the founding conf state; the log stays
-    /// at index 0 (like `MemStorage::new_with_conf_state`). Fails when the
-    /// store is not empty.
+    /// Bootstraps a fresh member with a conf state; the log stays at index 0
+    /// (like `MemStorage::new_with_conf_state`). A member joining an existing
+    /// cluster starts this way with an empty conf state and learns the
+    /// configuration from the leader's snapshot. Fails when the store is not
+    /// empty.
     fn initialize(&self, cs: &ConfState) -> Result<(), StorageError>;
+
+    /// Bootstraps a founding member of a new cluster: the founding conf
+    /// state, with the log starting after a committed founding point at
+    /// index 1, term 1 (as etcd's founders start at term 1 with their
+    /// founding conf changes committed). Nothing at or below that point can
+    /// be sent to a member added later, so it is always sent a snapshot,
+    /// which carries the configuration. Fails when the store is not empty.
+    fn found(&self, cs: &ConfState) -> Result<(), StorageError>;
+
+    /// True (once) when raft asked `snapshot()` for one the store did not
+    /// have: none yet, or one whose configuration does not name the
+    /// receiver (a member added after it). The node then writes a new image.
+    fn take_image_wanted(&self) -> bool;
 }
 
 /// Turns a store failure into what raft-rs expects from `raft::Storage`:

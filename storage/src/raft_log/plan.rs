@@ -251,13 +251,60 @@ pub(crate) fn page<E>(
 
 /// `Storage::snapshot(request_index)`: the stored snapshot when it is at
 /// least that recent, else `SnapshotTemporarilyUnavailable` (raft retries).
-pub(crate) fn snapshot_for(stored: Option<Snapshot>, request_index: u64) -> raft::Result<Snapshot> {
+pub(crate) fn snapshot_for(
+    stored: Option<Snapshot>,
+    request_index: u64,
+    to: u64,
+) -> raft::Result<Snapshot> {
     match stored {
-        Some(snap) if snap.get_metadata().index >= request_index => Ok(snap),
+        Some(snap)
+            if snap.get_metadata().index >= request_index
+                && in_conf(snap.get_metadata().get_conf_state(), to) =>
+        {
+            Ok(snap)
+        }
         _ => Err(raft::Error::Store(
             raft::StorageError::SnapshotTemporarilyUnavailable,
         )),
     }
+}
+
+/// True when `id` is a voter or learner of `cs` (raft-rs refuses to restore
+/// a snapshot whose configuration does not name the receiver).
+fn in_conf(cs: &ConfState, id: u64) -> bool {
+    cs.get_voters()
+        .iter()
+        .chain(cs.get_learners())
+        .chain(cs.get_voters_outgoing())
+        .any(|v| *v == id)
+}
+
+/// The index and term of the founding point (see [`founding_state`]).
+pub const FOUNDING_INDEX: u64 = 1;
+
+/// The state a founding member's log starts from: the founding conf state,
+/// and the log truncated at index 1, term 1, with that point committed. No
+/// entry at or below it exists anywhere, so a member that joins later can
+/// never be sent the log from its start (it would miss the founding conf
+/// state): raft-rs finds index 1 compacted and sends a snapshot instead.
+pub(crate) fn founding_state(state: &LogState, cs: &ConfState) -> Result<LogState, StorageError> {
+    check_initialize(state)?;
+    let hard_state = HardState {
+        term: FOUNDING_INDEX,
+        commit: FOUNDING_INDEX,
+        ..Default::default()
+    };
+    Ok(LogState {
+        hard_state,
+        conf_state: cs.clone(),
+        bounds: LogBounds {
+            truncated_index: FOUNDING_INDEX,
+            truncated_term: FOUNDING_INDEX,
+            last_index: FOUNDING_INDEX,
+        },
+        snapshot: None,
+        written: true,
+    })
 }
 
 #[cfg(test)]
