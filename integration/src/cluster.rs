@@ -102,6 +102,9 @@ struct Member {
     member_id: Option<u64>,
     /// Added to the environment of every later start ([`Cluster::set_env`]).
     env: Env,
+    /// For a member added at run time: the `--initial-cluster` it joins
+    /// with (`--initial-cluster-state existing`).
+    joins: Option<String>,
 }
 
 /// A running cluster of member processes and the directory they own.
@@ -143,6 +146,7 @@ impl Cluster {
                 log_offset: 0,
                 member_id: None,
                 env: Env::new(),
+                joins: None,
             })
             .collect();
         let mut cluster = Cluster {
@@ -445,6 +449,79 @@ impl Cluster {
         })
     }
 
+    /// Starts the members in `which` together (a cluster restart: none can
+    /// elect a leader alone) and waits until they name a leader.
+    pub async fn restart_members(&mut self, which: &[usize]) -> Result<usize, HarnessError> {
+        for &i in which {
+            if self.members[i].child.is_some() {
+                self.kill9(i)?;
+            }
+            self.spawn(i)?;
+        }
+        self.wait_leader(self.opts.start_timeout).await
+    }
+
+    /// A new member slot (name `m<index>`, fresh ports, empty data dir),
+    /// not started: add it to the cluster with MemberAdd first, then
+    /// [`Cluster::join`] it.
+    pub fn new_member(&mut self) -> Result<usize, HarnessError> {
+        let ports = free_ports(2)?;
+        let i = self.members.len();
+        self.members.push(Member {
+            name: format!("m{i}"),
+            client_port: ports[0],
+            peer_port: ports[1],
+            child: None,
+            starts: 0,
+            log_offset: 0,
+            member_id: None,
+            env: Env::new(),
+            joins: None,
+        });
+        std::fs::create_dir_all(self.member_dir(i))?;
+        Ok(i)
+    }
+
+    /// Starts member `i` with `--initial-cluster-state existing` and an
+    /// `--initial-cluster` naming itself and `with` (the members it joins),
+    /// and waits until it answers `Status` with a leader.
+    pub async fn join(&mut self, i: usize, with: &[usize]) -> Result<(), HarnessError> {
+        let mut listed: Vec<usize> = with.to_vec();
+        listed.push(i);
+        let spec = listed
+            .iter()
+            .map(|&m| format!("{}={}", self.members[m].name, self.peer_url(m)))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.members[i].joins = Some(spec);
+        self.restart(i).await
+    }
+
+    /// Deletes member `i`'s data dir (it must not be running): the repair
+    /// step before a removed member is added back.
+    pub fn wipe(&mut self, i: usize) -> Result<(), HarnessError> {
+        let data = self.data_dir(i);
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) for member `i`'s process to exit on its own; its
+    /// exit code (`None`: still running, or not started).
+    pub async fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let child = self.members[i].child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.members[i].child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        None
+    }
+
     fn root(&self) -> &Path {
         self.dir
             .as_ref()
@@ -474,8 +551,18 @@ impl Cluster {
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster={}", self.initial_cluster()),
-            "--initial-cluster-state=new".to_string(),
+            match &self.members[i].joins {
+                Some(spec) => format!("--initial-cluster={spec}"),
+                None => format!("--initial-cluster={}", self.initial_cluster()),
+            },
+            format!(
+                "--initial-cluster-state={}",
+                if self.members[i].joins.is_some() {
+                    "existing"
+                } else {
+                    "new"
+                }
+            ),
             format!("--initial-cluster-token={}", o.cluster_token),
             format!("--heartbeat-interval={}", o.heartbeat_interval_ms),
             format!("--election-timeout={}", o.election_timeout_ms),
@@ -715,6 +802,7 @@ mod tests {
                 log_offset: 0,
                 member_id: None,
                 env: Env::new(),
+                joins: None,
             })
             .collect();
         Cluster {
