@@ -107,6 +107,23 @@ struct Member {
     joins: Option<String>,
 }
 
+impl Member {
+    /// Member `m<index>` on these ports, not started.
+    fn new(index: usize, client_port: u16, peer_port: u16) -> Self {
+        Member {
+            name: format!("m{index}"),
+            client_port,
+            peer_port,
+            child: None,
+            starts: 0,
+            log_offset: 0,
+            member_id: None,
+            env: Env::new(),
+            joins: None,
+        }
+    }
+}
+
 /// A running cluster of member processes and the directory they own.
 pub struct Cluster {
     kind: Kind,
@@ -137,17 +154,7 @@ impl Cluster {
             .tempdir()?;
         let ports = free_ports(2 * opts.size)?;
         let members = (0..opts.size)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
-                child: None,
-                starts: 0,
-                log_offset: 0,
-                member_id: None,
-                env: Env::new(),
-                joins: None,
-            })
+            .map(|i| Member::new(i, ports[2 * i], ports[2 * i + 1]))
             .collect();
         let mut cluster = Cluster {
             kind,
@@ -467,17 +474,7 @@ impl Cluster {
     pub fn new_member(&mut self) -> Result<usize, HarnessError> {
         let ports = free_ports(2)?;
         let i = self.members.len();
-        self.members.push(Member {
-            name: format!("m{i}"),
-            client_port: ports[0],
-            peer_port: ports[1],
-            child: None,
-            starts: 0,
-            log_offset: 0,
-            member_id: None,
-            env: Env::new(),
-            joins: None,
-        });
+        self.members.push(Member::new(i, ports[0], ports[1]));
         std::fs::create_dir_all(self.member_dir(i))?;
         Ok(i)
     }
@@ -793,17 +790,7 @@ mod tests {
     fn unstarted(size: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let members = (0..size)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_port: 1000 + i as u16,
-                peer_port: 2000 + i as u16,
-                child: None,
-                starts: 0,
-                log_offset: 0,
-                member_id: None,
-                env: Env::new(),
-                joins: None,
-            })
+            .map(|i| Member::new(i, 1000 + i as u16, 2000 + i as u16))
             .collect();
         Cluster {
             kind: Kind::Oxcd,
