@@ -30,6 +30,8 @@ pub struct Board {
     revision: AtomicI64,
     members: std::sync::RwLock<Vec<proto::etcdserverpb::Member>>,
     removed: std::sync::RwLock<Vec<u64>>,
+    /// Peers with a connection up, and since when (posted by the transport).
+    connected: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
 }
 
 impl Board {
@@ -41,6 +43,7 @@ impl Board {
             learner: AtomicBool::new(false),
             members: std::sync::RwLock::new(Vec::new()),
             removed: std::sync::RwLock::new(Vec::new()),
+            connected: std::sync::Mutex::new(std::collections::HashMap::new()),
             revision: AtomicI64::new(revision),
         })
     }
@@ -73,6 +76,29 @@ impl Board {
             .removed
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = removed;
+    }
+
+    /// The transport's post: `peer` connected at `since`, or (`None`) not
+    /// connected.
+    pub fn post_connectivity(&self, peer: u64, since: Option<std::time::Instant>) {
+        let mut connected = self
+            .connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match since {
+            Some(at) => connected.insert(peer, at),
+            None => connected.remove(&peer),
+        };
+    }
+
+    /// Since when `peer` has had a connection up (etcd's `ActiveSince`);
+    /// `None` while it has none.
+    pub fn connected_since(&self, peer: u64) -> Option<std::time::Instant> {
+        self.connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&peer)
+            .copied()
     }
 
     /// True when member `id` was removed from the cluster.

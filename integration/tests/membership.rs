@@ -13,10 +13,19 @@
 //! 4. Repair a dead member (docs/operations.md): remove it, wipe its data
 //!    dir, add it back, start it with `existing`; then a full-cluster
 //!    restart. Every step ends with every member's HashKV equal.
+//!
+//! A writer puts unique keys through the founding member the whole time;
+//! every put it saw acknowledged must be on every member at the end. Adds
+//! and removals right after a member connected get etcd's `unhealthy
+//! cluster` (every voter must have been connected for 5 s) and are retried,
+//! bounded, as an operator retries them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integration::Kind;
+use integration::acks::{Ledger, ReadMode};
 use integration::cluster::{Cluster, ClusterOpts};
 use integration::etcdctl::run_etcdctl;
 use proto::etcdserverpb::cluster_client::ClusterClient;
@@ -50,6 +59,39 @@ async fn members(cluster: &Cluster, i: usize) -> ClusterClient<tonic::transport:
     ClusterClient::new(cluster.channel(i).await.expect("channel"))
 }
 
+/// Runs an etcdctl membership command, again while the answer is etcd's
+/// `unhealthy cluster` (a peer connected less than 5 s ago), as an operator
+/// would; bounded.
+async fn ctl_when_healthy(cluster: &Cluster, i: usize, args: &[&str]) -> (i32, String) {
+    let started = Instant::now();
+    loop {
+        let (code, out) = ctl(cluster, i, args).await;
+        if code == 0 || !out.contains("etcdserver: unhealthy cluster") {
+            return (code, out);
+        }
+        assert!(started.elapsed() < WAIT, "{args:?} still refused: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A raw MemberAdd, again while the answer is `unhealthy cluster` (bounded).
+async fn add_when_healthy(
+    client: &ClusterClient<tonic::transport::Channel>,
+    request: MemberAddRequest,
+) -> Result<tonic::Response<proto::etcdserverpb::MemberAddResponse>, tonic::Status> {
+    let started = Instant::now();
+    loop {
+        match client.clone().member_add(request.clone()).await {
+            Err(s)
+                if s.message() == "etcdserver: unhealthy cluster" && started.elapsed() < WAIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `member add` through etcdctl; the new member's id.
 async fn add(cluster: &Cluster, via: usize, new: usize, learner: bool) -> u64 {
     let urls = format!("--peer-urls={}", cluster.peer_url(new));
@@ -58,7 +100,7 @@ async fn add(cluster: &Cluster, via: usize, new: usize, learner: bool) -> u64 {
     if learner {
         args.push("--learner");
     }
-    let (code, out) = ctl(cluster, via, &args).await;
+    let (code, out) = ctl_when_healthy(cluster, via, &args).await;
     assert_eq!(code, 0, "member add: {out}");
     assert!(
         out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
@@ -118,6 +160,60 @@ async fn expect_refusal<T: std::fmt::Debug>(
     );
 }
 
+/// Puts unique keys through `endpoints` (round robin) until `stop`,
+/// recording every acknowledged put and every put that may have applied.
+async fn writer(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let endpoint = &endpoints[n as usize % endpoints.len()];
+        let key = format!("w/{n:06}").into_bytes();
+        let value = format!("v{n}").into_bytes();
+        n += 1;
+        let put = async {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            KvClient::new(channel)
+                .put(PutRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), put).await {
+            Ok(Ok(r)) => {
+                let revision = r.into_inner().header.map_or(0, |h| h.revision);
+                ledger.ack(key, value, revision);
+            }
+            _ => ledger.maybe(key, value),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ledger
+}
+
+/// Every put `ledger` saw acknowledged is on each of `live`, read from the
+/// member's own store once it caught up.
+async fn acks_everywhere(cluster: &mut Cluster, live: &[usize], ledger: &Ledger) {
+    ledger.unique_revisions().unwrap_or_else(|e| panic!("{e}"));
+    for &i in live {
+        cluster
+            .wait_revision(i, ledger.max_revision(), WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut kv = KvClient::new(cluster.channel(i).await.expect("channel"));
+        ledger
+            .verify(&mut kv, ReadMode::Serializable, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", cluster.name(i)));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     let mut cluster = Cluster::start(
@@ -131,6 +227,9 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     .expect("one-member cluster");
     let (code, out) = ctl(&cluster, 0, &["put", "before-growth", "1"]).await;
     assert_eq!(code, 0, "{out}");
+    // Writes go on through m0 for the whole test, however it changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = tokio::spawn(writer(vec![cluster.endpoint(0)], stop.clone()));
 
     // 1. Grow 1 -> 3.
     let m1 = cluster.new_member().expect("slot");
@@ -161,10 +260,13 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
         .await;
     }
     expect_refusal(
-        c.member_add(MemberAddRequest {
-            peer_ur_ls: vec![cluster.peer_url(m1), "http://127.0.0.1:9".to_string()],
-            is_learner: false,
-        })
+        add_when_healthy(
+            &c,
+            MemberAddRequest {
+                peer_ur_ls: vec![cluster.peer_url(m1), "http://127.0.0.1:9".to_string()],
+                is_learner: false,
+            },
+        )
         .await,
         Code::FailedPrecondition,
         "etcdserver: Peer URLs already exists",
@@ -208,10 +310,13 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     let m3 = cluster.new_member().expect("slot");
     let learner = add(&cluster, 0, m3, true).await;
     expect_refusal(
-        c.member_add(MemberAddRequest {
-            peer_ur_ls: vec!["http://127.0.0.1:9".to_string()],
-            is_learner: true,
-        })
+        add_when_healthy(
+            &c,
+            MemberAddRequest {
+                peer_ur_ls: vec!["http://127.0.0.1:9".to_string()],
+                is_learner: true,
+            },
+        )
         .await,
         Code::FailedPrecondition,
         "etcdserver: too many learner members in cluster",
@@ -311,7 +416,8 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     same_hashes(&cluster, &[0, m1, m2, m3, m4]).await;
     for gone in [m3, m4] {
         let id = cluster.member_id(gone).expect("id");
-        let (code, out) = ctl(&cluster, 0, &["member", "remove", &format!("{id:x}")]).await;
+        let (code, out) =
+            ctl_when_healthy(&cluster, 0, &["member", "remove", &format!("{id:x}")]).await;
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("removed from cluster"), "{out}");
         assert_eq!(
@@ -331,11 +437,20 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     let (code, listed) = ctl(&cluster, 0, &["member", "list"]).await;
     assert_eq!((code, listed.lines().count()), (0, 3), "{listed}");
     same_hashes(&cluster, &[0, m1, m2]).await;
+    stop.store(true, Ordering::SeqCst);
+    let ledger = writes.await.expect("writer");
+    assert!(
+        ledger.acks().len() > 10,
+        "only {} writes acknowledged while the cluster changed",
+        ledger.acks().len()
+    );
+    acks_everywhere(&mut cluster, &[0, m1, m2], &ledger).await;
 
     // 4. Repair a dead member: remove, wipe, add back, start `existing`.
     cluster.kill9(m2).expect("kill m2");
     let dead = cluster.member_id(m2).expect("id");
-    let (code, out) = ctl(&cluster, 0, &["member", "remove", &format!("{dead:x}")]).await;
+    let (code, out) =
+        ctl_when_healthy(&cluster, 0, &["member", "remove", &format!("{dead:x}")]).await;
     assert_eq!(code, 0, "{out}");
     cluster.wipe(m2).expect("wipe");
     // etcd derives an added member's id from its peer URLs and the second
@@ -376,4 +491,5 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     same_hashes(&cluster, &[0, m1, m2]).await;
     let (code, out) = ctl(&cluster, m2, &["get", "via-promoted", "--print-value-only"]).await;
     assert_eq!((code, out.as_str()), (0, "1\n"));
+    acks_everywhere(&mut cluster, &[0, m1, m2], &ledger).await;
 }

@@ -420,7 +420,8 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     let transport: actix::Addr<TransportActor> = start_actor("transport", {
         let probe = metrics.for_actor("transport");
         let snap_dir = snap_dir.clone();
-        move |_| TransportActor::new(transport_core, snap_dir, probe)
+        let board = board.clone();
+        move |_| TransportActor::new(transport_core, snap_dir, probe).with_board(board)
     });
 
     let raft_probe = metrics.for_actor("raft");

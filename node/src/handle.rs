@@ -263,6 +263,11 @@ impl NodeHandle {
         self.board.is_learner()
     }
 
+    /// Since when `peer` has had a connection up (`None`: none now).
+    pub fn connected_since(&self, peer: u64) -> Option<std::time::Instant> {
+        self.board.connected_since(peer)
+    }
+
     /// The leader as last posted (0: none).
     pub fn leader(&self) -> u64 {
         self.board.leader()

@@ -151,6 +151,8 @@ pub enum LinkReport {
     Failed { reason: String },
     /// The peer answered that this member was removed from the cluster.
     Removed,
+    /// A connection to the peer is up.
+    Connected,
 }
 
 /// What the actor shell must do after a call into the core.
@@ -187,6 +189,9 @@ pub enum Effect {
     ReportSnapshot { peer: u64, status: SnapshotStatus },
     /// A peer says this member was removed: the member stops.
     Removed { peer: u64 },
+    /// `peer` became reachable (`true`) or unreachable (`false`): etcd's
+    /// "active since", which membership changes consult.
+    Connectivity { peer: u64, connected: bool },
 }
 
 struct Peer {
@@ -196,6 +201,9 @@ struct Peer {
     in_flight: usize,
     unreachable_reported: bool,
     snapshot_in_flight: bool,
+    /// A connection to the peer is up (since the last `Connected` report,
+    /// until a failure).
+    connected: bool,
 }
 
 impl Peer {
@@ -207,6 +215,7 @@ impl Peer {
             in_flight: 0,
             unreachable_reported: false,
             snapshot_in_flight: false,
+            connected: false,
         }
     }
 }
@@ -390,8 +399,14 @@ impl TransportCore {
 
     /// Removes `peer`: its queue goes, its link stops.
     pub fn remove_peer(&mut self, peer: u64, out: &mut Vec<Effect>) {
-        if self.peers.remove(&peer).is_some() {
+        if let Some(p) = self.peers.remove(&peer) {
             out.push(Effect::StopLink { peer });
+            if p.connected {
+                out.push(Effect::Connectivity {
+                    peer,
+                    connected: false,
+                });
+            }
         }
     }
 
@@ -523,7 +538,23 @@ impl TransportCore {
                 self.flush(peer, out);
             }
             LinkReport::Removed => out.push(Effect::Removed { peer }),
+            LinkReport::Connected => {
+                if !p.connected {
+                    p.connected = true;
+                    out.push(Effect::Connectivity {
+                        peer,
+                        connected: true,
+                    });
+                }
+            }
             LinkReport::Failed { reason } => {
+                if p.connected {
+                    p.connected = false;
+                    out.push(Effect::Connectivity {
+                        peer,
+                        connected: false,
+                    });
+                }
                 self.metrics.link_failed(peer);
                 if p.unreachable_reported {
                     tracing::debug!(peer = %format!("{peer:x}"), %reason, "peer still unreachable");
@@ -804,6 +835,58 @@ mod tests {
             out.as_slice(),
             [Effect::ReportUnreachable { peer: 2 }]
         ));
+    }
+
+    #[test]
+    fn connectivity_changes_are_posted_once_each_and_on_removal() {
+        let (mut core, _) = core_with(TransportConfig::default());
+        let mut out = Vec::new();
+        core.start(&mut out);
+        let link = link_of(&out, 2);
+        out.clear();
+        core.on_link_report(2, link, LinkReport::Connected, &mut out);
+        core.on_link_report(2, link, LinkReport::Connected, &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::Connectivity {
+                peer: 2,
+                connected: true
+            }]
+        ));
+        out.clear();
+        let failed = LinkReport::Failed {
+            reason: "reset".into(),
+        };
+        core.on_link_report(2, link, failed, &mut out);
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Connectivity {
+                peer: 2,
+                connected: false
+            }
+        )));
+        out.clear();
+        core.on_link_report(2, link, LinkReport::Connected, &mut out);
+        core.sync_peers(Vec::new(), &mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [
+                Effect::Connectivity {
+                    peer: 2,
+                    connected: true
+                },
+                Effect::StopLink { peer: 2 },
+                Effect::Connectivity {
+                    peer: 2,
+                    connected: false
+                },
+                ..
+            ]
+        ));
+        // A report from the stopped link changes nothing.
+        out.clear();
+        core.on_link_report(2, link, LinkReport::Connected, &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -236,6 +236,9 @@ pub(crate) async fn run_link(
                     (reason, Duration::ZERO)
                 }
                 Ok(channel) => {
+                    if !reporter.report(LinkReport::Connected).await {
+                        return;
+                    }
                     let up = Instant::now();
                     match stream_batches(channel, &mut batches, &reporter, &config).await {
                         End::Stop => return,

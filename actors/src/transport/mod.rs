@@ -62,6 +62,8 @@ pub struct TransportActor<R: RaftInbox = Mailbox<RaftActor>> {
     /// Peers found unreachable before raft was connected: the core reports
     /// once per failure episode, so these are replayed on `ConnectRaft`.
     unreported: BTreeSet<u64>,
+    /// Where peer connectivity is posted (for membership checks).
+    board: Option<std::sync::Arc<crate::board::Board>>,
 }
 
 impl<R: RaftInbox> TransportActor<R> {
@@ -74,7 +76,14 @@ impl<R: RaftInbox> TransportActor<R> {
             raft: None,
             links: HashMap::new(),
             unreported: BTreeSet::new(),
+            board: None,
         }
+    }
+
+    /// Posts peer connectivity on `board`.
+    pub fn with_board(mut self, board: std::sync::Arc<crate::board::Board>) -> Self {
+        self.board = Some(board);
+        self
     }
 
     fn dispatch(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
@@ -141,6 +150,11 @@ impl<R: RaftInbox> TransportActor<R> {
                                 act.dispatch(out, ctx);
                             }),
                     );
+                }
+                Effect::Connectivity { peer, connected } => {
+                    if let Some(board) = &self.board {
+                        board.post_connectivity(peer, connected.then(std::time::Instant::now));
+                    }
                 }
                 Effect::Removed { peer } => {
                     tracing::error!(peer = %format!("{peer:x}"), "a peer says this member was removed");

@@ -5,13 +5,18 @@
 //! 2. MemberAdd, MemberRemove, MemberUpdate and MemberPromote are checked
 //!    here against the local table as etcd's server does before proposing
 //!    (URLs, unknown ids, a promotion of a voter, and under
-//!    `--strict-reconfig-check` the started-member quorum), then go through
+//!    `--strict-reconfig-check` the started-member quorum and etcd's
+//!    connectivity rule: an add needs every voter connected for 5 s, a
+//!    removal of a connected voter must leave a connected quorum, else
+//!    `etcdserver: unhealthy cluster`), then go through
 //!    raft as one membership change each ([`NodeHandle::member_change`]).
 //!    Every member validates the change again at apply, deterministically;
 //!    a refused one reaches neither the table nor raft's configuration.
 //! 3. MemberPromote needs the leader's view of the learner's progress: a
 //!    follower forwards it to the leader's client URL (etcd forwards it too).
 //! 4. Responses carry a header without a revision, as etcd's.
+
+use std::time::{Duration, Instant};
 
 use actors::messages::{ReadRequest, ReadResponse};
 use proto::etcdserverpb::cluster_client::ClusterClient;
@@ -104,6 +109,52 @@ fn started(m: &Member) -> bool {
     !m.name.is_empty()
 }
 
+/// etcd's `HealthInterval`: a peer counts as connected once its connection
+/// has been up this long.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ClusterService {
+    /// etcd's `isConnectedSince`: a connection to `peer` up for at least
+    /// [`HEALTH_INTERVAL`] (this member always counts).
+    fn connected(&self, peer: u64, now: Instant) -> bool {
+        peer == self.node.member_id
+            || self
+                .node
+                .connected_since(peer)
+                .is_some_and(|since| now.saturating_duration_since(since) >= HEALTH_INTERVAL)
+    }
+
+    /// etcd's `mayAddMember` connectivity part: every voter connected.
+    fn check_all_connected(&self, members: &[Member]) -> Result<(), Status> {
+        let now = Instant::now();
+        let all = members
+            .iter()
+            .filter(|m| !m.is_learner)
+            .all(|m| self.connected(m.id, now));
+        if all {
+            Ok(())
+        } else {
+            Err(to_status(&EtcdError::Unhealthy))
+        }
+    }
+
+    /// etcd's `mayRemoveMember` connectivity part: a member without a
+    /// connection may go; otherwise the connected voters minus the removed
+    /// one must still make a quorum.
+    fn check_removal_keeps_quorum(&self, members: &[Member], id: u64) -> Result<(), Status> {
+        if id != self.node.member_id && self.node.connected_since(id).is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+        let active = voters.iter().filter(|m| self.connected(m.id, now)).count();
+        if active.saturating_sub(1) < 1 + (voters.len().saturating_sub(1)) / 2 {
+            return Err(to_status(&EtcdError::Unhealthy));
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
@@ -122,6 +173,9 @@ impl Cluster for ClusterService {
             if !second && !enough_started(voters.len() + 1, started_voters) {
                 return Err(to_status(&EtcdError::MemberNotEnoughStarted));
             }
+        }
+        if self.node.limits.strict_reconfig_check {
+            self.check_all_connected(&members)?;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -164,6 +218,7 @@ impl Cluster for ClusterService {
             if !enough_started(voters.len(), started_voters) {
                 return Err(to_status(&EtcdError::MemberNotEnoughStarted));
             }
+            self.check_removal_keeps_quorum(&members, id)?;
         }
         let members = self
             .change(
