@@ -14,6 +14,12 @@
 //!    dir, add it back, start it with `existing`; then a full-cluster
 //!    restart. Every step ends with every member's HashKV equal.
 //!
+//! 5. A second test: a MemberAdd proposed through a follower while the
+//!    leader is killed -9 is applied once or not at all (acknowledged: once),
+//!    and every member lists the same members afterwards; then a member
+//!    moves to a new address (stop, remove, add the new URL, join with a
+//!    fresh data dir) and HashKV agrees.
+//!
 //! A writer puts unique keys through the founding member the whole time;
 //! every put it saw acknowledged must be on every member at the end. Adds
 //! and removals right after a member connected get etcd's `unhealthy
@@ -492,4 +498,136 @@ async fn grow_learn_promote_shrink_and_repair_as_etcd() {
     let (code, out) = ctl(&cluster, m2, &["get", "via-promoted", "--print-value-only"]).await;
     assert_eq!((code, out.as_str()), (0, "1\n"));
     acks_everywhere(&mut cluster, &[0, m1, m2], &ledger).await;
+}
+
+/// Every member's list of (id, peer URLs, learner), sorted, once they agree
+/// (bounded); panics with the lists if they never do.
+async fn agreed_members(cluster: &Cluster, live: &[usize]) -> Vec<(u64, Vec<String>, bool)> {
+    let started = Instant::now();
+    loop {
+        let mut lists = Vec::new();
+        for &i in live {
+            let list = members(cluster, i)
+                .await
+                .member_list(MemberListRequest {})
+                .await
+                .map(|r| {
+                    let mut l: Vec<_> = r
+                        .into_inner()
+                        .members
+                        .into_iter()
+                        .map(|m| (m.id, m.peer_ur_ls, m.is_learner))
+                        .collect();
+                    l.sort();
+                    l
+                });
+            lists.push(list.map_err(|e| e.to_string()));
+        }
+        if let Ok(first) = &lists[0]
+            && lists.iter().all(|l| l.as_ref() == Ok(first))
+        {
+            return first.clone();
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "member lists never agreed: {lists:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_during_a_leader_kill_happens_once_or_not_at_all_and_a_member_moves() {
+    let mut cluster = Cluster::start(Kind::Oxcd, ClusterOpts::default())
+        .await
+        .expect("three-member cluster");
+    let all = [0, 1, 2];
+
+    // 1. An add proposed through a follower while the leader is killed.
+    let leader = cluster
+        .wait_leader(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let via = (leader + 1) % 3;
+    let slot = cluster.new_member().expect("slot");
+    let url = cluster.peer_url(slot);
+    let client = members(&cluster, via).await;
+    let request = MemberAddRequest {
+        peer_ur_ls: vec![url.clone()],
+        is_learner: false,
+    };
+    // Wait until membership changes are allowed (every voter connected for
+    // 5 s): a harmless add of a taken URL answers "unhealthy cluster" until
+    // then, and "Peer URLs already exists" after.
+    expect_refusal(
+        add_when_healthy(
+            &client,
+            MemberAddRequest {
+                peer_ur_ls: vec![cluster.peer_url(via)],
+                is_learner: false,
+            },
+        )
+        .await,
+        Code::FailedPrecondition,
+        "etcdserver: Peer URLs already exists",
+    )
+    .await;
+    // Then the add goes out and the leader dies under it.
+    let adding = tokio::spawn(async move {
+        tokio::time::timeout(WAIT, add_when_healthy(&client, request)).await
+    });
+    tokio::task::yield_now().await;
+    cluster.kill9(leader).expect("kill the leader");
+    cluster
+        .restart(leader)
+        .await
+        .expect("restart the old leader");
+    let outcome = adding.await.expect("add task");
+    let list = agreed_members(&cluster, &all).await;
+    let with_url = list
+        .iter()
+        .filter(|(_, urls, _)| urls.contains(&url))
+        .count();
+    match &outcome {
+        Ok(Ok(_)) => assert_eq!(with_url, 1, "acknowledged add not applied once: {list:?}"),
+        other => assert!(with_url <= 1, "add applied twice ({other:?}): {list:?}"),
+    }
+    println!("add during leader kill: {outcome:?}; {with_url} member(s) with its URL");
+    // The unstarted member (if added) is removed again: a member without a
+    // connection may always go.
+    if let Some((id, _, _)) = list.iter().find(|(_, urls, _)| urls.contains(&url)) {
+        let (code, out) =
+            ctl_when_healthy(&cluster, 0, &["member", "remove", &format!("{id:x}")]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    assert_eq!(agreed_members(&cluster, &all).await.len(), 3);
+
+    // 2. A member moves to a new address: stop it, remove it, add the new
+    // address, start it there with a fresh data dir.
+    let leader = cluster
+        .wait_leader(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let moving = (leader + 2) % 3;
+    let old_id = cluster.member_id(moving).expect("id");
+    cluster.kill9(moving).expect("stop the moving member");
+    let stay: Vec<usize> = all.iter().copied().filter(|&i| i != moving).collect();
+    let (code, out) = ctl_when_healthy(
+        &cluster,
+        stay[0],
+        &["member", "remove", &format!("{old_id:x}")],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let moved = cluster.new_member().expect("slot");
+    add(&cluster, stay[0], moved, false).await;
+    cluster
+        .join(moved, &stay)
+        .await
+        .expect("joins at its new address");
+    let live = [stay[0], stay[1], moved];
+    let list = agreed_members(&cluster, &live).await;
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert!(list.iter().all(|(id, _, _)| *id != old_id), "{list:?}");
+    same_hashes(&cluster, &live).await;
 }
