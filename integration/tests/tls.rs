@@ -554,3 +554,212 @@ async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
     )
     .await;
 }
+
+/// One member of the all-TLS cluster of the membership test.
+struct AllTls {
+    name: &'static str,
+    client: u16,
+    peer: u16,
+    child: Option<tokio::process::Child>,
+}
+
+/// Starts `m` with TLS and client-certificate auth on both ports, its
+/// `--initial-cluster` naming `cluster` (`existing` unless it is alone).
+fn start_all_tls(
+    data: &Path,
+    m: &AllTls,
+    cluster: &[&AllTls],
+    server: &(String, String),
+    peer: &(String, String),
+    ca: &str,
+) -> tokio::process::Child {
+    let spec: Vec<String> = cluster
+        .iter()
+        .map(|c| format!("{}=https://127.0.0.1:{}", c.name, c.peer))
+        .collect();
+    let state = if cluster.len() == 1 {
+        "new"
+    } else {
+        "existing"
+    };
+    tokio::process::Command::new(Kind::Oxcd.binary().expect("binary"))
+        .args([
+            format!("--name={}", m.name),
+            format!("--data-dir={}", data.join(m.name).display()),
+            format!("--listen-client-urls=https://127.0.0.1:{}", m.client),
+            format!("--advertise-client-urls=https://127.0.0.1:{}", m.client),
+            format!("--listen-peer-urls=https://127.0.0.1:{}", m.peer),
+            format!("--initial-advertise-peer-urls=https://127.0.0.1:{}", m.peer),
+            format!("--initial-cluster={}", spec.join(",")),
+            format!("--initial-cluster-state={state}"),
+            format!("--cert-file={}", server.0),
+            format!("--key-file={}", server.1),
+            format!("--trusted-ca-file={ca}"),
+            "--client-cert-auth".to_string(),
+            format!("--peer-cert-file={}", peer.0),
+            format!("--peer-key-file={}", peer.1),
+            format!("--peer-trusted-ca-file={ca}"),
+            "--peer-client-cert-auth".to_string(),
+        ])
+        .stdout(
+            std::fs::File::create(data.with_file_name(format!("{}.log", m.name)))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn member")
+}
+
+/// Membership over certificates: a one-member cluster with TLS and client
+/// certificate auth on both ports grows by a voter and a learner (joining
+/// over https peer URLs, fetching the member list over TLS), promotes the
+/// learner, reports `endpoint status --cluster` and `endpoint hashkv
+/// --cluster` through etcdctl's `--cacert/--cert/--key`, and removes a
+/// member, which stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_over_tls_on_both_ports() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authority = ca("oxcd cluster CA");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, authority.cert.pem()).expect("write ca");
+    let ca_path = path(&ca_path);
+    let server = leaf(dir.path(), "server", &authority, &[SERVER], false);
+    let client = leaf(dir.path(), "client", &authority, &[CLIENT], false);
+    let peer = leaf(dir.path(), "peer", &authority, &[SERVER, CLIENT], false);
+    let listeners: Vec<TcpListener> = (0..6)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let port = |i: usize| listeners[i].local_addr().expect("addr").port();
+    let mut m: Vec<AllTls> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| AllTls {
+            name,
+            client: port(2 * i),
+            peer: port(2 * i + 1),
+            child: None,
+        })
+        .collect();
+    drop(listeners);
+    let data = dir.path().join("data");
+    let tls_ctl = |client_port: u16, args: Vec<String>| {
+        let mut full = vec![
+            format!("--cacert={ca_path}"),
+            format!("--cert={}", client.0),
+            format!("--key={}", client.1),
+            "--dial-timeout=2s".to_string(),
+            "--command-timeout=5s".to_string(),
+        ];
+        full.extend(args);
+        async move {
+            let args: Vec<&str> = full.iter().map(String::as_str).collect();
+            let out = run_etcdctl(&format!("127.0.0.1:{client_port}"), &args, None, CTL)
+                .await
+                .expect("etcdctl ran");
+            (out.code, format!("{}{}", out.stdout, out.stderr))
+        }
+    };
+    // Retries (bounded) while the answer is transient: no leader yet, or
+    // etcd's "unhealthy cluster" (a peer connected less than 5 s ago).
+    let until_ok = |client_port: u16, args: Vec<String>| {
+        let tls_ctl = &tls_ctl;
+        async move {
+            let started = Instant::now();
+            loop {
+                let (code, out) = tls_ctl(client_port, args.clone()).await;
+                if code == 0 {
+                    return out;
+                }
+                assert!(
+                    started.elapsed() < READY,
+                    "etcdctl {args:?} kept failing: {out}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+    m[0].child = Some(start_all_tls(
+        &data,
+        &m[0],
+        &[&m[0]],
+        &server,
+        &peer,
+        &ca_path,
+    ));
+    until_ok(m[0].client, s(&["put", "k", "v"])).await;
+
+    // A voter joins over TLS.
+    let b_url = format!("--peer-urls=https://127.0.0.1:{}", m[1].peer);
+    let added = until_ok(m[0].client, s(&["member", "add", "b", &b_url])).await;
+    assert!(
+        added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{added}"
+    );
+    m[1].child = Some(start_all_tls(
+        &data,
+        &m[1],
+        &[&m[0], &m[1]],
+        &server,
+        &peer,
+        &ca_path,
+    ));
+    let got = until_ok(
+        m[1].client,
+        s(&["get", "k", "--consistency=s", "--print-value-only"]),
+    )
+    .await;
+    assert_eq!(got.trim(), "v");
+
+    // A learner joins, then is promoted once in sync.
+    let c_url = format!("--peer-urls=https://127.0.0.1:{}", m[2].peer);
+    let added = until_ok(m[0].client, s(&["member", "add", "c", &c_url, "--learner"])).await;
+    let c_id = added
+        .split_whitespace()
+        .nth(1)
+        .expect("member id")
+        .to_string();
+    m[2].child = Some(start_all_tls(
+        &data,
+        &m[2],
+        &[&m[0], &m[1], &m[2]],
+        &server,
+        &peer,
+        &ca_path,
+    ));
+    let promoted = until_ok(m[1].client, s(&["member", "promote", &c_id])).await;
+    assert!(promoted.contains("promoted in cluster"), "{promoted}");
+    let list = until_ok(m[0].client, s(&["member", "list"])).await;
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(
+        list.lines()
+            .all(|l| l.contains(", started, ") && l.ends_with("false")),
+        "{list}"
+    );
+
+    // The cluster views, through every member's https client URL.
+    let status = until_ok(m[0].client, s(&["endpoint", "status", "--cluster"])).await;
+    assert_eq!(status.lines().count(), 3, "{status}");
+    let hashes = until_ok(m[0].client, s(&["endpoint", "hashkv", "--cluster"])).await;
+    let values: Vec<&str> = hashes
+        .lines()
+        .filter_map(|l| l.split(", ").nth(1))
+        .collect();
+    assert_eq!(values.len(), 3, "{hashes}");
+    assert!(values.windows(2).all(|w| w[0] == w[1]), "{hashes}");
+
+    // Removing the learner-turned-voter stops it.
+    let removed = until_ok(m[0].client, s(&["member", "remove", &c_id])).await;
+    assert!(removed.contains("removed from cluster"), "{removed}");
+    let child = m[2].child.as_mut().expect("c runs");
+    let exit = tokio::time::timeout(READY, child.wait())
+        .await
+        .expect("c stops once removed")
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    let got = until_ok(m[1].client, s(&["get", "k", "--print-value-only"])).await;
+    assert_eq!(got.trim(), "v");
+}

@@ -411,7 +411,7 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.cluster_id,
         peers,
         TransportConfig {
-            tls: peer_client_tls,
+            tls: peer_client_tls.clone(),
             ..TransportConfig::default()
         },
         identity.member_id ^ now_ms,
@@ -482,7 +482,8 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         },
         sizes.in_use,
         member_dir.join("snap"),
-    );
+    )
+    .with_peer_tls(peer_client_tls);
     Ok(Member {
         handle,
         registry,

@@ -71,9 +71,11 @@ pub struct NodeHandle {
     pub lessor: Mailbox<LessorActor>,
     /// Lease ids this member hands out when a grant names none.
     lease_ids: Arc<AtomicU64>,
-    /// Connections to other members' client URLs, for requests only the
-    /// leader answers (keep-alives, time-to-live).
+    /// Connections to other members' peer URLs, for requests only the
+    /// leader answers (keep-alives, time-to-live, promotion).
     leader_channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// How to dial an `https://` peer URL.
+    peer_tls: Option<tonic::transport::ClientTlsConfig>,
     /// Term, leader and revision as the raft and apply actors post them.
     board: Arc<Board>,
 }
@@ -130,6 +132,7 @@ impl NodeHandle {
             lessor,
             lease_ids: Arc::new(AtomicU64::new(lease_ids)),
             leader_channels: Arc::default(),
+            peer_tls: None,
             board,
         }
     }
@@ -195,9 +198,17 @@ impl NodeHandle {
         Ok(self.board.leader() == self.member_id)
     }
 
-    /// A connection to the current leader's first client URL, for requests
-    /// only the leader answers; `NoLeader` when there is none (or it has not
-    /// published its URLs yet).
+    /// Dials other members' peer URLs with `tls` when they are `https://`
+    /// (the member's peer client configuration).
+    pub fn with_peer_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        self.peer_tls = tls;
+        self
+    }
+
+    /// A connection to the current leader's peer URL, for requests only
+    /// the leader answers (keep-alives, time-to-live, learner promotion),
+    /// which its peer server serves too, as etcd forwards them over the peer
+    /// port; `NoLeader` when there is none.
     pub async fn leader_channel(&self) -> Result<Channel, EtcdError> {
         let (raft, _) = self.status().await?;
         if raft.leader == 0 {
@@ -210,16 +221,23 @@ impl NodeHandle {
         let url = members
             .iter()
             .find(|m| m.id == raft.leader)
-            .and_then(|m| m.client_ur_ls.first().cloned())
+            .and_then(|m| m.peer_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
         let mut cache = self.leader_channels.lock().expect("leader channel cache");
         if let Some(channel) = cache.get(&url) {
             return Ok(channel.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
             .map_err(|_| EtcdError::NoLeader)?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy();
+            .connect_timeout(std::time::Duration::from_secs(2));
+        if url.starts_with("https://")
+            && let Some(tls) = &self.peer_tls
+        {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|_| EtcdError::NoLeader)?;
+        }
+        let channel = endpoint.connect_lazy();
         cache.insert(url, channel.clone());
         Ok(channel)
     }

@@ -258,7 +258,10 @@ fn server() -> tonic::transport::Server {
 }
 
 /// Serves the `Peer` service on `addr` until the process stops. `raft` is
-/// the raft actor's mailbox in a member.
+/// the raft actor's mailbox in a member. The etcd `Lease` and `Cluster`
+/// services are served there too, for the requests other members forward
+/// to the leader (keep-alives, time-to-live, learner promotion), as etcd
+/// forwards them over its peer port, under the peer port's TLS.
 pub async fn serve_peer<R: RaftInbox>(
     listener: crate::tls::Listener,
     cluster_id: u64,
@@ -266,8 +269,21 @@ pub async fn serve_peer<R: RaftInbox>(
     snap_dir: SnapDir,
     refused: RefusedMessages,
     board: Arc<Board>,
+    node: crate::handle::NodeHandle,
 ) -> Result<(), tonic::transport::Error> {
-    let server = server().add_service(peer_service(cluster_id, raft, snap_dir, refused, board));
+    let limit = proto::codec::TRANSPORT_LIMIT;
+    let lease = proto::etcdserverpb::lease_server::LeaseServer::new(
+        crate::grpc::lease::LeaseService::new(node.clone()),
+    )
+    .max_decoding_message_size(limit);
+    let cluster = proto::etcdserverpb::cluster_server::ClusterServer::new(
+        crate::grpc::cluster::ClusterService::new(node),
+    )
+    .max_decoding_message_size(limit);
+    let server = server()
+        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
+        .add_service(lease)
+        .add_service(cluster);
     match listener {
         crate::tls::Listener::Plain(addr) => server.serve(addr).await,
         crate::tls::Listener::Tls(listener, config) => {

@@ -152,9 +152,10 @@ fn main() {
             let cluster_id = member.identity.cluster_id;
             let refused = member.refused.clone();
             let board = member.board.clone();
+            let handle = member.handle.clone();
             log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
-                listener, cluster_id, raft, snap_dir, refused, board,
+                listener, cluster_id, raft, snap_dir, refused, board, handle,
             )));
         }
         for listener in client_listeners {
