@@ -1,8 +1,8 @@
 //! Command-line flags and `ETCD_*` environment variables, with etcd's names
 //! and defaults, for the settings oxcd has today: name, data dir, client and
 //! peer URLs, the initial cluster, request and txn limits, the backend quota,
-//! raft timings, the snapshot count and the log level. An etcd flag oxcd does
-//! not have yet (TLS, `--logger`, auto-compaction, ...) is refused at start
+//! raft timings, the snapshot count, TLS, auto-compaction and the log level.
+//! An etcd flag oxcd does not have yet (`--logger`, ...) is refused at start
 //! with clap's error naming it, rather than accepted and silently ignored:
 //! an etcd command line using only the flags above runs oxcd unchanged.
 
@@ -83,6 +83,23 @@ pub struct Config {
         default_value_t = 1_572_864
     )]
     pub max_request_bytes: usize,
+    /// Interpret `--auto-compaction-retention` as hours of history
+    /// (`periodic`) or as a number of revisions (`revision`).
+    #[arg(
+        long = "auto-compaction-mode",
+        env = "ETCD_AUTO_COMPACTION_MODE",
+        value_enum,
+        default_value = "periodic"
+    )]
+    pub auto_compaction_mode: crate::compactor::CompactionMode,
+    /// Auto compaction retention: hours (or a duration like `30m`) of
+    /// history in periodic mode, revisions in revision mode; 0 is off.
+    #[arg(
+        long = "auto-compaction-retention",
+        env = "ETCD_AUTO_COMPACTION_RETENTION",
+        default_value = "0"
+    )]
+    pub auto_compaction_retention: String,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(
         long = "strict-reconfig-check",
@@ -369,6 +386,11 @@ impl Config {
     }
 
     /// Checks flag combinations etcd also refuses.
+    /// What auto-compaction keeps (`None`: off), from the two flags.
+    pub fn auto_compaction(&self) -> Result<Option<crate::compactor::Retention>, String> {
+        crate::compactor::parse_retention(self.auto_compaction_mode, &self.auto_compaction_retention)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.heartbeat_interval == 0 {
             return Err("--heartbeat-interval must be > 0".into());
@@ -382,6 +404,7 @@ impl Config {
         if self.max_txn_ops == 0 {
             return Err("--max-txn-ops must be > 0".into());
         }
+        self.auto_compaction()?;
         Ok(())
     }
 }

@@ -286,6 +286,16 @@ impl NodeHandle {
         self.board.connected_since(peer)
     }
 
+    /// The store revision as last posted.
+    pub fn revision(&self) -> i64 {
+        self.board.revision()
+    }
+
+    /// Whether this member leads, as the raft actor last posted.
+    pub fn leads(&self) -> bool {
+        self.board.leader() == self.member_id
+    }
+
     /// The leader as last posted (0: none).
     pub fn leader(&self) -> u64 {
         self.board.leader()

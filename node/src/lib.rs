@@ -10,6 +10,7 @@
 //! 7. [`errors`]: the single mapping from errors to `tonic::Status`.
 
 pub mod bootstrap;
+pub mod compactor;
 pub mod concurrency;
 pub mod config;
 pub mod errors;

@@ -145,6 +145,9 @@ fn main() {
             let (name, urls) = (config.name.clone(), config.advertise_client_urls.clone());
             async move { handle.publish_attributes(name, urls).await }
         });
+        if let Ok(Some(retention)) = config.auto_compaction() {
+            tokio::spawn(node::compactor::run(member.handle.clone(), retention));
+        }
         let mut servers = Vec::new();
         for listener in peer_listeners {
             let raft = member.raft.clone();
