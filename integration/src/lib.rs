@@ -62,6 +62,7 @@
 pub mod acks;
 pub mod binaries;
 pub mod cluster;
+pub mod cluster_ctl;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
