@@ -49,7 +49,12 @@
 //! - `lease`: etcdctl's lease commands against both, expiry with its delete
 //!   events, countdowns across leader kills and moves, a thousand leases kept
 //!   alive through a leader kill, keep-alive and time-to-live through a
-//!   follower.
+//!   follower;
+//! - `membership`: growing, shrinking and repairing an oxcd cluster with
+//!   etcdctl, every refusal with etcd's code and text;
+//! - `membership_etcdctl`: etcdctl's membership and `--cluster` endpoint
+//!   commands against an etcd cluster and an oxcd cluster grown the same way
+//!   ([`cluster_ctl`] normalises their output).
 //!
 //! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
 //! failover tests; [`lin`] records concurrent histories, which
@@ -62,6 +67,7 @@
 pub mod acks;
 pub mod binaries;
 pub mod cluster;
+pub mod cluster_ctl;
 pub mod error;
 pub mod etcdctl;
 pub mod kv_ops;
