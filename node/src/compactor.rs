@@ -176,7 +176,11 @@ pub async fn run(node: NodeHandle, retention: Retention) {
                 let Some(target) = compactor.due(now, node.leads()) else {
                     continue;
                 };
-                tracing::info!(revision = target, ?period, "starting auto periodic compaction");
+                tracing::info!(
+                    revision = target,
+                    ?period,
+                    "starting auto periodic compaction"
+                );
                 if compact(&node, target).await {
                     compactor.succeeded(started.elapsed());
                 }
@@ -190,7 +194,11 @@ pub async fn run(node: NodeHandle, retention: Retention) {
                 let Some(target) = compactor.due(node.revision(), node.leads()) else {
                     continue;
                 };
-                tracing::info!(revision = target, retention, "starting auto revision compaction");
+                tracing::info!(
+                    revision = target,
+                    retention,
+                    "starting auto revision compaction"
+                );
                 if compact(&node, target).await {
                     compactor.succeeded(target);
                 }

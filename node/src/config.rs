@@ -388,7 +388,10 @@ impl Config {
     /// Checks flag combinations etcd also refuses.
     /// What auto-compaction keeps (`None`: off), from the two flags.
     pub fn auto_compaction(&self) -> Result<Option<crate::compactor::Retention>, String> {
-        crate::compactor::parse_retention(self.auto_compaction_mode, &self.auto_compaction_retention)
+        crate::compactor::parse_retention(
+            self.auto_compaction_mode,
+            &self.auto_compaction_retention,
+        )
     }
 
     pub fn validate(&self) -> Result<(), String> {
