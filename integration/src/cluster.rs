@@ -105,6 +105,8 @@ struct Member {
     /// For a member added at run time: the `--initial-cluster` it joins
     /// with (`--initial-cluster-state existing`).
     joins: Option<String>,
+    /// Flags for this member's later starts only ([`Cluster::set_args`]).
+    args: Vec<String>,
 }
 
 impl Member {
@@ -120,6 +122,7 @@ impl Member {
             member_id: None,
             env: Env::new(),
             joins: None,
+            args: Vec::new(),
         }
     }
 }
@@ -412,6 +415,11 @@ impl Cluster {
         self.members[i].env = env;
     }
 
+    /// Gives member `i`'s later starts extra flags (after the cluster's).
+    pub fn set_args(&mut self, i: usize, args: Vec<String>) {
+        self.members[i].args = args;
+    }
+
     /// Starts every member that is not running, with the same flags, data
     /// dirs and ports, and waits as [`Cluster::start`] does: one leader named
     /// by every member, linearizable reads through each.
@@ -569,6 +577,7 @@ impl Cluster {
             args.push(format!("--snapshot-count={count}"));
         }
         args.extend(o.extra_args.iter().cloned());
+        args.extend(self.members[i].args.iter().cloned());
         args
     }
 

@@ -100,6 +100,25 @@ pub struct Config {
         default_value = "0"
     )]
     pub auto_compaction_retention: String,
+    /// Check data corruption before serving any client/peer traffic.
+    #[arg(
+        long = "experimental-initial-corrupt-check",
+        env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub initial_corrupt_check: bool,
+    /// Duration of time between cluster corruption check passes (Go
+    /// syntax; 0 is off).
+    #[arg(
+        long = "experimental-corrupt-check-time",
+        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s",
+        value_parser = parse_go_duration
+    )]
+    pub corrupt_check_time: std::time::Duration,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(
         long = "strict-reconfig-check",

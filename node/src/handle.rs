@@ -223,23 +223,34 @@ impl NodeHandle {
             .find(|m| m.id == raft.leader)
             .and_then(|m| m.peer_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
+        self.peer_channel(&url).ok_or(EtcdError::NoLeader)
+    }
+
+    /// The members of the cluster as this member last learned them.
+    pub fn members(&self) -> Vec<proto::etcdserverpb::Member> {
+        self.board.members()
+    }
+
+    /// A (cached, lazily connected) channel to a member's peer URL, where
+    /// etcd's Lease, Cluster and Maintenance APIs are served for the other
+    /// members; `None` for a URL that does not parse.
+    pub fn peer_channel(&self, url: &str) -> Option<Channel> {
+        let url = url.to_string();
         let mut cache = self.leader_channels.lock().expect("leader channel cache");
         if let Some(channel) = cache.get(&url) {
-            return Ok(channel.clone());
+            return Some(channel.clone());
         }
         let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|_| EtcdError::NoLeader)?
+            .ok()?
             .connect_timeout(std::time::Duration::from_secs(2));
         if url.starts_with("https://")
             && let Some(tls) = &self.peer_tls
         {
-            endpoint = endpoint
-                .tls_config(tls.clone())
-                .map_err(|_| EtcdError::NoLeader)?;
+            endpoint = endpoint.tls_config(tls.clone()).ok()?;
         }
         let channel = endpoint.connect_lazy();
         cache.insert(url, channel.clone());
-        Ok(channel)
+        Some(channel)
     }
 
     /// Replicates `request` and returns its applied result.

@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
+pub mod corruption;
 pub mod errors;
 pub mod grpc;
 pub mod handle;

@@ -258,10 +258,11 @@ fn server() -> tonic::transport::Server {
 }
 
 /// Serves the `Peer` service on `addr` until the process stops. `raft` is
-/// the raft actor's mailbox in a member. The etcd `Lease` and `Cluster`
-/// services are served there too, for the requests other members forward
-/// to the leader (keep-alives, time-to-live, learner promotion), as etcd
-/// forwards them over its peer port, under the peer port's TLS.
+/// the raft actor's mailbox in a member. The etcd `Lease`, `Cluster` and
+/// `Maintenance` services are served there too, for what other members ask
+/// over the peer port in etcd (keep-alives, time-to-live and learner
+/// promotion forwarded to the leader; HashKV for the corruption checks),
+/// under the peer port's TLS.
 pub async fn serve_peer<R: RaftInbox>(
     listener: crate::tls::Listener,
     cluster_id: u64,
@@ -277,13 +278,19 @@ pub async fn serve_peer<R: RaftInbox>(
     )
     .max_decoding_message_size(limit);
     let cluster = proto::etcdserverpb::cluster_server::ClusterServer::new(
-        crate::grpc::cluster::ClusterService::new(node),
+        crate::grpc::cluster::ClusterService::new(node.clone()),
     )
     .max_decoding_message_size(limit);
+    let maintenance = proto::etcdserverpb::maintenance_server::MaintenanceServer::new(
+        crate::grpc::maintenance::MaintenanceService::new(node),
+    )
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(usize::MAX);
     let server = server()
         .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
         .add_service(lease)
-        .add_service(cluster);
+        .add_service(cluster)
+        .add_service(maintenance);
     match listener {
         crate::tls::Listener::Plain(addr) => server.serve(addr).await,
         crate::tls::Listener::Tls(listener, config) => {

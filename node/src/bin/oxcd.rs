@@ -161,6 +161,20 @@ fn main() {
                 listener, cluster_id, raft, snap_dir, refused, board, handle,
             )));
         }
+        // Before any client is served (the peer port is up: the others ask
+        // this member too).
+        if config.initial_corrupt_check
+            && let Err(e) = node::corruption::initial_check(&member.handle).await
+        {
+            tracing::error!("{e}");
+            return 1;
+        }
+        if !config.corrupt_check_time.is_zero() {
+            tokio::spawn(node::corruption::run_periodic(
+                member.handle.clone(),
+                config.corrupt_check_time,
+            ));
+        }
         for listener in client_listeners {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
