@@ -16,7 +16,7 @@ use super::{BoltError, MetaProblem};
 
 const PAGE: u64 = 4096;
 
-fn pairs(file: &BoltFile, bucket: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn pairs(file: &BoltFile, bucket: &[u8]) -> Pairs {
     let mut out = Vec::new();
     file.for_each::<BoltError, _>(bucket, |k, v| {
         out.push((k.to_vec(), v.to_vec()));
@@ -66,9 +66,9 @@ fn seeded(test: &str) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
-fn bucket_map(
-    entries: &[(&[u8], Vec<(Vec<u8>, Vec<u8>)>)],
-) -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> {
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn bucket_map(entries: &[(&[u8], Pairs)]) -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> {
     entries
         .iter()
         .map(|(name, kvs)| (name.to_vec(), kvs.iter().cloned().collect()))

@@ -409,12 +409,15 @@ fn check_key(bucket: &[u8], key: &[u8]) -> Result<(), BoltError> {
     })
 }
 
+/// One bucket's pairs as [`BoltWriter`] collects them.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Collects top-level buckets and their pairs in any order, then writes them
 /// in one go ([`write_to`](Self::write_to)) through a [`BoltStreamWriter`].
 #[derive(Debug, Default)]
 pub struct BoltWriter {
     config: WriterConfig,
-    buckets: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>>,
+    buckets: BTreeMap<Vec<u8>, Pairs>,
 }
 
 impl BoltWriter {
