@@ -271,7 +271,9 @@ where
                 format!("key {:?} is out of order", String::from_utf8_lossy(e.key)),
             ));
         }
-        *last_key = Some(e.key.to_vec());
+        let last = last_key.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(e.key);
         if let Walk::Stop = visit(pgid, e.flags, e.key, e.value)? {
             return Ok(Walk::Stop);
         }

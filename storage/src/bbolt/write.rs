@@ -112,7 +112,7 @@ impl PageSink {
     }
 }
 
-/// Where a finished tree starts.
+/// Where a finished bucket's tree starts.
 enum TreeRoot {
     /// The tree's root page.
     Page(u64),
@@ -169,17 +169,25 @@ impl TreeBuilder {
         Ok(())
     }
 
-    /// Ends the tree: writes its last leaf and its branch levels, or returns
-    /// it as an inline page when `may_inline` and it fits in a quarter page.
-    fn finish(&mut self, sink: &mut PageSink, may_inline: bool) -> Result<TreeRoot, BoltError> {
+    /// Ends a bucket's tree: returns it as an inline page when it is one
+    /// leaf of at most a quarter page, else writes it ([`finish_pages`]).
+    ///
+    /// [`finish_pages`]: Self::finish_pages
+    fn finish_bucket(&mut self, sink: &mut PageSink) -> Result<TreeRoot, BoltError> {
+        if self.leaves.is_empty() && self.leaf.size() <= sink.page_size / 4 {
+            let mut page = Vec::new();
+            self.leaf.encode(0, 0, &mut page);
+            return Ok(TreeRoot::Inline(page));
+        }
+        Ok(TreeRoot::Page(self.finish_pages(sink)?))
+    }
+
+    /// Ends the tree on pages: writes its last leaf (maybe empty, as the root
+    /// bucket of a file without buckets) and its branch levels; returns the
+    /// root page.
+    fn finish_pages(&mut self, sink: &mut PageSink) -> Result<u64, BoltError> {
         if self.leaves.is_empty() {
-            if may_inline && self.leaf.size() <= sink.page_size / 4 {
-                let mut page = Vec::new();
-                self.leaf.encode(0, 0, &mut page);
-                return Ok(TreeRoot::Inline(page));
-            }
-            // One leaf, maybe empty (an empty root bucket is one empty leaf).
-            return Ok(TreeRoot::Page(sink.write_node(&self.leaf)?));
+            return sink.write_node(&self.leaf);
         }
         if !self.leaf.is_empty() {
             self.flush_leaf(sink)?;
@@ -203,7 +211,7 @@ impl TreeBuilder {
             node.clear();
             level = parents;
         }
-        Ok(TreeRoot::Page(level[0].1))
+        Ok(level[0].1)
     }
 }
 
@@ -286,9 +294,7 @@ impl BoltStreamWriter {
         for (name, value) in &self.buckets {
             root.push(&mut self.sink, name, value, BUCKET_LEAF)?;
         }
-        let TreeRoot::Page(root_pgid) = root.finish(&mut self.sink, false)? else {
-            unreachable!("the root bucket is never inline");
-        };
+        let root_pgid = root.finish_pages(&mut self.sink)?;
         let pages = self.sink.next_pgid;
         let mut out = self.sink.out;
         out.seek(SeekFrom::Start(0))?;
@@ -357,8 +363,7 @@ impl BucketWriter<'_> {
 
     /// Ends the bucket (step 3).
     pub fn finish(mut self) -> Result<(), BoltError> {
-        self.finished = true;
-        let value = match self.tree.finish(&mut self.writer.sink, true)? {
+        let value = match self.tree.finish_bucket(&mut self.writer.sink)? {
             TreeRoot::Inline(page) => {
                 let mut value = Vec::with_capacity(BUCKET_HEADER_SIZE + page.len());
                 value.extend_from_slice(&BucketHeader::default().encode());
@@ -371,6 +376,8 @@ impl BucketWriter<'_> {
         self.writer
             .buckets
             .insert(std::mem::take(&mut self.name), value);
+        // Only now: a bucket whose end failed to write counts as unfinished.
+        self.finished = true;
         Ok(())
     }
 
