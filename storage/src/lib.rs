@@ -12,7 +12,11 @@
 //!
 //! Both stores sit behind traits with an in-memory twin; one conformance suite
 //! runs against both.
+//!
+//! [`bbolt`] reads and writes bbolt files, the format of etcd's backend and of
+//! its snapshot files.
 
+pub mod bbolt;
 pub mod error;
 pub mod mvcc;
 pub mod raft_log;
