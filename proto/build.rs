@@ -24,6 +24,7 @@ fn main() {
     }
     let protos = [
         "etcd/kv.proto",
+        "etcd/lease.proto",
         "etcd/auth.proto",
         "etcd/rpc.proto",
         "etcd/v3lock.proto",

@@ -16,6 +16,10 @@ pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
+pub mod leasepb {
+    tonic::include_proto!("leasepb");
+}
+
 pub mod authpb {
     tonic::include_proto!("authpb");
 }

@@ -111,4 +111,7 @@ pub enum StorageError {
     Corrupt(String),
     #[error("raft storage: {0}")]
     Raft(#[from] raft::Error),
+    /// A bbolt (etcd snapshot) file that cannot be read or written.
+    #[error("bbolt: {0}")]
+    Bolt(#[from] crate::bbolt::BoltError),
 }

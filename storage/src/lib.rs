@@ -13,11 +13,13 @@
 //! Both stores sit behind traits with an in-memory twin; one conformance suite
 //! runs against both.
 //!
-//! [`bbolt`] reads and writes bbolt files, the format of etcd's backend and of
-//! its snapshot files.
+//! Beside them, [`bbolt`] reads and writes bbolt files (the format of etcd's
+//! backend) and [`etcd_snapshot`] maps the MVCC store to and from etcd 3.4's
+//! backend layout in one: etcd's snapshot format.
 
 pub mod bbolt;
 pub mod error;
+pub mod etcd_snapshot;
 pub mod mvcc;
 pub mod raft_log;
 pub mod snap;

@@ -69,5 +69,6 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Bench(args) => bench::run(args).await,
         Command::Snapshot(snapshot::SnapshotCommand::Restore(args)) => snapshot::restore(args),
+        Command::Snapshot(snapshot::SnapshotCommand::Status(args)) => snapshot::status(args),
     }
 }

@@ -198,24 +198,41 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        // 1. The apply actor writes a consistent image (an LMDB copy, whose
-        //    size is a multiple of the page size, as etcdctl requires).
-        // 2. It streams in 32 KiB blobs with the bytes still to come, then one
-        //    more message holding the image's SHA-256 (etcd's format:
+        // 1. The apply actor writes a consistent image of the store (an LMDB
+        //    copy under one read txn; apply waits only for that copy).
+        // 2. Off the apply thread, the image becomes etcd's backend file: a
+        //    bbolt file with etcd 3.4's buckets (`storage::etcd_snapshot`),
+        //    which `etcdctl snapshot status` and `snapshot restore` read.
+        // 3. It streams in 32 KiB blobs with the bytes still to come, then one
+        //    more message holding the file's SHA-256 (etcd's format:
         //    `etcdctl snapshot save` checks size % 512 == 32).
-        // 3. The image file goes when the stream ends.
-        let path = self
+        // 4. Both files go when the stream ends.
+        let work = self
             .node
             .backup_dir
-            .join(format!("backup-{:x}.image", rand::random::<u64>()));
-        self.node
-            .backup(path.clone())
-            .await
-            .map_err(|e| to_status(&e))?;
+            .join(format!("backup-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&work).map_err(|e| image_error(format!("snapshot image: {e}")))?;
+        if let Err(e) = self.node.backup(work.join("data.mdb")).await {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(to_status(&e));
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
-            stream_image(&path, &tx);
-            let _ = std::fs::remove_file(&path);
+            let file = work.join("etcd.db");
+            match storage::etcd_snapshot::export_image(&work, &file) {
+                Ok(summary) => {
+                    tracing::info!(
+                        revision = summary.revision,
+                        records = summary.records,
+                        "streaming a snapshot in etcd's format"
+                    );
+                    stream_image(&file, &tx);
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(image_error(format!("snapshot image: {e}"))));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&work);
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
