@@ -171,6 +171,9 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
             .collect();
         (derived, founders)
     };
+    if fresh {
+        import_etcd_backend(&member_dir, mvcc_map_bytes(config))?;
+    }
     std::fs::create_dir_all(member_dir.join("raft"))?;
     std::fs::create_dir_all(member_dir.join("kv"))?;
     let identity = load_or_create_identity(&member_dir, derived)?;
@@ -493,6 +496,43 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         refused,
         board: board_for_peers,
     })
+}
+
+/// A data dir in etcd's layout (what `etcdctl snapshot restore` writes, or
+/// a stopped etcd 3.4 member's): at this member's first start its backend
+/// (`member/snap/db`) becomes the MVCC store, every revision, the compaction
+/// point and the leases; members and ids are founded from the flags as for a
+/// restored snapshot (etcdctl derives the same ids). Built in `kv.importing`
+/// and renamed into place once complete; etcd's files stay untouched.
+fn import_etcd_backend(member_dir: &Path, map_bytes: usize) -> Result<(), BootstrapError> {
+    let db = member_dir.join("snap").join("db");
+    let kv = kv_dir(member_dir);
+    if !db.exists() || kv.join("data.mdb").exists() {
+        return Ok(());
+    }
+    let staging = member_dir.join("kv.importing");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    tracing::info!(path = %db.display(), "importing an etcd data dir's backend");
+    let summary = {
+        let mut backend = storage::mvcc::LmdbBackend::open(&staging, &LmdbOptions::new(map_bytes))?;
+        storage::etcd_snapshot::import(&db, &mut backend)?
+    };
+    if kv.exists() {
+        std::fs::remove_dir_all(&kv)?;
+    }
+    std::fs::rename(&staging, &kv)?;
+    std::fs::File::open(member_dir)?.sync_all()?;
+    tracing::info!(
+        revision = summary.revision,
+        records = summary.records,
+        leases = summary.leases,
+        compact_revision = summary.compact_revision,
+        "imported etcd's keys, revisions and leases"
+    );
+    Ok(())
 }
 
 /// LMDB map size of the MVCC env: the quota plus headroom, so deletes and
