@@ -151,6 +151,14 @@ impl Cluster {
     /// Starts a fresh cluster of `opts.size` members of `kind` and waits
     /// until every member knows the same leader and serves linearizable reads.
     pub async fn start(kind: Kind, opts: ClusterOpts) -> Result<Cluster, HarnessError> {
+        let mut cluster = Cluster::prepare(kind, opts)?;
+        cluster.launch().await?;
+        Ok(cluster)
+    }
+
+    /// A cluster's directories and ports, nothing started: a test may fill
+    /// the data dirs first (a restored snapshot), then [`Cluster::launch`].
+    pub fn prepare(kind: Kind, opts: ClusterOpts) -> Result<Cluster, HarnessError> {
         let binary = kind.binary()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("oxcd-cluster-{}-", kind.name()))
@@ -159,7 +167,7 @@ impl Cluster {
         let members = (0..opts.size)
             .map(|i| Member::new(i, ports[2 * i], ports[2 * i + 1]))
             .collect();
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             kind,
             binary,
             opts,
@@ -169,15 +177,24 @@ impl Cluster {
         for i in 0..cluster.size() {
             std::fs::create_dir_all(cluster.member_dir(i))?;
         }
+        Ok(cluster)
+    }
+
+    /// Starts every member of a [`Cluster::prepare`]d cluster and waits as
+    /// [`Cluster::start`] does (retrying with fresh ports only while the
+    /// data dirs are the harness's own: empty before the first start).
+    pub async fn launch(&mut self) -> Result<(), HarnessError> {
+        let cluster = self;
+        let prefilled = (0..cluster.size()).any(|i| cluster.data_dir(i).exists());
         let mut attempt = 1;
         loop {
             for i in 0..cluster.size() {
                 cluster.spawn(i)?;
             }
             match cluster.wait_all_ready().await {
-                Ok(()) => return Ok(cluster),
+                Ok(()) => return Ok(()),
                 Err(HarnessError::Exited { .. })
-                    if attempt < PORT_RETRIES && cluster.port_was_taken() =>
+                    if !prefilled && attempt < PORT_RETRIES && cluster.port_was_taken() =>
                 {
                     eprintln!("cluster: a port was taken meanwhile; retrying with fresh ports");
                     for i in 0..cluster.size() {
@@ -538,7 +555,8 @@ impl Cluster {
         self.root().join(&self.members[i].name)
     }
 
-    fn initial_cluster(&self) -> String {
+    /// `--initial-cluster` of the founding members.
+    pub fn initial_cluster(&self) -> String {
         (0..self.size())
             .map(|i| format!("{}={}", self.members[i].name, self.peer_url(i)))
             .collect::<Vec<_>>()

@@ -81,7 +81,14 @@ pub struct RestoreArgs {
     )]
     pub initial_advertise_peer_urls: Vec<String>,
     /// Ignore the snapshot's integrity hash.
-    #[arg(long = "skip-hash-check")]
+    #[arg(
+        long = "skip-hash-check",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true,
+        action = clap::ArgAction::Set
+    )]
     pub skip_hash_check: bool,
 }
 
