@@ -28,6 +28,12 @@ use tonic::transport::Channel;
 
 const CTL: Duration = Duration::from_secs(30);
 
+/// One key as read: key, create and mod revision, version, value, lease.
+type KeyRow = (Vec<u8>, i64, i64, i64, Vec<u8>, i64);
+
+/// A store's revision and every key in it.
+type Contents = (i64, Vec<KeyRow>);
+
 async fn ctl(addr: &str, args: &[&str]) -> String {
     let out = run_etcdctl(addr, args, None, CTL).await.expect("etcdctl");
     assert_eq!(
@@ -66,7 +72,7 @@ async fn write_history(addr: &str) -> String {
 
 /// Every key with its revisions, version, value and lease, and the store
 /// revision, as one comparable value.
-async fn contents(channel: Channel) -> (i64, Vec<(Vec<u8>, i64, i64, i64, Vec<u8>, i64)>) {
+async fn contents(channel: Channel) -> Contents {
     let r = KvClient::new(channel)
         .range(RangeRequest {
             key: vec![0],
@@ -183,13 +189,7 @@ async fn oxcd_snapshot_restores_into_real_etcd() {
 }
 
 /// etcd's snapshot of step 1's history, and its contents and HashKV.
-async fn etcd_snapshot(
-    dir: &Path,
-) -> (
-    std::path::PathBuf,
-    (i64, Vec<(Vec<u8>, i64, i64, i64, Vec<u8>, i64)>),
-    u32,
-) {
+async fn etcd_snapshot(dir: &Path) -> (std::path::PathBuf, Contents, u32) {
     let etcd = Server::start(Kind::Etcd, ServerOpts::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -203,11 +203,7 @@ async fn etcd_snapshot(
 }
 
 /// Every member of `cluster` serves `expected` with HashKV `hash`.
-async fn serves(
-    cluster: &Cluster,
-    expected: &(i64, Vec<(Vec<u8>, i64, i64, i64, Vec<u8>, i64)>),
-    hash: u32,
-) {
+async fn serves(cluster: &Cluster, expected: &Contents, hash: u32) {
     for i in 0..cluster.size() {
         let channel = cluster.channel(i).await.expect("channel");
         assert_eq!(
