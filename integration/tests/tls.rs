@@ -707,12 +707,20 @@ async fn membership_changes_over_tls_on_both_ports() {
         &peer,
         &ca_path,
     ));
-    let got = until_ok(
-        m[1].client,
-        s(&["get", "k", "--consistency=s", "--print-value-only"]),
-    )
-    .await;
-    assert_eq!(got.trim(), "v");
+    // b serves before its snapshot arrives: wait (bounded) for the key.
+    let started = Instant::now();
+    loop {
+        let got = until_ok(
+            m[1].client,
+            s(&["get", "k", "--consistency=s", "--print-value-only"]),
+        )
+        .await;
+        if got.trim() == "v" {
+            break;
+        }
+        assert!(started.elapsed() < READY, "b never got k: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A learner joins, then is promoted once in sync.
     let c_url = format!("--peer-urls=https://127.0.0.1:{}", m[2].peer);
