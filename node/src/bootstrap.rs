@@ -140,7 +140,9 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     // start of a member joining an existing cluster, the members the
     // cluster reports (which must list this one: it was added first).
     let (derived, members) = if fresh && config.initial_cluster_state == ClusterState::Existing {
-        join_existing(config, peer_client_tls.clone()).await?
+        join_existing(config, peer_client_tls.clone())
+            .await
+            .map_err(BootstrapError::Config)?
     } else {
         let (derived, founders) = founding_identity(
             &config.initial_cluster,

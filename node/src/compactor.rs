@@ -2,9 +2,9 @@
 //! `--auto-compaction-retention`): the leader compacts through raft, like a
 //! client's `Compact`, so every member compacts at the same revision.
 //!
-//! 1. [`parse_retention`] reads the flags as etcd does: a bare number is
-//!    hours (periodic) or a revision count (revision); anything else is a
-//!    Go duration (`30m`, `2s`). 0 turns auto-compaction off.
+//! 1. The flags are read as etcd reads them (`crate::config::parse_retention`:
+//!    a bare number is hours or a revision count, anything else a Go
+//!    duration; 0 turns auto-compaction off).
 //! 2. [`Periodic`] (etcd's periodic compactor): every tenth of the period
 //!    (at most 6 minutes) it samples the store revision, keeping the samples
 //!    of one period. The first compaction comes one period after the start
@@ -25,50 +25,11 @@ use proto::etcdserverpb::CompactionRequest;
 use proto::internal::internal_request::Request as Replicated;
 use storage::EtcdError;
 
+use crate::config::Retention;
 use crate::handle::NodeHandle;
 
 /// How often the revision compactor looks (etcd's `revInterval`).
 pub const REVISION_INTERVAL: Duration = Duration::from_secs(300);
-
-/// `--auto-compaction-mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompactionMode {
-    Periodic,
-    Revision,
-}
-
-/// What auto-compaction keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retention {
-    /// History of this long.
-    Period(Duration),
-    /// This many revisions.
-    Revisions(i64),
-}
-
-/// etcd's `parseCompactionRetention`; `None` when auto-compaction is off.
-pub fn parse_retention(mode: CompactionMode, text: &str) -> Result<Option<Retention>, String> {
-    let retention = match text.trim().parse::<i64>() {
-        Ok(n) if n >= 0 => match mode {
-            CompactionMode::Revision => Retention::Revisions(n),
-            CompactionMode::Periodic => Retention::Period(Duration::from_secs(n as u64 * 3600)),
-        },
-        _ => {
-            let period = crate::config::parse_go_duration(text)
-                .map_err(|e| format!("error parsing CompactionRetention: {e}"))?;
-            match mode {
-                CompactionMode::Periodic => Retention::Period(period),
-                // etcd takes the duration's nanoseconds as the count.
-                CompactionMode::Revision => Retention::Revisions(period.as_nanos() as i64),
-            }
-        }
-    };
-    let off = matches!(
-        retention,
-        Retention::Period(Duration::ZERO) | Retention::Revisions(0)
-    );
-    Ok((!off).then_some(retention))
-}
 
 /// etcd's periodic compactor (step 2 of the module docs).
 #[derive(Debug)]
@@ -231,26 +192,6 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
-    }
-
-    #[test]
-    fn retention_is_read_as_etcd_reads_it() {
-        use CompactionMode::*;
-        assert_eq!(
-            parse_retention(Periodic, "1"),
-            Ok(Some(Retention::Period(secs(3600.0))))
-        );
-        assert_eq!(
-            parse_retention(Periodic, "30m"),
-            Ok(Some(Retention::Period(secs(1800.0))))
-        );
-        assert_eq!(
-            parse_retention(Revision, "1000"),
-            Ok(Some(Retention::Revisions(1000)))
-        );
-        assert_eq!(parse_retention(Periodic, "0"), Ok(None));
-        assert_eq!(parse_retention(Revision, "0"), Ok(None));
-        assert!(parse_retention(Periodic, "soon").is_err());
     }
 
     /// A store written at one revision a second, sampled every tenth of a

@@ -91,7 +91,7 @@ pub struct Config {
         value_enum,
         default_value = "periodic"
     )]
-    pub auto_compaction_mode: crate::compactor::CompactionMode,
+    pub auto_compaction_mode: CompactionMode,
     /// Auto compaction retention: hours (or a duration like `30m`) of
     /// history in periodic mode, revisions in revision mode; 0 is off.
     #[arg(
@@ -320,6 +320,48 @@ fn parse_batch_interval(text: &str) -> Result<std::time::Duration, String> {
     parse_go_duration(text)
 }
 
+/// `--auto-compaction-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+/// What auto-compaction keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// History of this long.
+    Period(std::time::Duration),
+    /// This many revisions.
+    Revisions(i64),
+}
+
+/// etcd's `parseCompactionRetention`; `None` when auto-compaction is off.
+pub fn parse_retention(mode: CompactionMode, text: &str) -> Result<Option<Retention>, String> {
+    let retention = match text.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => match mode {
+            CompactionMode::Revision => Retention::Revisions(n),
+            CompactionMode::Periodic => {
+                Retention::Period(std::time::Duration::from_secs(n as u64 * 3600))
+            }
+        },
+        _ => {
+            let period = parse_go_duration(text)
+                .map_err(|e| format!("error parsing CompactionRetention: {e}"))?;
+            match mode {
+                CompactionMode::Periodic => Retention::Period(period),
+                // etcd takes the duration's nanoseconds as the count.
+                CompactionMode::Revision => Retention::Revisions(period.as_nanos() as i64),
+            }
+        }
+    };
+    let off = matches!(
+        retention,
+        Retention::Period(std::time::Duration::ZERO) | Retention::Revisions(0)
+    );
+    Ok((!off).then_some(retention))
+}
+
 /// Parses a Go `time.Duration` string as etcd's flags take it: a sequence
 /// of decimal numbers with units `h`, `m`, `s`, `ms`, `us` (or `µs`), `ns`
 /// (`10m`, `1m30s`, `1.5s`, `500ms`); a bare `0` is zero.
@@ -406,11 +448,8 @@ impl Config {
 
     /// Checks flag combinations etcd also refuses.
     /// What auto-compaction keeps (`None`: off), from the two flags.
-    pub fn auto_compaction(&self) -> Result<Option<crate::compactor::Retention>, String> {
-        crate::compactor::parse_retention(
-            self.auto_compaction_mode,
-            &self.auto_compaction_retention,
-        )
+    pub fn auto_compaction(&self) -> Result<Option<Retention>, String> {
+        parse_retention(self.auto_compaction_mode, &self.auto_compaction_retention)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -518,6 +557,27 @@ mod tests {
             "300",
         ]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn retention_is_read_as_etcd_reads_it() {
+        use CompactionMode::*;
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s);
+        assert_eq!(
+            parse_retention(Periodic, "1"),
+            Ok(Some(Retention::Period(secs(3600.0))))
+        );
+        assert_eq!(
+            parse_retention(Periodic, "30m"),
+            Ok(Some(Retention::Period(secs(1800.0))))
+        );
+        assert_eq!(
+            parse_retention(Revision, "1000"),
+            Ok(Some(Retention::Revisions(1000)))
+        );
+        assert_eq!(parse_retention(Periodic, "0"), Ok(None));
+        assert_eq!(parse_retention(Revision, "0"), Ok(None));
+        assert!(parse_retention(Periodic, "soon").is_err());
     }
 
     #[test]

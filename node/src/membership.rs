@@ -205,31 +205,27 @@ fn first_u64(hash: &[u8]) -> u64 {
 pub async fn join_existing(
     config: &crate::config::Config,
     tls: Option<tonic::transport::ClientTlsConfig>,
-) -> Result<(Identity, Vec<proto::etcdserverpb::Member>), crate::bootstrap::BootstrapError> {
-    use crate::bootstrap::BootstrapError;
-    let local = parse_initial_cluster(&config.initial_cluster, &config.initial_cluster_token)
-        .map_err(BootstrapError::Config)?;
+) -> Result<(Identity, Vec<proto::etcdserverpb::Member>), String> {
+    let local = parse_initial_cluster(&config.initial_cluster, &config.initial_cluster_token)?;
     let me = local
         .iter()
         .find(|m| m.name == config.name)
         .ok_or_else(|| {
-            BootstrapError::Config(format!(
+            format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
                 config.name
-            ))
+            )
         })?;
-    check_advertised(me, &config.initial_advertise_peer_urls).map_err(BootstrapError::Config)?;
+    check_advertised(me, &config.initial_advertise_peer_urls)?;
     let urls: Vec<String> = local
         .iter()
         .filter(|m| m.name != config.name)
         .flat_map(|m| m.peer_urls.iter().cloned())
         .collect();
     let remote = fetch_members(&urls, tls).await.ok_or_else(|| {
-        BootstrapError::Config(
-            "cannot fetch cluster info from peer urls: could not retrieve cluster information \
-             from the given URLs"
-                .into(),
-        )
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information \
+         from the given URLs"
+            .to_string()
     })?;
     let sorted = |urls: &[String]| {
         let mut u = urls.to_vec();
@@ -237,10 +233,10 @@ pub async fn join_existing(
         u
     };
     if remote.members.len() != local.len() {
-        return Err(BootstrapError::Config(format!(
+        return Err(format!(
             "error validating peerURLs {}: member count is unequal",
             describe(&remote.members)
-        )));
+        ));
     }
     let mut my_id = None;
     for l in &local {
@@ -249,18 +245,16 @@ pub async fn join_existing(
             .iter()
             .find(|r| sorted(&r.peer_ur_ls) == sorted(&l.peer_urls))
             .ok_or_else(|| {
-                BootstrapError::Config(format!(
+                format!(
                     "error validating peerURLs {}: unmatched member while checking PeerURLs",
                     describe(&remote.members)
-                ))
+                )
             })?;
         if l.name == config.name {
             my_id = Some(matched.id);
         }
     }
-    let member_id = my_id.ok_or_else(|| {
-        BootstrapError::Config("member is not listed by the existing cluster".into())
-    })?;
+    let member_id = my_id.ok_or("member is not listed by the existing cluster")?;
     tracing::info!(
         member = %format!("{member_id:x}"),
         cluster = %format!("{:x}", remote.cluster_id),
