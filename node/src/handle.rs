@@ -17,9 +17,9 @@ use actors::apply::ApplyActor;
 use actors::board::Board;
 use actors::lease::LessorActor;
 use actors::messages::{
-    Backup, Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, KeepAlives, PendingRead,
-    Propose, ProposeMemberChange, RaftStatus, Read, ReadIndex, ReadRequest, ReadResponse,
-    StoreStatus, TimeToLive, TransferLeader,
+    Defragment, GetStatus, GetStoreStatus, IsPrimary, KeepAlive, KeepAlives, OpenExport,
+    PendingRead, Propose, ProposeMemberChange, RaftStatus, Read, ReadIndex, ReadRequest,
+    ReadResponse, StoreStatus, TimeToLive, TransferLeader,
 };
 use actors::raft::RaftActor;
 use actors::watch::WatchHub;
@@ -393,10 +393,10 @@ impl NodeHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    /// Writes an image of this member's store to `path` (see
-    /// [`NodeHandle::store_job`]).
-    pub async fn backup(&self, path: std::path::PathBuf) -> Result<(), EtcdError> {
-        self.store_job(Backup { path }, "snapshot image").await
+    /// A detached read view of this member's store for a snapshot export
+    /// (see [`NodeHandle::store_job`]).
+    pub async fn open_export(&self) -> Result<actors::messages::ExportView, EtcdError> {
+        self.store_job(OpenExport, "snapshot").await
     }
 
     /// Defragments this member's store (see [`NodeHandle::store_job`]).

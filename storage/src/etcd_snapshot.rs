@@ -20,13 +20,14 @@
 //!    yet; etcd creates them too).
 //!
 //! [`export`] writes such a file from a consistent read view of the store
-//! (an image, never the live store: the apply thread is not held up), one
-//! bucket after the other, streaming. [`import`] reads one (from real etcd,
+//! (a detached LMDB read txn: the apply thread goes on meanwhile), one
+//! bucket after the other, streaming, and gives up when told to. [`import`] reads one (from real etcd,
 //! or from oxcd) into an empty store: records, leases, revision and
 //! compaction point; members and alarms are left to the caller (a restore
 //! founds a new cluster).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use proto::Message as _;
 use proto::etcdserverpb::{AlarmMember, Member};
@@ -104,8 +105,14 @@ fn member_json(m: &Member) -> Vec<u8> {
     serde_json::to_vec(&serde_json::Value::Object(object)).expect("JSON of plain values")
 }
 
-/// Writes the store seen by `reader` to `path` as etcd's backend file.
-pub fn export(reader: &dyn BackendReader, path: &Path) -> Result<SnapshotSummary, StorageError> {
+/// Writes the store seen by `reader` to `path` as etcd's backend file;
+/// stops with an error as soon as `cancel` is raised (the store is about to
+/// be replaced: the reader must go).
+pub fn export(
+    reader: &dyn BackendReader,
+    path: &Path,
+    cancel: &AtomicBool,
+) -> Result<SnapshotSummary, StorageError> {
     let meta = reader.meta()?;
     let mut summary = SnapshotSummary {
         compact_revision: meta.finished_compact_revision,
@@ -120,6 +127,11 @@ pub fn export(reader: &dyn BackendReader, path: &Path) -> Result<SnapshotSummary
         let mut bucket = out.bucket(b"key")?;
         let mut failed = None;
         reader.scan(Revision::default(), &mut |rev, bytes| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StorageError::Corrupt(
+                    "snapshot cancelled: the store is being replaced".into(),
+                ));
+            }
             let (tombstone, kv) = split_record(bytes)?;
             if let Err(e) = bucket.put(&revision_key(rev, tombstone), kv) {
                 failed = Some(e);
@@ -213,17 +225,6 @@ pub fn export(reader: &dyn BackendReader, path: &Path) -> Result<SnapshotSummary
     }
     out.finish()?;
     Ok(summary)
-}
-
-/// [`export`] of an LMDB image of the store (`dir/data.mdb`, written by
-/// `MvccStore::copy_to_file`), opened on its own: the live store is not
-/// touched while the file is written.
-pub fn export_image(dir: &Path, path: &Path) -> Result<SnapshotSummary, StorageError> {
-    let size = std::fs::metadata(dir.join("data.mdb"))?.len() as usize;
-    let map = (size + size / 2 + (64 << 20)).div_ceil(4096) * 4096;
-    let backend = crate::mvcc::LmdbBackend::open(dir, &crate::mvcc::LmdbOptions::new(map))?;
-    let reader = backend.reader()?;
-    export(&reader, path)
 }
 
 /// Reads etcd's backend file at `path` into `backend`, which must be empty:
@@ -360,9 +361,16 @@ mod tests {
         };
         source.commit(batch).unwrap();
         let file = dir.path().join("db");
-        let written = export(&source.reader().unwrap(), &file).unwrap();
+        let written = export(&source.reader().unwrap(), &file, &AtomicBool::new(false)).unwrap();
         assert_eq!(written.records, 39);
         assert_eq!(written.revision, 40);
+
+        let cancelled = export(
+            &source.reader().unwrap(),
+            &dir.path().join("x"),
+            &AtomicBool::new(true),
+        );
+        assert!(cancelled.is_err(), "a raised cancel flag stops the export");
 
         let mut target =
             LmdbBackend::open(&dir.path().join("kv"), &LmdbOptions::new(64 << 20)).unwrap();

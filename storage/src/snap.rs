@@ -17,9 +17,10 @@
 //! 5. Old images are pruned, keeping the newest few ([`SnapDir::prune`]).
 //!    Pruning touches finished images only: the peer server may be writing a
 //!    `.snap.recv` at any moment, and only the receiver knows when it is done.
-//! 6. Temp files that a crash left behind (`.snap.tmp`, `.snap.recv`,
-//!    `backup-*.image`) are removed once at start, before anything can write
-//!    one ([`SnapDir::clear_leftovers`]).
+//! 6. Temp files that a crash left behind (`.snap.tmp`, `.snap.recv`, the
+//!    `backup-*` directories of `Maintenance.Snapshot` streams, and the
+//!    `backup-*.image` files of older versions) are removed once at start,
+//!    before anything can write one ([`SnapDir::clear_leftovers`]).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -129,7 +130,7 @@ impl SnapDir {
 
     /// Removes the temp files a crash left behind: images half written
     /// (`.snap.tmp`), half received (`.snap.recv`) or written for a
-    /// `Maintenance.Snapshot` stream (`backup-*.image`). Call it once at
+    /// `Maintenance.Snapshot` stream (`backup-*`). Call it once at
     /// start, before the peer server or the apply actor can write one: later,
     /// any such file may belong to a transfer in progress.
     pub fn clear_leftovers(&self) -> Result<(), StorageError> {
@@ -141,10 +142,14 @@ impl SnapDir {
                 .unwrap_or_default();
             let leftover = name.ends_with(".snap.tmp")
                 || name.ends_with(".snap.recv")
-                || (name.starts_with("backup-") && name.ends_with(".image"));
+                || name.starts_with("backup-");
             if leftover {
                 tracing::info!(path = %path.display(), "removing a leftover snapshot temp file");
-                fs::remove_file(&path)?;
+                if path.is_dir() {
+                    fs::remove_dir_all(&path)?;
+                } else {
+                    fs::remove_file(&path)?;
+                }
             }
         }
         Ok(())
@@ -363,6 +368,8 @@ mod tests {
         ] {
             fs::write(a.path().join(name), b"partial").unwrap();
         }
+        fs::create_dir(a.path().join("backup-8")).unwrap();
+        fs::write(a.path().join("backup-8").join("etcd.db"), b"partial").unwrap();
         dir.clear_leftovers().unwrap();
         assert_eq!(file_names(a.path()), vec![format!("{:016x}.snap", 1)]);
     }

@@ -40,8 +40,8 @@ use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
 
 use crate::messages::{
-    ApplyReport, CommittedBatch, EventsRead, LeaseChange, MemberTable, PendingRead, ReadBatch,
-    ReadRequest, ReadResponse, StoreEvents, StoreStatus,
+    ApplyReport, CommittedBatch, EventsRead, ExportView, LeaseChange, MemberTable, PendingRead,
+    ReadBatch, ReadRequest, ReadResponse, StoreEvents, StoreStatus,
 };
 
 /// The ids every response header carries.
@@ -126,6 +126,9 @@ pub struct ApplyCore<B: MvccBackend> {
     snapshots: SnapshotSettings<B>,
     sizes: SizeGauges,
     feeds: Vec<Box<dyn StoreFeed>>,
+    /// The cancel flags of the snapshot exports handed out (see
+    /// [`ApplyCore::open_export`]).
+    exports: Vec<std::sync::Weak<std::sync::atomic::AtomicBool>>,
 }
 
 /// Where the store's changes go (the watch hub, the lessor), told before
@@ -198,6 +201,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             snapshots,
             sizes,
             feeds,
+            exports: Vec::new(),
         };
         core.publish_size()?;
         Ok(core)
@@ -452,6 +456,7 @@ impl<B: MvccBackend> ApplyCore<B> {
                 image.display()
             )));
         }
+        self.cancel_exports();
         if let Some(store) = self.store.take() {
             store.close();
         }
@@ -508,10 +513,25 @@ impl<B: MvccBackend> ApplyCore<B> {
         }
     }
 
-    /// Writes a consistent image of the store to `path` (for
-    /// `Maintenance.Snapshot`); the caller streams and removes it.
-    pub fn backup(&mut self, path: &std::path::Path) -> Result<(), StorageError> {
-        self.store_mut().copy_to_file(path)
+    /// A detached read view for `Maintenance.Snapshot`'s export on another
+    /// thread; its cancel flag is raised before the store is replaced.
+    pub fn open_export(&mut self) -> Result<ExportView, StorageError> {
+        let reader = self.store_mut().detached_reader()?;
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.exports.retain(|e| e.strong_count() > 0);
+        self.exports.push(std::sync::Arc::downgrade(&cancel));
+        Ok(ExportView { reader, cancel })
+    }
+
+    /// Tells every export still running to stop: the store is about to be
+    /// closed, which waits until their views are dropped.
+    fn cancel_exports(&mut self) {
+        for export in self.exports.drain(..) {
+            if let Some(flag) = export.upgrade() {
+                tracing::warn!("cancelling a snapshot export: the store is being replaced");
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
     }
 
     /// Writes the store's pending commits if its batch interval or limits
@@ -542,6 +562,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         let image = self.snapshots.store_dir.join("data.mdb.defrag");
         let _ = std::fs::remove_file(&image);
         self.store_mut().copy_to_file(&image)?;
+        self.cancel_exports();
         if let Some(store) = self.store.take() {
             store.close();
         }

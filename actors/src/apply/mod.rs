@@ -29,8 +29,8 @@ use storage::mvcc::{Batched, LmdbBackend};
 
 use self::core::ApplyCore;
 use crate::messages::{
-    Backup, Committed, Defragment, GetStoreStatus, InstallSnapshot, Read, ReadEvents, ReadReady,
-    TakeImage,
+    Committed, Defragment, ExportView, GetStoreStatus, InstallSnapshot, OpenExport, Read,
+    ReadEvents, ReadReady, TakeImage,
 };
 use crate::metrics::ActorProbe;
 
@@ -171,12 +171,12 @@ impl Handler<Defragment> for ApplyActor {
     }
 }
 
-impl Handler<Backup> for ApplyActor {
-    type Result = Result<(), storage::StorageError>;
+impl Handler<OpenExport> for ApplyActor {
+    type Result = Result<ExportView, storage::StorageError>;
 
-    fn handle(&mut self, msg: Backup, _: &mut Context<Self>) -> Self::Result {
-        let _timer = self.probe.handling("Backup");
-        self.core.backup(&msg.path)
+    fn handle(&mut self, _: OpenExport, _: &mut Context<Self>) -> Self::Result {
+        let _timer = self.probe.handling("OpenExport");
+        self.core.open_export()
     }
 }
 

@@ -87,12 +87,19 @@ pub struct Read {
 #[rtype(result = "Result<(i64, i64), storage::StorageError>")]
 pub struct Defragment;
 
-/// Write a consistent image of the store to `path` (etcd's snapshot save).
-#[derive(Message)]
-#[rtype(result = "Result<(), storage::StorageError>")]
-pub struct Backup {
-    pub path: std::path::PathBuf,
+/// A read view of the whole store for a long export on another thread
+/// (etcd's snapshot save), with the flag the apply actor raises when the
+/// store is about to be replaced (snapshot install, defragmentation): the
+/// export must then stop and drop the view.
+pub struct ExportView {
+    pub reader: storage::mvcc::DetachedReader,
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Open an [`ExportView`].
+#[derive(Message)]
+#[rtype(result = "Result<ExportView, storage::StorageError>")]
+pub struct OpenExport;
 
 /// What `Maintenance.Status` needs from the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

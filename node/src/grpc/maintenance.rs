@@ -198,28 +198,37 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        // 1. The apply actor writes a consistent image of the store (an LMDB
-        //    copy under one read txn; apply waits only for that copy).
-        // 2. Off the apply thread, the image becomes etcd's backend file: a
+        // 1. The apply actor hands out a detached read view of the store (an
+        //    LMDB read txn after writing its pending commits; applying goes
+        //    on beside it).
+        // 2. On the blocking pool, the view becomes etcd's backend file: a
         //    bbolt file with etcd 3.4's buckets (`storage::etcd_snapshot`),
-        //    which `etcdctl snapshot status` and `snapshot restore` read.
+        //    which `etcdctl snapshot status` and `snapshot restore` read. If
+        //    the store is about to be replaced meanwhile (a snapshot install,
+        //    a defragmentation), the export is cancelled and the stream ends
+        //    with an error.
         // 3. It streams in 32 KiB blobs with the bytes still to come, then one
         //    more message holding the file's SHA-256 (etcd's format:
         //    `etcdctl snapshot save` checks size % 512 == 32).
-        // 4. Both files go when the stream ends.
+        // 4. The file goes when the stream ends.
         let work = self
             .node
             .backup_dir
             .join(format!("backup-{:x}", rand::random::<u64>()));
         std::fs::create_dir_all(&work).map_err(|e| image_error(format!("snapshot image: {e}")))?;
-        if let Err(e) = self.node.backup(work.join("data.mdb")).await {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(to_status(&e));
-        }
+        let view = match self.node.open_export().await {
+            Ok(view) => view,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&work);
+                return Err(to_status(&e));
+            }
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let file = work.join("etcd.db");
-            match storage::etcd_snapshot::export_image(&work, &file) {
+            let exported = storage::etcd_snapshot::export(&*view.reader, &file, &view.cancel);
+            drop(view);
+            match exported {
                 Ok(summary) => {
                     tracing::info!(
                         revision = summary.revision,

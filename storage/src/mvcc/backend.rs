@@ -102,6 +102,9 @@ pub trait BackendReader {
     fn scan(&self, from: Revision, f: &mut ScanFn<'_>) -> Result<(), StorageError>;
 }
 
+/// A read view that owns its snapshot ([`MvccBackend::detached_reader`]).
+pub type DetachedReader = Box<dyn BackendReader + Send>;
+
 /// Durable storage for the MVCC store.
 pub trait MvccBackend: Send + 'static {
     type Reader<'a>: BackendReader
@@ -110,6 +113,11 @@ pub trait MvccBackend: Send + 'static {
 
     /// Opens a read view of the committed state.
     fn reader(&self) -> Result<Self::Reader<'_>, StorageError>;
+    /// A read view of everything committed so far (pending commits written
+    /// first) that owns its snapshot: it may move to another thread and
+    /// live while writes go on (a long export, such as a snapshot file).
+    /// While one lives, [`MvccBackend::close`] waits for it.
+    fn detached_reader(&mut self) -> Result<DetachedReader, StorageError>;
     /// Applies `batch` atomically (and durably, for a persistent backend,
     /// once [`MvccBackend::flush`] returns).
     fn commit(&mut self, batch: WriteBatch) -> Result<(), StorageError>;

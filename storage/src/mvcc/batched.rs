@@ -153,6 +153,11 @@ impl<B: MvccBackend> Batched<B> {
 impl<B: MvccBackend> MvccBackend for Batched<B> {
     type Reader<'a> = BatchedReader<'a, B::Reader<'a>>;
 
+    fn detached_reader(&mut self) -> Result<super::backend::DetachedReader, StorageError> {
+        self.flush()?;
+        self.inner.detached_reader()
+    }
+
     fn reader(&self) -> Result<Self::Reader<'_>, StorageError> {
         Ok(BatchedReader {
             base: self.inner.reader()?,

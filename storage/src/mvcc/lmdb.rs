@@ -75,6 +75,16 @@ pub struct LmdbBackend {
     map_size: usize,
 }
 
+/// The five tables' handles, as a reader needs them.
+#[derive(Clone, Copy)]
+struct Tables {
+    records: Table,
+    meta: Table,
+    leases: Table,
+    members: Table,
+    alarms: Table,
+}
+
 impl std::fmt::Debug for LmdbBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LmdbBackend")
@@ -143,6 +153,16 @@ impl LmdbBackend {
         })
     }
 
+    fn tables(&self) -> Tables {
+        Tables {
+            records: self.records,
+            meta: self.meta,
+            leases: self.leases,
+            members: self.members,
+            alarms: self.alarms,
+        }
+    }
+
     /// The map size in effect (the file's upper bound).
     pub fn map_size(&self) -> usize {
         self.map_size
@@ -154,10 +174,12 @@ impl LmdbBackend {
     }
 }
 
-/// A read txn over the three tables.
+/// A read txn over the tables. `LmdbReader<'static>` (from
+/// [`MvccBackend::detached_reader`]) owns its txn and may move to another
+/// thread while writes go on.
 pub struct LmdbReader<'a> {
     txn: RoTxn<'a, WithoutTls>,
-    backend: &'a LmdbBackend,
+    tables: Tables,
 }
 
 impl std::fmt::Debug for LmdbReader<'_> {
@@ -170,7 +192,7 @@ impl std::fmt::Debug for LmdbReader<'_> {
 
 impl LmdbReader<'_> {
     fn meta_i64(&self, key: &[u8]) -> Result<Option<i64>, StorageError> {
-        match self.backend.meta.get(&self.txn, key)? {
+        match self.tables.meta.get(&self.txn, key)? {
             Some(v) => Ok(Some(decode_i64(v, "meta value")?)),
             None => Ok(None),
         }
@@ -198,7 +220,7 @@ impl BackendReader for LmdbReader<'_> {
 
     fn leases(&self) -> Result<Vec<(i64, Lease)>, StorageError> {
         let mut out = Vec::new();
-        for item in self.backend.leases.iter(&self.txn)? {
+        for item in self.tables.leases.iter(&self.txn)? {
             let (id, lease) = item?;
             out.push((decode_i64(id, "lease id")?, Lease::decode(lease)?));
         }
@@ -208,7 +230,7 @@ impl BackendReader for LmdbReader<'_> {
 
     fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
         let mut out = Vec::new();
-        for item in self.backend.members.iter(&self.txn)? {
+        for item in self.tables.members.iter(&self.txn)? {
             let (id, member) = item?;
             out.push((decode_i64(id, "member id")? as u64, member.to_vec()));
         }
@@ -217,7 +239,7 @@ impl BackendReader for LmdbReader<'_> {
 
     fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
         let mut out = Vec::new();
-        for item in self.backend.alarms.iter(&self.txn)? {
+        for item in self.tables.alarms.iter(&self.txn)? {
             let (key, _) = item?;
             out.push(decode_alarm_key(key)?);
         }
@@ -225,7 +247,7 @@ impl BackendReader for LmdbReader<'_> {
     }
 
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
-        Ok(self.backend.records.get(&self.txn, &rev.to_bytes())?)
+        Ok(self.tables.records.get(&self.txn, &rev.to_bytes())?)
     }
 
     fn scan(&self, from: Revision, f: &mut ScanFn<'_>) -> Result<(), StorageError> {
@@ -234,7 +256,7 @@ impl BackendReader for LmdbReader<'_> {
             std::ops::Bound::Included(&start[..]),
             std::ops::Bound::Unbounded,
         );
-        for item in self.backend.records.range(&self.txn, &bounds)? {
+        for item in self.tables.records.range(&self.txn, &bounds)? {
             let (key, value) = item?;
             let rev = Revision::from_bytes(key).ok_or_else(|| {
                 StorageError::Corrupt(format!("bad record key of {} bytes", key.len()))
@@ -250,10 +272,17 @@ impl BackendReader for LmdbReader<'_> {
 impl MvccBackend for LmdbBackend {
     type Reader<'a> = LmdbReader<'a>;
 
+    fn detached_reader(&mut self) -> Result<super::backend::DetachedReader, StorageError> {
+        Ok(Box::new(LmdbReader {
+            txn: self.env.clone().static_read_txn()?,
+            tables: self.tables(),
+        }))
+    }
+
     fn reader(&self) -> Result<LmdbReader<'_>, StorageError> {
         Ok(LmdbReader {
             txn: self.env.read_txn()?,
-            backend: self,
+            tables: self.tables(),
         })
     }
 

@@ -59,6 +59,31 @@ impl MemBackend {
     }
 }
 
+/// A copy of a [`MemBackend`], read as it was when copied.
+#[derive(Debug)]
+struct MemSnapshot(MemBackend);
+
+impl BackendReader for MemSnapshot {
+    fn meta(&self) -> Result<Meta, StorageError> {
+        MemReader { backend: &self.0 }.meta()
+    }
+    fn leases(&self) -> Result<Vec<(i64, Lease)>, StorageError> {
+        MemReader { backend: &self.0 }.leases()
+    }
+    fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        MemReader { backend: &self.0 }.members()
+    }
+    fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
+        MemReader { backend: &self.0 }.alarms()
+    }
+    fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
+        Ok(self.0.records.get(&rev).map(Vec::as_slice))
+    }
+    fn scan(&self, from: Revision, f: &mut super::backend::ScanFn<'_>) -> Result<(), StorageError> {
+        MemReader { backend: &self.0 }.scan(from, f)
+    }
+}
+
 /// A read view of a [`MemBackend`]: a plain borrow.
 #[derive(Debug)]
 pub struct MemReader<'a> {
@@ -112,6 +137,10 @@ impl BackendReader for MemReader<'_> {
 
 impl MvccBackend for MemBackend {
     type Reader<'a> = MemReader<'a>;
+
+    fn detached_reader(&mut self) -> Result<super::backend::DetachedReader, StorageError> {
+        Ok(Box::new(MemSnapshot(self.clone())))
+    }
 
     fn reader(&self) -> Result<MemReader<'_>, StorageError> {
         Ok(MemReader { backend: self })

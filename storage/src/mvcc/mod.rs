@@ -59,8 +59,8 @@ mod conformance;
 
 pub use apply::{Applied, ApplyResponse, MAX_LEASE_TTL};
 pub use backend::{
-    BackendReader, Lease, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch, decode_record,
-    encode_record, split_record,
+    BackendReader, DetachedReader, Lease, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch,
+    decode_record, encode_record, split_record,
 };
 pub use batched::{BatchLimits, Batched, BatchedReader};
 pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader};

@@ -432,6 +432,15 @@ impl<B: MvccBackend> MvccStore<B> {
         self.backend.copy_to_file(path)
     }
 
+    /// A read view of the whole store that owns its snapshot, for a long
+    /// export on another thread while applying goes on (pending commits are
+    /// written first; closing the store waits until the view is dropped).
+    pub fn detached_reader(&mut self) -> Result<super::DetachedReader, StorageError> {
+        self.check_usable()?;
+        self.flush()?;
+        self.backend.detached_reader()
+    }
+
     /// Writes the backend's pending commits to disk (see
     /// [`super::Batched`]). On failure the in-memory state is rebuilt from
     /// what is committed, as after a failed apply.
