@@ -11,6 +11,8 @@
 #   make bench-scale  put throughput as the store fills to SCALE_KEYS keys,
 #               memory and disk per key, paginated lists of 100,000 keys
 #               (SUITE=scale)
+#   make bench-snapshot  snapshot save of a ~1 GB store and puts while it
+#               streams, next to etcd 3.5.1 (scripts/bench-snapshot.sh)
 #   make cluster / make status / make cluster-stop
 #               three members on 127.0.0.1 (client 2379/22379/32379, peer
 #               2380/12380/22380), data and logs under cluster/
@@ -18,7 +20,7 @@
 CARGO ?= cargo
 APT_PACKAGES := etcd-server etcd-client curl
 
-.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-scale cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-scale bench-snapshot cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -59,6 +61,9 @@ bench-lease: test-deps
 
 bench-scale: test-deps
 	SUITE=scale ./scripts/bench.sh
+
+bench-snapshot: test-deps
+	./scripts/bench-snapshot.sh
 
 cluster: build
 	./scripts/cluster.sh start
