@@ -115,6 +115,21 @@ fn oxcdctl(args: &[&str]) -> std::process::Output {
         .expect("run oxcdctl")
 }
 
+/// `snapshot restore FILE` with etcdctl's flags for member `i` of `cluster`
+/// (oxcdctl takes the same).
+fn restore_args(cluster: &Cluster, i: usize, file: &Path, token: &str) -> Vec<String> {
+    vec![
+        "snapshot".to_string(),
+        "restore".to_string(),
+        path(file),
+        format!("--data-dir={}", path(&cluster.data_dir(i))),
+        format!("--name={}", cluster.name(i)),
+        format!("--initial-cluster={}", cluster.initial_cluster()),
+        format!("--initial-cluster-token={token}"),
+        format!("--initial-advertise-peer-urls={}", cluster.peer_url(i)),
+    ]
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -145,23 +160,11 @@ async fn oxcd_snapshot_restores_into_real_etcd() {
     };
     let token = opts.cluster_token.clone();
     let mut etcd = Cluster::prepare(Kind::Etcd, opts).expect("etcd dirs");
-    let restored = run_etcdctl(
-        "127.0.0.1:1",
-        &[
-            "snapshot",
-            "restore",
-            &path(&file),
-            &format!("--data-dir={}", path(&etcd.data_dir(0))),
-            &format!("--name={}", etcd.name(0)),
-            &format!("--initial-cluster={}", etcd.initial_cluster()),
-            &format!("--initial-cluster-token={token}"),
-            &format!("--initial-advertise-peer-urls={}", etcd.peer_url(0)),
-        ],
-        None,
-        CTL,
-    )
-    .await
-    .expect("etcdctl");
+    let args = restore_args(&etcd, 0, &file, &token);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restored = run_etcdctl("127.0.0.1:1", &args, None, CTL)
+        .await
+        .expect("etcdctl");
     assert_eq!(restored.code, 0, "{restored:?}");
     etcd.launch().await.unwrap_or_else(|e| panic!("{e}"));
     let channel = etcd.channel(0).await.expect("channel");
@@ -231,16 +234,8 @@ async fn etcd_snapshot_restores_into_three_oxcd_members_with_oxcdctl_and_with_et
     // With oxcdctl.
     let mut cluster = Cluster::prepare(Kind::Oxcd, opts.clone()).expect("dirs");
     for i in 0..cluster.size() {
-        let out = oxcdctl(&[
-            "snapshot",
-            "restore",
-            &path(&file),
-            &format!("--data-dir={}", path(&cluster.data_dir(i))),
-            &format!("--name={}", cluster.name(i)),
-            &format!("--initial-cluster={}", cluster.initial_cluster()),
-            &format!("--initial-cluster-token={token}"),
-            &format!("--initial-advertise-peer-urls={}", cluster.peer_url(i)),
-        ]);
+        let args = restore_args(&cluster, i, &file, &token);
+        let out = oxcdctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(out.status.success(), "{out:?}");
     }
     cluster.launch().await.unwrap_or_else(|e| panic!("{e}"));
@@ -250,23 +245,11 @@ async fn etcd_snapshot_restores_into_three_oxcd_members_with_oxcdctl_and_with_et
     // With etcdctl alone: oxcd imports etcd's data dirs at first start.
     let mut cluster = Cluster::prepare(Kind::Oxcd, opts).expect("dirs");
     for i in 0..cluster.size() {
-        let out = run_etcdctl(
-            "127.0.0.1:1",
-            &[
-                "snapshot",
-                "restore",
-                &path(&file),
-                &format!("--data-dir={}", path(&cluster.data_dir(i))),
-                &format!("--name={}", cluster.name(i)),
-                &format!("--initial-cluster={}", cluster.initial_cluster()),
-                &format!("--initial-cluster-token={token}"),
-                &format!("--initial-advertise-peer-urls={}", cluster.peer_url(i)),
-            ],
-            None,
-            CTL,
-        )
-        .await
-        .expect("etcdctl");
+        let args = restore_args(&cluster, i, &file, &token);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_etcdctl("127.0.0.1:1", &args, None, CTL)
+            .await
+            .expect("etcdctl");
         assert_eq!(out.code, 0, "{out:?}");
     }
     cluster.launch().await.unwrap_or_else(|e| panic!("{e}"));

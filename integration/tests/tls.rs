@@ -17,7 +17,9 @@
 //! 5. Peer TLS: a three-member oxcd cluster on `https://` peer URLs with
 //!    `--peer-client-cert-auth`, its third member holding a peer
 //!    certificate from another CA: the other two replicate over TLS, the
-//!    third is shut out, and catches up once restarted with a good one.
+//!    third is shut out, and catches up once its certificate files are
+//!    replaced by good ones on disk, without a restart (both its server and
+//!    its dialling transport read them again).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -474,8 +476,8 @@ async fn wait_value(client: u16, key: &str, value: &str, what: &str) {
 /// Peer TLS: members `a` and `b` hold peer certificates from the cluster's
 /// CA, `c` one from another CA. `a` and `b` form a quorum over TLS and
 /// replicate; `c` is shut out both ways (its client certificate is refused,
-/// and it is refused as a server). Restarted with a good certificate on the
-/// same data dir, `c` catches up.
+/// and it is refused as a server). Once its files hold a good certificate,
+/// `c` catches up without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -500,7 +502,7 @@ async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
     let ports: Vec<(u16, u16)> = (0..3).map(|i| (port(i), port(i + 3))).collect();
     drop(listeners);
     let data = dir.path().join("data");
-    let mut members: Vec<PeerMember> = (0..3)
+    let members: Vec<PeerMember> = (0..3)
         .map(|i| {
             let peer = if i == 2 { &foreign } else { &good };
             PeerMember {
@@ -543,16 +545,22 @@ async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
         None,
         "c holds a foreign certificate and must not be replicated to"
     );
-    // c with a good certificate, on the same data dir: it joins and catches up.
-    drop(members[2].child.take());
-    members[2].child = Some(start_member(&data, &names, &ports, 2, &good, &ca_path));
+    // c's certificate files replaced on disk by good ones, no restart: its
+    // server serves the new ones at the next handshake, its transport dials
+    // with them at the next connect, and it catches up.
+    for (from, to) in [(&good.0, &foreign.0), (&good.1, &foreign.1)] {
+        let tmp = format!("{to}.new");
+        std::fs::copy(from, &tmp).expect("copy");
+        std::fs::rename(&tmp, to).expect("replace");
+    }
     wait_value(
         members[2].client,
         "k",
         "over-tls",
-        "c with a good certificate",
+        "c once its certificate files hold good ones",
     )
     .await;
+    assert!(members[2].child.is_some(), "c was not restarted");
 }
 
 /// One member of the all-TLS cluster of the membership test.

@@ -33,7 +33,7 @@ use actors::raft::guard::{PeerGuard, RefusedMessages};
 use actors::raft::ids::IdGen;
 use actors::raft::logger::raft_logger;
 use actors::raft::{RAFT_MAILBOX, RaftActor};
-use actors::transport::core::{TransportConfig, TransportCore};
+use actors::transport::core::{ClientTls, TransportConfig, TransportCore};
 use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
 use actors::watch::core::HeaderIds;
@@ -416,7 +416,10 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         identity.cluster_id,
         peers,
         TransportConfig {
-            tls: peer_client_tls.clone(),
+            // Read again at every connect: replaced files are picked up.
+            tls: config
+                .peer_tls()
+                .map(|files| ClientTls::new(move || files.client_config())),
             ..TransportConfig::default()
         },
         identity.member_id ^ now_ms,

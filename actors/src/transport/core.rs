@@ -80,7 +80,34 @@ pub struct TransportConfig {
     pub snapshot_ack_timeout: Duration,
     /// TLS for `https://` peer URLs (`--peer-*` files): the CA that signs
     /// peers and this member's own certificate, shown to peers that ask.
-    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    pub tls: Option<ClientTls>,
+}
+
+/// Where the TLS configuration for dialling `https://` peers comes from. It
+/// is asked at every connect, so certificate files replaced on disk serve
+/// the next connection (etcd reloads its peer certificates per handshake).
+#[derive(Clone)]
+pub struct ClientTls(
+    std::sync::Arc<dyn Fn() -> Result<tonic::transport::ClientTlsConfig, String> + Send + Sync>,
+);
+
+impl ClientTls {
+    pub fn new(
+        load: impl Fn() -> Result<tonic::transport::ClientTlsConfig, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self(std::sync::Arc::new(load))
+    }
+
+    /// The configuration for the next connection.
+    pub fn config(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientTls")
+    }
 }
 
 impl Default for TransportConfig {

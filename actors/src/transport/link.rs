@@ -73,9 +73,14 @@ async fn connect(url: &str, config: &TransportConfig) -> Result<Channel, String>
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?;
     if url.starts_with("https://") {
-        let tls = config.tls.clone().ok_or_else(|| {
-            format!("{url}: an https peer URL, but no --peer-cert-file/--peer-key-file")
-        })?;
+        let tls = config
+            .tls
+            .as_ref()
+            .ok_or_else(|| {
+                format!("{url}: an https peer URL, but no --peer-cert-file/--peer-key-file")
+            })?
+            .config()
+            .map_err(|e| format!("{url}: peer TLS files: {e}"))?;
         endpoint = endpoint
             .tls_config(tls)
             .map_err(|e| format!("{url}: {}", proto::errors::error_chain(&e)))?;
