@@ -129,6 +129,11 @@ pub struct ApplyCore<B: MvccBackend> {
     /// The cancel flags of the snapshot exports handed out (see
     /// [`ApplyCore::open_export`]).
     exports: Vec<std::sync::Weak<std::sync::atomic::AtomicBool>>,
+    /// The snapshot image being written on its own thread.
+    image_job: Option<std::sync::mpsc::Receiver<Result<SnapshotDescriptor, StorageError>>>,
+    /// An image finished while the store was being replaced, for the next
+    /// report.
+    ready_image: Option<SnapshotDescriptor>,
 }
 
 /// Where the store's changes go (the watch hub, the lessor), told before
@@ -202,6 +207,8 @@ impl<B: MvccBackend> ApplyCore<B> {
             sizes,
             feeds,
             exports: Vec::new(),
+            image_job: None,
+            ready_image: None,
         };
         core.publish_size()?;
         Ok(core)
@@ -405,11 +412,13 @@ impl<B: MvccBackend> ApplyCore<B> {
     /// since the last image), unless one at the applied index exists.
     pub fn take_image(&mut self) -> Result<ApplyReport, StorageError> {
         let applied = self.store().applied_index();
-        let snapshot = if applied > self.snapshots.last_snapshot {
-            self.write_image(applied).map(Some)?
-        } else {
-            None
-        };
+        let mut snapshot = self.finished_image()?;
+        if snapshot.is_none() && self.image_job.is_none() && applied > self.snapshots.last_snapshot
+        {
+            self.start_image(applied)?;
+            // A small store is written before the caller asks again.
+            snapshot = self.wait_image(std::time::Duration::from_millis(100))?;
+        }
         Ok(ApplyReport {
             applied,
             snapshot,
@@ -417,30 +426,89 @@ impl<B: MvccBackend> ApplyCore<B> {
         })
     }
 
+    /// A finished image if one is ready; else starts one when
+    /// `--snapshot-count` entries were applied since the last.
     fn maybe_snapshot(&mut self, applied: u64) -> Result<Option<SnapshotDescriptor>, StorageError> {
-        let s = &self.snapshots;
-        if applied < s.last_snapshot + s.snapshot_count.max(1) {
-            return Ok(None);
+        if let Some(d) = self.finished_image()? {
+            return Ok(Some(d));
         }
-        self.write_image(applied).map(Some)
+        let s = &self.snapshots;
+        if self.image_job.is_none() && applied >= s.last_snapshot + s.snapshot_count.max(1) {
+            self.start_image(applied)?;
+        }
+        Ok(None)
     }
 
-    fn write_image(&mut self, applied: u64) -> Result<SnapshotDescriptor, StorageError> {
-        let s = &self.snapshots;
-        // The image is copied under one LMDB read txn, so it is the state at
-        // exactly `applied` (this actor is the only writer).
+    /// Starts writing the image of the store at exactly `applied` on a
+    /// thread of its own, from a detached read view (opened here, after the
+    /// pending commits are written), so applying goes on meanwhile; its
+    /// descriptor comes with a later report ([`ApplyCore::finished_image`]).
+    fn start_image(&mut self, applied: u64) -> Result<(), StorageError> {
         let store = self.store.as_mut().expect("store present outside install");
-        let descriptor = s
-            .snap_dir
-            .create(applied, |path| store.copy_to_file(path))?;
-        s.snap_dir.prune(applied)?;
+        let map_bytes = 2 * store.db_size()?.max(0) as usize + (64 << 20);
+        let reader = store.detached_reader()?;
+        let snap_dir = self.snapshots.snap_dir.clone();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("oxcd-image".into())
+            .spawn(move || {
+                let made = snap_dir
+                    .create(applied, |path| {
+                        storage::mvcc::write_image(&*reader, path, map_bytes)
+                    })
+                    .and_then(|d| snap_dir.prune(applied).map(|()| d));
+                drop(reader);
+                let _ = done.send(made);
+            })?;
+        self.snapshots.last_snapshot = applied;
+        self.image_job = Some(result);
+        Ok(())
+    }
+
+    /// The image being written, if it is finished (an `Err` is a storage
+    /// failure, fatal as any other).
+    fn finished_image(&mut self) -> Result<Option<SnapshotDescriptor>, StorageError> {
+        if let Some(d) = self.ready_image.take() {
+            return Ok(Some(d));
+        }
+        self.wait_image(std::time::Duration::ZERO)
+    }
+
+    /// Waits up to `within` for the image being written.
+    fn wait_image(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Result<Option<SnapshotDescriptor>, StorageError> {
+        let Some(job) = &self.image_job else {
+            return Ok(None);
+        };
+        let made = match job.recv_timeout(within) {
+            Ok(made) => made,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StorageError::Corrupt(
+                "the snapshot image writer stopped".into(),
+            )),
+        };
+        self.image_job = None;
+        let descriptor = made?;
         tracing::info!(
-            index = applied,
+            index = descriptor.index,
             size = descriptor.size,
             "saved snapshot image"
         );
-        self.snapshots.last_snapshot = applied;
-        Ok(descriptor)
+        Ok(Some(descriptor))
+    }
+
+    /// Waits for the image being written, if any (before the store is
+    /// closed: closing waits for its read view anyway).
+    fn settle_image(&mut self) -> Option<SnapshotDescriptor> {
+        match self.wait_image(std::time::Duration::from_secs(3600)) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot image abandoned");
+                None
+            }
+        }
     }
 
     /// Replaces the store with the snapshot image `d` (received from the
@@ -457,6 +525,8 @@ impl<B: MvccBackend> ApplyCore<B> {
             )));
         }
         self.cancel_exports();
+        // This member's own image is superseded by the leader's.
+        let _ = self.settle_image();
         if let Some(store) = self.store.take() {
             store.close();
         }
@@ -563,6 +633,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         let _ = std::fs::remove_file(&image);
         self.store_mut().copy_to_file(&image)?;
         self.cancel_exports();
+        self.ready_image = self.settle_image();
         if let Some(store) = self.store.take() {
             store.close();
         }

@@ -154,7 +154,18 @@ fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
             term: 2,
         })
         .unwrap();
-    let descriptor = report.snapshot.expect("an image after 3 entries");
+    // The image is written on a thread of its own, from a read view at
+    // exactly index 4, while applying goes on; a later report carries it.
+    assert!(report.snapshot.is_none());
+    let descriptor = (0..500)
+        .find_map(|_| {
+            let ready = f.core.take_image().unwrap().snapshot;
+            if ready.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            ready
+        })
+        .expect("an image after 3 entries");
     assert_eq!(descriptor.index, 4);
     assert!(f.snap.has(&descriptor));
 

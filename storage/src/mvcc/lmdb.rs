@@ -409,39 +409,66 @@ fn decode_alarm_key(key: &[u8]) -> Result<(u64, i32), StorageError> {
 }
 
 /// Writes the committed state seen by `reader` as a fresh LMDB data file at
-/// `path` (used by backends that are not LMDB themselves).
-pub(crate) fn write_image(reader: &dyn BackendReader, path: &Path) -> Result<(), StorageError> {
-    let mut batch = WriteBatch {
-        meta: reader.meta()?,
-        ..Default::default()
-    };
-    let mut bytes = 0usize;
-    reader.scan(Revision::default(), &mut |rev, value| {
-        bytes += value.len() + 64;
-        batch.records.insert(rev, value.to_vec());
-        Ok(true)
-    })?;
-    for (id, lease) in reader.leases()? {
-        batch.leases.insert(id, Some(lease));
-    }
-    for (id, member) in reader.members()? {
-        batch.members.insert(id, Some(member));
-    }
-    for alarm in reader.alarms()? {
-        batch.alarms.insert(alarm, true);
-    }
+/// `path`: records in commits of [`IMAGE_BATCH`] (so memory stays small
+/// however big the store), then leases, members, alarms and meta. Used for
+/// snapshot images taken from a detached reader on another thread, and by
+/// backends that are not LMDB themselves. `map_bytes` bounds the file.
+pub fn write_image(
+    reader: &dyn BackendReader,
+    path: &Path,
+    map_bytes: usize,
+) -> Result<(), StorageError> {
     let scratch = scratch_dir(path);
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch)?;
     }
+    let meta = reader.meta()?;
     {
-        let mut image = LmdbBackend::open(&scratch, &LmdbOptions::new(2 * bytes + (64 << 20)))?;
+        let mut image = LmdbBackend::open(&scratch, &LmdbOptions::new(map_bytes))?;
+        let mut batch = WriteBatch {
+            meta,
+            ..Default::default()
+        };
+        let mut failed = None;
+        reader.scan(Revision::default(), &mut |rev, value| {
+            batch.records.insert(rev, value.to_vec());
+            if batch.records.len() >= IMAGE_BATCH {
+                let full = std::mem::replace(
+                    &mut batch,
+                    WriteBatch {
+                        meta,
+                        ..Default::default()
+                    },
+                );
+                if let Err(e) = image.commit(full) {
+                    failed = Some(e);
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for (id, lease) in reader.leases()? {
+            batch.leases.insert(id, Some(lease));
+        }
+        for (id, member) in reader.members()? {
+            batch.members.insert(id, Some(member));
+        }
+        for alarm in reader.alarms()? {
+            batch.alarms.insert(alarm, true);
+        }
         image.commit(batch)?;
+        image.close();
     }
     std::fs::rename(scratch.join("data.mdb"), path)?;
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
 }
+
+/// Records per commit of [`write_image`].
+const IMAGE_BATCH: usize = 10_000;
 
 fn scratch_dir(path: &Path) -> PathBuf {
     let mut name = path

@@ -208,7 +208,8 @@ impl MvccBackend for MemBackend {
     }
 
     fn copy_to_file(&self, path: &Path) -> Result<(), StorageError> {
-        write_image(&self.reader()?, path)
+        let bytes: usize = self.records.values().map(|v| v.len() + 64).sum();
+        write_image(&self.reader()?, path, 2 * bytes + (64 << 20))
     }
 }
 

@@ -63,7 +63,7 @@ pub use backend::{
     decode_record, encode_record, split_record,
 };
 pub use batched::{BatchLimits, Batched, BatchedReader};
-pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader};
+pub use lmdb::{LmdbBackend, LmdbOptions, LmdbReader, write_image};
 pub use mem::{MemBackend, MemReader};
 pub use revision::Revision;
 pub use store::MvccStore;
