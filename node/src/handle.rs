@@ -393,10 +393,27 @@ impl NodeHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    /// A detached read view of this member's store for a snapshot export
-    /// (see [`NodeHandle::store_job`]).
-    pub async fn open_export(&self) -> Result<actors::messages::ExportView, EtcdError> {
-        self.store_job(OpenExport, "snapshot").await
+    /// A detached read view of this member's store for a snapshot export,
+    /// with the whole-store turn it holds until dropped: a defragmentation
+    /// waits for the export to finish (as etcd's waits for a snapshot's read
+    /// txn), here rather than on the apply thread.
+    pub async fn open_export(
+        &self,
+    ) -> Result<
+        (
+            actors::messages::ExportView,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        EtcdError,
+    > {
+        let turn = self
+            .store_jobs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        let view = self.run_store_job(OpenExport, "snapshot").await?;
+        Ok((view, turn))
     }
 
     /// Defragments this member's store (see [`NodeHandle::store_job`]).
@@ -418,6 +435,16 @@ impl NodeHandle {
             .acquire()
             .await
             .map_err(|_| EtcdError::Stopped)?;
+        self.run_store_job(job, what).await
+    }
+
+    /// [`NodeHandle::store_job`] for a caller that holds the turn already.
+    async fn run_store_job<M, T>(&self, job: M, what: &str) -> Result<T, EtcdError>
+    where
+        M: actix::Message<Result = Result<T, storage::StorageError>> + Send + 'static,
+        T: Send + 'static,
+        ApplyActor: actix::Handler<M>,
+    {
         let request = self
             .apply
             .request(job)

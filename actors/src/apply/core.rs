@@ -632,7 +632,8 @@ impl<B: MvccBackend> ApplyCore<B> {
         let image = self.snapshots.store_dir.join("data.mdb.defrag");
         let _ = std::fs::remove_file(&image);
         self.store_mut().copy_to_file(&image)?;
-        self.cancel_exports();
+        // Exports hold the whole-store turn, so none runs now (the node
+        // serializes them with defragmentation).
         self.ready_image = self.settle_image();
         if let Some(store) = self.store.take() {
             store.close();

@@ -89,8 +89,8 @@ pub struct Defragment;
 
 /// A read view of the whole store for a long export on another thread
 /// (etcd's snapshot save), with the flag the apply actor raises when the
-/// store is about to be replaced (snapshot install, defragmentation): the
-/// export must then stop and drop the view.
+/// store is about to be replaced by a snapshot install: the export must then
+/// stop and drop the view.
 pub struct ExportView {
     pub reader: storage::mvcc::DetachedReader,
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,

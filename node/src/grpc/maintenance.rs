@@ -203,10 +203,10 @@ impl Maintenance for MaintenanceService {
         //    on beside it).
         // 2. On the blocking pool, the view becomes etcd's backend file: a
         //    bbolt file with etcd 3.4's buckets (`storage::etcd_snapshot`),
-        //    which `etcdctl snapshot status` and `snapshot restore` read. If
-        //    the store is about to be replaced meanwhile (a snapshot install,
-        //    a defragmentation), the export is cancelled and the stream ends
-        //    with an error.
+        //    which `etcdctl snapshot status` and `snapshot restore` read. The
+        //    export holds the whole-store turn, so a defragmentation waits for
+        //    it; a snapshot install from the leader (rare, and not waiting)
+        //    cancels it, and the stream ends with an error.
         // 3. It streams in 32 KiB blobs with the bytes still to come, then one
         //    more message holding the file's SHA-256 (etcd's format:
         //    `etcdctl snapshot save` checks size % 512 == 32).
@@ -216,8 +216,8 @@ impl Maintenance for MaintenanceService {
             .backup_dir
             .join(format!("backup-{:x}", rand::random::<u64>()));
         std::fs::create_dir_all(&work).map_err(|e| image_error(format!("snapshot image: {e}")))?;
-        let view = match self.node.open_export().await {
-            Ok(view) => view,
+        let (view, turn) = match self.node.open_export().await {
+            Ok(opened) => opened,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&work);
                 return Err(to_status(&e));
@@ -228,6 +228,8 @@ impl Maintenance for MaintenanceService {
             let file = work.join("etcd.db");
             let exported = storage::etcd_snapshot::export(&*view.reader, &file, &view.cancel);
             drop(view);
+            // Defragmentation may run once the view is gone.
+            drop(turn);
             match exported {
                 Ok(summary) => {
                     tracing::info!(
