@@ -1,5 +1,5 @@
 //! Messages to the peer transport: raft's messages for peers (from the raft
-//! actor) and peer changes (from the node). The transport's own wiring and
+//! actor) and the member table to follow (from the raft actor). The transport's own wiring and
 //! link messages stay in `transport::messages`.
 
 use actix::Message;
@@ -11,14 +11,6 @@ pub struct Outbound {
     pub messages: Vec<raft::eraftpb::Message>,
 }
 
-/// Adds a peer, or changes its URLs (its stream is reopened).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddPeer {
-    pub id: u64,
-    pub urls: Vec<String>,
-}
-
 /// The member table changed (from the raft actor, after the apply actor
 /// applied a membership change or installed a snapshot): the transport keeps
 /// a link to every other member listed, restarts a link whose URLs changed,
@@ -27,11 +19,4 @@ pub struct AddPeer {
 #[rtype(result = "()")]
 pub struct SyncPeers {
     pub peers: Vec<(u64, Vec<String>)>,
-}
-
-/// Removes a peer: its queue is dropped and its stream closed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemovePeer {
-    pub id: u64,
 }

@@ -20,7 +20,7 @@
 //!    until it hears the outcome (`RawNode::report_snapshot`).
 //!
 //! Reports carry the link epoch they came from, so that the late reports of
-//! a link replaced by `AddPeer` (new URLs) or stopped by `RemovePeer` change
+//! a link replaced (new URLs) or stopped (peer gone) by `SyncPeers` change
 //! nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

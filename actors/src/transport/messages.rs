@@ -1,5 +1,5 @@
 //! The transport's own messages: its wiring to raft and its link tasks'
-//! reports. What other actors send it (`Outbound`, `AddPeer`, `RemovePeer`)
+//! reports. What other actors send it (`Outbound`, `SyncPeers`)
 //! lives in [`crate::messages::to_transport`].
 
 use actix::Message;

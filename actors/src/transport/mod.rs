@@ -45,7 +45,7 @@ pub use self::messages::ConnectRaft;
 use self::messages::LinkEvent;
 pub use self::metrics::TransportMetrics;
 use crate::Mailbox;
-use crate::messages::{AddPeer, Outbound, RemovePeer, SyncPeers};
+use crate::messages::{Outbound, SyncPeers};
 use crate::metrics::ActorProbe;
 use crate::raft::RaftActor;
 
@@ -218,17 +218,6 @@ impl<R: RaftInbox> Handler<ConnectRaft<R>> for TransportActor<R> {
     }
 }
 
-impl<R: RaftInbox> Handler<AddPeer> for TransportActor<R> {
-    type Result = ();
-
-    fn handle(&mut self, msg: AddPeer, ctx: &mut Context<Self>) {
-        let _timer = self.probe.timing("AddPeer");
-        let mut out = Vec::new();
-        self.core.add_peer(msg.id, msg.urls, &mut out);
-        self.dispatch(out, ctx);
-    }
-}
-
 impl<R: RaftInbox> Handler<SyncPeers> for TransportActor<R> {
     type Result = ();
 
@@ -236,17 +225,6 @@ impl<R: RaftInbox> Handler<SyncPeers> for TransportActor<R> {
         let _timer = self.probe.timing("SyncPeers");
         let mut out = Vec::new();
         self.core.sync_peers(msg.peers, &mut out);
-        self.dispatch(out, ctx);
-    }
-}
-
-impl<R: RaftInbox> Handler<RemovePeer> for TransportActor<R> {
-    type Result = ();
-
-    fn handle(&mut self, msg: RemovePeer, ctx: &mut Context<Self>) {
-        let _timer = self.probe.timing("RemovePeer");
-        let mut out = Vec::new();
-        self.core.remove_peer(msg.id, &mut out);
         self.dispatch(out, ctx);
     }
 }
