@@ -40,15 +40,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_ports() {
-    python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
+# free_ports N: N distinct free loopback ports (scripts/lib.sh).
+source "$ROOT/scripts/lib.sh"
 
 # start TARGET: one member; sets PID and EP.
 start() {

@@ -284,17 +284,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# N distinct free loopback ports, chosen by the OS. All N sockets are bound
-# at once, so no port is handed out twice.
-free_ports() {
-    python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
+# free_ports N: N distinct free loopback ports (scripts/lib.sh).
+source "$ROOT/scripts/lib.sh"
 
 # Prints the CPU time (utime+stime, in clock ticks) used so far by all the
 # members of a target, summed; fails when a member's /proc entry is gone.
