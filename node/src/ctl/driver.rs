@@ -319,7 +319,7 @@ mod tests {
         let (a, calls_a) = serve_fake(0).await;
         let (b, calls_b) = serve_fake(0).await;
         let endpoints = vec![a.to_string(), b.to_string()];
-        let clients = connect(&endpoints, 2, Duration::from_secs(5))
+        let clients = connect(&endpoints, 2, Duration::from_secs(5), None)
             .await
             .expect("connects");
         let plan = Plan::new(
@@ -354,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn drive_counts_errors_by_message() {
         let (a, calls) = serve_fake(4).await;
-        let clients = connect(&[a.to_string()], 1, Duration::from_secs(5))
+        let clients = connect(&[a.to_string()], 1, Duration::from_secs(5), None)
             .await
             .expect("connects");
         let w = Workload::Txn(TxnArgs {
