@@ -391,9 +391,14 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
             l.local_addr().expect("local addr").port()
         };
-        let err = connect(&[format!("127.0.0.1:{port}")], 1, Duration::from_secs(2))
-            .await
-            .expect_err("nothing listens there");
+        let err = connect(
+            &[format!("127.0.0.1:{port}")],
+            1,
+            Duration::from_secs(2),
+            None,
+        )
+        .await
+        .expect_err("nothing listens there");
         assert!(matches!(err, CtlError::Connect { .. }), "got {err}");
     }
 }
