@@ -121,6 +121,27 @@ impl Auth for AuthService {
         done!(self, request, AuthDisable, AuthDisableResponse)
     }
 
+    async fn auth_status(
+        &self,
+        request: Request<AuthStatusRequest>,
+    ) -> Result<Response<AuthStatusResponse>, Status> {
+        let status = |e: EtcdError| to_status(&e);
+        let who = self.node.who(request.metadata()).await.map_err(status)?;
+        self.node
+            .read(actors::messages::ReadRequest::MemberList, true)
+            .await
+            .map_err(status)?;
+        let auth = self.node.auth_store();
+        auth.check_admin(&who)
+            .map_err(|e| status(EtcdError::Auth(e)))?;
+        let header = self.node.header(true).await.map_err(status)?;
+        Ok(Response::new(AuthStatusResponse {
+            header: Some(header),
+            enabled: auth.is_enabled(),
+            auth_revision: auth.revision(),
+        }))
+    }
+
     async fn authenticate(
         &self,
         request: Request<AuthenticateRequest>,
