@@ -496,11 +496,14 @@ async fn maintenance(ch: Channel, maint: Maint, t: &Token) -> Answer {
     result.map_err(RpcError::from)
 }
 
+/// A permission's `[key, range_end)`.
+type KeyRange = (Vec<u8>, Vec<u8>);
+
 /// The test's picture of the auth state, kept from etcd's answers: the
 /// passwords users have, the permissions each role was granted.
 struct Model {
     passwords: BTreeMap<String, String>,
-    perms: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
+    perms: BTreeMap<String, Vec<KeyRange>>,
     password_counter: u64,
 }
 
@@ -989,7 +992,7 @@ async fn permission_checks_match_etcd() {
     };
 
     let mut draw = Draw {
-        rng: StdRng::seed_from_u64(seed ^ 0x5eed_a17),
+        rng: StdRng::seed_from_u64(seed ^ 0x05ee_da17),
         kv: Generator::new(seed),
     };
     let mut model = Model::new();
