@@ -9,6 +9,7 @@
 //!    Election services' recipes).
 //! 7. [`errors`]: the single mapping from errors to `tonic::Status`.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod compactor;
 pub mod concurrency;
