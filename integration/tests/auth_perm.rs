@@ -36,8 +36,9 @@
 //!    permissions. A password change then invalidates it ("etcdserver:
 //!    invalid auth token").
 //!
-//! The first difference fails the test with the seed, the action and both
-//! answers (the state would diverge after it). `OXCD_BIN=/usr/bin/etcd`
+//! Differences fail the test with the seed, each action and both answers;
+//! up to [`MAX_MISMATCHES`] are collected first (the first is the finding,
+//! later ones may follow from it). `OXCD_BIN=/usr/bin/etcd`
 //! runs it with etcd on both sides.
 
 use std::collections::BTreeMap;
@@ -880,80 +881,92 @@ fn nested_txn_acts() -> Vec<Action> {
     ]
 }
 
-/// Runs `action` on both, fails on a difference, and brings the model and
-/// the held tokens along.
-async fn step(
-    index: usize,
+/// Mismatches collected before the run stops: the first one is the
+/// finding; later ones may follow from it (the states drifted apart), and
+/// are listed because a refusal that differs does not always move the state.
+const MAX_MISMATCHES: usize = 12;
+
+/// Both servers, the model, and the mismatches seen so far.
+struct Run {
     seed: u64,
-    action: &Action,
-    etcd: &mut Side,
-    oxcd: &mut Side,
-    model: &mut Model,
-) -> Answer {
-    let (expected, actual) = tokio::join!(etcd.run(action), oxcd.run(action));
-    if expected != actual {
-        let state = if oxcd.server.is_running() {
-            "still running"
-        } else {
-            "gone (it exited)"
-        };
-        panic!(
-            "mismatch at action #{index} (seed {seed}; replay with OXCD_SEED={seed}); oxcd is {state}\n\
-             action: {}\n\
-             etcd:   {}\n\
-             oxcd:   {}",
-            action.describe(),
-            show_answer(&expected),
-            show_answer(&actual)
-        );
-    }
-    model.observe(action, &expected);
-    expected
+    etcd: Side,
+    oxcd: Side,
+    model: Model,
+    mismatches: Vec<String>,
 }
 
-/// After a request refused for its token (invalid: the password changed or
-/// auth was disabled; absent: the login failed earlier), the requester logs
-/// in again on both; the logins are compared too. A login refused (auth is
-/// off) leaves the user without a token on both.
-async fn reauthenticate(
-    index: usize,
-    seed: u64,
-    action: &Action,
-    answer: &Answer,
-    etcd: &mut Side,
-    oxcd: &mut Side,
-    model: &mut Model,
-) {
-    let who = match action {
-        Action::Kv(w, _)
-        | Action::Watch(w, ..)
-        | Action::LeaseGrant(w, _)
-        | Action::LeaseAttach(w, ..)
-        | Action::LeaseRevoke(w, _)
-        | Action::LeaseTimeToLive(w, _)
-        | Action::Admin(w, _)
-        | Action::Maintenance(w, _) => *w,
-        Action::Authenticate(..) => return,
-    };
-    let name = match who {
-        Who::Root => "root".to_string(),
-        Who::User(i) => user_name(i),
-        Who::NoToken | Who::Forged(_) => return,
-    };
-    let refused_for_token = |text: &str| text.contains(INVALID_TOKEN) || text.contains(USER_EMPTY);
-    let refused = match answer {
-        Err(e) => refused_for_token(&e.message),
-        // A watch refused for its token is canceled, not failed.
-        Ok(text) => refused_for_token(text),
-    };
-    let Some(password) = model.passwords.get(&name).cloned() else {
-        return;
-    };
-    if refused {
-        let login = Action::Authenticate(name.clone(), password);
-        if step(index, seed, &login, etcd, oxcd, model).await.is_err() {
-            etcd.tokens.remove(&name);
-            oxcd.tokens.remove(&name);
+impl Run {
+    /// Runs `action` on both, records a difference, and brings the model
+    /// and the held tokens along (from etcd's answer).
+    async fn step(&mut self, index: usize, action: &Action) -> Answer {
+        let (expected, actual) = tokio::join!(self.etcd.run(action), self.oxcd.run(action));
+        if expected != actual {
+            let state = if self.oxcd.server.is_running() {
+                "still running"
+            } else {
+                "gone (it exited)"
+            };
+            self.mismatches.push(format!(
+                "action #{index} (oxcd {state})\n  action: {}\n  etcd:   {}\n  oxcd:   {}",
+                action.describe(),
+                show_answer(&expected),
+                show_answer(&actual)
+            ));
+            if self.mismatches.len() >= MAX_MISMATCHES || !self.oxcd.server.is_running() {
+                self.fail();
+            }
+        }
+        self.model.observe(action, &expected);
+        expected
+    }
+
+    /// Fails the test with every mismatch seen.
+    fn fail(&self) -> ! {
+        let seed = self.seed;
+        panic!(
+            "{} mismatch(es) (seed {seed}; replay with OXCD_SEED={seed}); the first is the finding:\n{}",
+            self.mismatches.len(),
+            self.mismatches.join("\n")
+        );
+    }
+
+    /// After a request refused for its token (invalid: the password changed
+    /// or auth was disabled; absent: the login failed earlier), the
+    /// requester logs in again on both; the logins are compared too. A login
+    /// refused (auth is off) leaves the user without a token on both.
+    async fn reauthenticate(&mut self, index: usize, action: &Action, answer: &Answer) {
+        let who = match action {
+            Action::Kv(w, _)
+            | Action::Watch(w, ..)
+            | Action::LeaseGrant(w, _)
+            | Action::LeaseAttach(w, ..)
+            | Action::LeaseRevoke(w, _)
+            | Action::LeaseTimeToLive(w, _)
+            | Action::Admin(w, _)
+            | Action::Maintenance(w, _) => *w,
+            Action::Authenticate(..) => return,
+        };
+        let name = match who {
+            Who::Root => "root".to_string(),
+            Who::User(i) => user_name(i),
+            Who::NoToken | Who::Forged(_) => return,
+        };
+        let refused_for_token =
+            |text: &str| text.contains(INVALID_TOKEN) || text.contains(USER_EMPTY);
+        let refused = match answer {
+            Err(e) => refused_for_token(&e.message),
+            // A watch refused for its token is canceled, not failed.
+            Ok(text) => refused_for_token(text),
+        };
+        let Some(password) = self.model.passwords.get(&name).cloned() else {
+            return;
+        };
+        if refused {
+            let login = Action::Authenticate(name.clone(), password);
+            if self.step(index, &login).await.is_err() {
+                self.etcd.tokens.remove(&name);
+                self.oxcd.tokens.remove(&name);
+            }
         }
     }
 }
@@ -986,21 +999,24 @@ async fn permission_checks_match_etcd() {
             last_outcome: None,
         });
     }
-    let (mut etcd, mut oxcd) = {
-        let mut it = sides.into_iter();
-        (it.next().expect("etcd"), it.next().expect("oxcd"))
+    let mut sides = sides.into_iter();
+    let mut run = Run {
+        seed,
+        etcd: sides.next().expect("etcd"),
+        oxcd: sides.next().expect("oxcd"),
+        model: Model::new(),
+        mismatches: Vec::new(),
     };
 
     let mut draw = Draw {
         rng: StdRng::seed_from_u64(seed ^ 0x05ee_da17),
         kv: Generator::new(seed),
     };
-    let mut model = Model::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut index = 0;
     let setup = setup_actions(&mut draw);
     for action in &setup {
-        let answer = step(index, seed, action, &mut etcd, &mut oxcd, &mut model).await;
+        let answer = run.step(index, action).await;
         assert!(
             answer.is_ok(),
             "setup action #{index} {} failed on etcd: {}",
@@ -1010,20 +1026,17 @@ async fn permission_checks_match_etcd() {
         index += 1;
     }
     for _ in 0..ops {
-        let action = draw.next(&mut model);
-        let answer = step(index, seed, &action, &mut etcd, &mut oxcd, &mut model).await;
-        if let (Action::Kv(_, op), Some(outcome)) = (&action, etcd.last_outcome.take()) {
+        let action = draw.next(&mut run.model);
+        let answer = run.step(index, &action).await;
+        if let (Action::Kv(_, op), Some(outcome)) = (&action, run.etcd.last_outcome.take()) {
             draw.kv.observe(op, &outcome);
         }
         *seen.entry(label(&action, &answer)).or_default() += 1;
-        reauthenticate(
-            index, seed, &action, &answer, &mut etcd, &mut oxcd, &mut model,
-        )
-        .await;
+        run.reauthenticate(index, &action, &answer).await;
         index += 1;
     }
     for action in nested_txn_acts() {
-        let answer = step(index, seed, &action, &mut etcd, &mut oxcd, &mut model).await;
+        let answer = run.step(index, &action).await;
         println!(
             "nested txn #{index}: {} -> {}",
             action.describe(),
@@ -1031,8 +1044,8 @@ async fn permission_checks_match_etcd() {
         );
         index += 1;
     }
-    for action in stale_token_acts(&model) {
-        let answer = step(index, seed, &action, &mut etcd, &mut oxcd, &mut model).await;
+    for action in stale_token_acts(&run.model) {
+        let answer = run.step(index, &action).await;
         println!(
             "stale token #{index}: {} -> {}",
             action.describe(),
@@ -1040,12 +1053,15 @@ async fn permission_checks_match_etcd() {
         );
         index += 1;
     }
-    assert!(etcd.server.is_running(), "etcd exited during the run");
-    assert!(oxcd.server.is_running(), "oxcd exited during the run");
-    println!("auth_perm: {index} actions answered alike");
     for (outcome, n) in &seen {
         println!("  {n:5}  {outcome}");
     }
+    if !run.mismatches.is_empty() {
+        run.fail();
+    }
+    assert!(run.etcd.server.is_running(), "etcd exited during the run");
+    assert!(run.oxcd.server.is_running(), "oxcd exited during the run");
+    println!("auth_perm: {index} actions answered alike");
 }
 
 /// A coarse label for the tally printed at the end.
