@@ -24,8 +24,9 @@
 //!    legitimately differs (tokens, hashes, sizes, remaining TTLs) reduced to
 //!    a marker, must be equal. A user whose token was refused as invalid on
 //!    etcd (its password changed) authenticates again on both.
-//! 5. Then [`nested_txn_acts`]: the permission check of ops in a nested
-//!    txn, which etcd 3.4.23 does not make.
+//! 5. Then [`edge_acts`] (ranges whose end is not after their key, Alarm
+//!    with a forged token) and [`nested_txn_acts`] (the permission check of
+//!    ops in a nested txn, which etcd 3.4.23 does not make), by name.
 //! 6. Finally the stale-token case ([`stale_token_acts`]): a token taken
 //!    before a role change is used after it. etcd 3.4 gives "etcdserver:
 //!    revision of auth store is old" only for a token carrying its auth
@@ -53,6 +54,7 @@ use proto::authpb::Permission;
 use proto::authpb::permission::Type as PermType;
 use proto::etcdserverpb::auth_client::AuthClient;
 use proto::etcdserverpb::cluster_client::ClusterClient;
+use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -64,10 +66,10 @@ use proto::etcdserverpb::{
     AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
     AuthUserDeleteRequest, AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest,
-    AuthUserRevokeRoleRequest, DefragmentRequest, DeleteRangeRequest, HashKvRequest, HashRequest,
-    LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberListRequest, PutRequest,
-    RangeRequest, RequestOp, ResponseHeader, SnapshotRequest, StatusRequest, TxnRequest,
-    WatchCreateRequest, WatchRequest,
+    AuthUserRevokeRoleRequest, Compare, DefragmentRequest, DeleteRangeRequest, HashKvRequest,
+    HashRequest, LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberListRequest,
+    PutRequest, RangeRequest, RequestOp, ResponseHeader, SnapshotRequest, StatusRequest,
+    TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -83,6 +85,8 @@ const USERS: usize = 4;
 const ROLES: [&str; 4] = ["r0", "r1", "r2", "r3"];
 /// The user (`u4`) of [`nested_txn_acts`], outside the random users.
 const NEST_USER: usize = USERS;
+/// The user (`u5`) of [`edge_acts`], outside the random users.
+const EDGE_USER: usize = USERS + 1;
 /// A user root adds and deletes as it goes.
 const SPARE_USER: &str = "spare";
 /// Lease ids granted explicitly, so both servers hold the same ids.
@@ -820,6 +824,88 @@ fn stale_token_acts(model: &Model) -> Vec<Action> {
     ]
 }
 
+/// Edges the random actions reach only now and then, named so a mismatch
+/// reads plainly. User `u5` may read and write `[a, c)`:
+/// - a range whose end is not after its key (`[b, a)`, `[b, b)`, `[c, a)`)
+///   is checked by etcd 3.4 through its interval tree
+///   (`adt.IntervalTree.Contains`), which in effect checks the key alone:
+///   `[b, a)` and `[b, b)` are allowed (and empty), `[c, a)` is refused; in
+///   Range, DeleteRange, a txn's compare and a watch alike;
+/// - Maintenance.Alarm is not permission-checked, but an invalid token
+///   fails it with etcd's raw `Unknown "auth: invalid auth token"`, while
+///   no token at all is let through.
+fn edge_acts() -> Vec<Action> {
+    let edge = Who::User(EDGE_USER);
+    let root = |admin| Action::Admin(Who::Root, admin);
+    let range = |key: &[u8], end: &[u8]| {
+        Action::Kv(
+            edge,
+            Op::Range(RangeRequest {
+                key: key.to_vec(),
+                range_end: end.to_vec(),
+                ..Default::default()
+            }),
+        )
+    };
+    let delete = |key: &[u8], end: &[u8]| {
+        Action::Kv(
+            edge,
+            Op::Delete(DeleteRangeRequest {
+                key: key.to_vec(),
+                range_end: end.to_vec(),
+                ..Default::default()
+            }),
+        )
+    };
+    let compare = |key: &[u8], end: &[u8]| {
+        Action::Kv(
+            edge,
+            Op::Txn(TxnRequest {
+                compare: vec![Compare {
+                    key: key.to_vec(),
+                    range_end: end.to_vec(),
+                    target: CompareTarget::Version as i32,
+                    result: CompareResult::Greater as i32,
+                    target_union: Some(TargetUnion::Version(0)),
+                }],
+                ..Default::default()
+            }),
+        )
+    };
+    vec![
+        root(Admin::UserAdd(user_name(EDGE_USER), "edge-pw".to_string())),
+        root(Admin::RoleAdd("edge".to_string())),
+        root(Admin::Grant(
+            "edge".to_string(),
+            Permission {
+                perm_type: PermType::Readwrite as i32,
+                key: b"a".to_vec(),
+                range_end: b"c".to_vec(),
+            },
+        )),
+        root(Admin::GrantRole(user_name(EDGE_USER), "edge".to_string())),
+        Action::Authenticate(user_name(EDGE_USER), "edge-pw".to_string()),
+        range(b"a", b"c"),
+        range(b"a", b"d"),
+        range(b"b", b"a"),
+        range(b"b", b"b"),
+        range(b"c", b"a"),
+        range(b"c", b"c"),
+        delete(b"b", b"a"),
+        delete(b"c", b"a"),
+        compare(b"b", b"a"),
+        compare(b"c", b"a"),
+        Action::Watch(edge, b"b".to_vec(), b"a".to_vec()),
+        Action::Watch(edge, b"c".to_vec(), b"a".to_vec()),
+        Action::Maintenance(Who::Forged(0), Maint::AlarmList),
+        Action::Maintenance(Who::Forged(1), Maint::AlarmList),
+        Action::Maintenance(Who::NoToken, Maint::AlarmList),
+        Action::Maintenance(edge, Maint::AlarmList),
+        root(Admin::UserDelete(user_name(EDGE_USER))),
+        root(Admin::RoleDelete("edge".to_string())),
+    ]
+}
+
 /// etcd 3.4.23 checks the Range, Put and DeleteRange ops of a txn against
 /// the requester's permissions, but not the ops of a txn nested in it
 /// (`checkTxnReqsPermission` skips `RequestTxn`; later 3.4 releases check
@@ -906,8 +992,9 @@ impl Run {
             } else {
                 "gone (it exited)"
             };
+            let perms = self.permissions_of(action).await;
             self.mismatches.push(format!(
-                "action #{index} (oxcd {state})\n  action: {}\n  etcd:   {}\n  oxcd:   {}",
+                "action #{index} (oxcd {state})\n  action: {}\n  etcd:   {}\n  oxcd:   {}{perms}",
                 action.describe(),
                 show_answer(&expected),
                 show_answer(&actual)
@@ -918,6 +1005,36 @@ impl Run {
         }
         self.model.observe(action, &expected);
         expected
+    }
+
+    /// The requesting user's roles and their permissions as etcd holds
+    /// them, for a mismatch's report (empty for other requesters).
+    async fn permissions_of(&mut self, action: &Action) -> String {
+        let name = match action {
+            Action::Kv(Who::User(i), _)
+            | Action::Watch(Who::User(i), ..)
+            | Action::LeaseGrant(Who::User(i), _)
+            | Action::LeaseAttach(Who::User(i), ..)
+            | Action::LeaseRevoke(Who::User(i), _)
+            | Action::LeaseTimeToLive(Who::User(i), _)
+            | Action::Admin(Who::User(i), _)
+            | Action::Maintenance(Who::User(i), _) => user_name(*i),
+            _ => return String::new(),
+        };
+        let root = self.etcd.token(Who::Root);
+        let ch = self.etcd.channel.clone();
+        let user = admin_call(ch.clone(), &Admin::UserGet(name.clone()), &root).await;
+        let mut text = format!("\n  {name} on etcd: {}", show_answer(&user));
+        let roles: Vec<String> = ROLES
+            .iter()
+            .map(|r| r.to_string())
+            .filter(|r| user.as_ref().is_ok_and(|u| u.contains(&format!("{r:?}"))))
+            .collect();
+        for role in roles {
+            let perms = admin_call(ch.clone(), &Admin::RoleGet(role.clone()), &root).await;
+            text.push_str(&format!("\n    {role}: {}", show_answer(&perms)));
+        }
+        text
     }
 
     /// Fails the test with every mismatch seen.
@@ -1033,6 +1150,15 @@ async fn permission_checks_match_etcd() {
         }
         *seen.entry(label(&action, &answer)).or_default() += 1;
         run.reauthenticate(index, &action, &answer).await;
+        index += 1;
+    }
+    for action in edge_acts() {
+        let answer = run.step(index, &action).await;
+        println!(
+            "edge #{index}: {} -> {}",
+            action.describe(),
+            show_answer(&answer)
+        );
         index += 1;
     }
     for action in nested_txn_acts() {
