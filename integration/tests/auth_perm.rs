@@ -830,11 +830,19 @@ fn stale_token_acts(model: &Model) -> Vec<Action> {
 ///   is checked by etcd 3.4 through its interval tree
 ///   (`adt.IntervalTree.Contains`), which in effect checks the key alone:
 ///   `[b, a)` and `[b, b)` are allowed (and empty), `[c, a)` is refused; in
-///   Range, DeleteRange, a txn's compare and a watch alike;
+///   Range, DeleteRange, a txn's compare and a watch alike. Only in effect:
+///   the tree's visit prunes subtrees by comparing their span with the
+///   range's end, so with several disjoint permitted ranges a permitted key
+///   can still be refused as the start of such a range;
 /// - Maintenance.Alarm is not permission-checked, but an invalid token
 ///   fails it with etcd's raw `Unknown "auth: invalid auth token"`, while
 ///   no token at all is let through.
 fn edge_acts() -> Vec<Action> {
+    let read_perm = |key: &[u8], end: &[u8]| Permission {
+        perm_type: PermType::Read as i32,
+        key: key.to_vec(),
+        range_end: end.to_vec(),
+    };
     let edge = Who::User(EDGE_USER);
     let root = |admin| Action::Admin(Who::Root, admin);
     let range = |key: &[u8], end: &[u8]| {
@@ -897,6 +905,24 @@ fn edge_acts() -> Vec<Action> {
         compare(b"c", b"a"),
         Action::Watch(edge, b"b".to_vec(), b"a".to_vec()),
         Action::Watch(edge, b"c".to_vec(), b"a".to_vec()),
+        // Three disjoint readable ranges: etcd's interval tree roots at
+        // [c, d), and a visit for [e1, a) prunes the subtree holding
+        // [e, f) (it compares the subtree's span with the range's end, `a`),
+        // so that range is refused while [e1, e) is allowed.
+        root(Admin::Revoke(
+            "edge".to_string(),
+            b"a".to_vec(),
+            b"c".to_vec(),
+        )),
+        root(Admin::Grant("edge".to_string(), read_perm(b"a", b"b"))),
+        root(Admin::Grant("edge".to_string(), read_perm(b"c", b"d"))),
+        root(Admin::Grant("edge".to_string(), read_perm(b"e", b"f"))),
+        range(b"e1", b"a"),
+        range(b"e1", b"e"),
+        range(b"e1", b"e1"),
+        range(b"c1", b"a"),
+        range(b"a1", b"a"),
+        range(b"e1", b""),
         Action::Maintenance(Who::Forged(0), Maint::AlarmList),
         Action::Maintenance(Who::Forged(1), Maint::AlarmList),
         Action::Maintenance(Who::NoToken, Maint::AlarmList),
