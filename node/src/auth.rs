@@ -86,6 +86,10 @@ struct Claims {
 pub struct Authenticator {
     pub tokens: Tokens,
     bcrypt_cost: u32,
+    /// bcrypt runs (hashes and checks) at once, at most one per core: a
+    /// flood of Authenticate calls queues here instead of spawning a
+    /// blocking thread each.
+    bcrypt_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Authenticator {
@@ -117,15 +121,26 @@ impl Authenticator {
             "jwt" => Tokens::Jwt(Jwt::from_options(&options)?),
             _ => return Err(TokenConfigError::InvalidOptions),
         };
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(Authenticator {
             tokens,
             bcrypt_cost: cost,
+            bcrypt_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
     /// Whether tokens are simple tokens.
     pub fn simple(&self) -> bool {
         matches!(self.tokens, Tokens::Simple)
+    }
+
+    /// Runs `work` (bcrypt) on a blocking thread once a slot is free.
+    pub async fn bcrypt<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _slot = self.bcrypt_slots.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
     }
 
     /// bcrypt hash of `password` in Go's `$2a$` form (so an etcd that

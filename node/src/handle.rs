@@ -82,6 +82,10 @@ pub struct NodeHandle {
     board: Arc<Board>,
     /// Auth tokens and passwords.
     pub authn: Arc<crate::auth::Authenticator>,
+    /// Who [`NodeHandle::write`] and [`NodeHandle::read`] act as: nobody
+    /// (the member's own requests), or a client (see
+    /// [`NodeHandle::acting_as`]).
+    acting: AuthInfo,
 }
 
 /// The watch hub's mailbox, and the gauge of events its streams hold (the
@@ -142,6 +146,7 @@ impl NodeHandle {
                 crate::auth::Authenticator::from_flags("simple", crate::auth::DEFAULT_BCRYPT_COST)
                     .expect("the default token kind"),
             ),
+            acting: AuthInfo::default(),
         }
     }
 
@@ -268,6 +273,15 @@ impl NodeHandle {
         self
     }
 
+    /// This handle acting as `who`: its writes and reads are checked as that
+    /// client's (the lock and election services run their recipes as
+    /// their caller, as etcd's do).
+    pub fn acting_as(&self, who: AuthInfo) -> NodeHandle {
+        let mut handle = self.clone();
+        handle.acting = who;
+        handle
+    }
+
     /// The auth store as the apply actor last posted it.
     pub fn auth_store(&self) -> Arc<storage::auth::AuthStore> {
         self.board.auth()
@@ -314,7 +328,7 @@ impl NodeHandle {
         &self,
         request: internal_request::Request,
     ) -> Result<ApplyResponse, EtcdError> {
-        self.write_as(request, &AuthInfo::default()).await
+        self.write_as(request, &self.acting).await
     }
 
     /// Replicates `request` made by `who` (checked against the auth store at
@@ -407,7 +421,7 @@ impl NodeHandle {
         request: ReadRequest,
         linearizable: bool,
     ) -> Result<ReadResponse, EtcdError> {
-        self.read_as(request, linearizable, AuthInfo::default())
+        self.read_as(request, linearizable, self.acting.clone())
             .await
     }
 

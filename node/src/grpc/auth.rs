@@ -61,9 +61,11 @@ impl AuthService {
     /// bcrypt of `password` on a blocking thread.
     async fn hash(&self, password: String) -> Result<Vec<u8>, Status> {
         let authn = self.node.authn.clone();
-        tokio::task::spawn_blocking(move || authn.hash_password(&password))
+        self.node
+            .authn
+            .bcrypt(move || authn.hash_password(&password))
             .await
-            .map_err(|e| Status::internal(format!("password hashing: {e}")))?
+            .ok_or_else(|| Status::internal("password hashing stopped"))?
             .map_err(|e| to_status(&EtcdError::Auth(e)))
     }
 
@@ -72,10 +74,12 @@ impl AuthService {
     async fn check_password(&self, name: &str, password: &str) -> Result<u64, EtcdError> {
         let (hash, revision) = self.node.auth_store().password_hash(name)?;
         let password = password.to_owned();
-        let matches =
-            tokio::task::spawn_blocking(move || Authenticator::password_matches(&password, &hash))
-                .await
-                .unwrap_or(false);
+        let matches = self
+            .node
+            .authn
+            .bcrypt(move || Authenticator::password_matches(&password, &hash))
+            .await
+            .unwrap_or(false);
         if !matches {
             tracing::info!(user = name, "authentication failed, invalid password");
             return Err(AuthError::AuthFailed.into());
@@ -115,6 +119,27 @@ impl Auth for AuthService {
         request: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
         done!(self, request, AuthDisable, AuthDisableResponse)
+    }
+
+    async fn auth_status(
+        &self,
+        request: Request<AuthStatusRequest>,
+    ) -> Result<Response<AuthStatusResponse>, Status> {
+        let status = |e: EtcdError| to_status(&e);
+        let who = self.node.who(request.metadata()).await.map_err(status)?;
+        self.node
+            .read(actors::messages::ReadRequest::MemberList, true)
+            .await
+            .map_err(status)?;
+        let auth = self.node.auth_store();
+        auth.check_admin(&who)
+            .map_err(|e| status(EtcdError::Auth(e)))?;
+        let header = self.node.header(true).await.map_err(status)?;
+        Ok(Response::new(AuthStatusResponse {
+            header: Some(header),
+            enabled: auth.is_enabled(),
+            auth_revision: auth.revision(),
+        }))
     }
 
     async fn authenticate(

@@ -44,6 +44,12 @@ impl ElectionService {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
+
+    /// The node acting as the caller (its auth token).
+    async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<NodeHandle, Status> {
+        let who = self.node.who(metadata).await.map_err(status)?;
+        Ok(self.node.acting_as(who))
+    }
 }
 
 fn status(e: EtcdError) -> Status {
@@ -126,8 +132,8 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let node = &self.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let node = &self.node;
         let prefix = concurrency::prefix(&req.name);
         let key = concurrency::contender_key(&prefix, req.lease);
         let (rev, mut header, existing) =
@@ -163,12 +169,13 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
         let (still, header) = concurrency::put_if_created_at(
-            &self.node,
+            &node,
             &leader.key,
             leader.rev,
             &req.value,
@@ -188,9 +195,10 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let prefix = concurrency::prefix(&req.name);
-        let (first, header) = concurrency::first_created(&self.node, &prefix)
+        let (first, header) = concurrency::first_created(&node, &prefix)
             .await
             .map_err(status)?;
         let kv = first.ok_or_else(|| status(EtcdError::ElectionNoLeader))?;
@@ -207,9 +215,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
-        let node = self.node.clone();
         tokio::spawn(async move {
             if let Err(e) = observe(node, name, tx.clone()).await {
                 let _ = tx.send(Err(status(e))).await;
@@ -224,12 +232,13 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
         let header: ResponseHeader =
-            concurrency::delete_if_created_at(&self.node, &leader.key, leader.rev)
+            concurrency::delete_if_created_at(&node, &leader.key, leader.rev)
                 .await
                 .map_err(status)?;
         Ok(Response::new(ResignResponse {

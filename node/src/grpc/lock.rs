@@ -26,13 +26,19 @@ impl LockService {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
+
+    /// The node acting as the caller (its auth token).
+    async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<NodeHandle, Status> {
+        let who = self.node.who(metadata).await.map_err(|e| to_status(&e))?;
+        Ok(self.node.acting_as(who))
+    }
 }
 
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let node = &self.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let node = &self.node;
         let prefix = concurrency::prefix(&req.name);
         let key = concurrency::contender_key(&prefix, req.lease);
         let (my_rev, header, _) = concurrency::create_contender(node, &key, b"", req.lease)
@@ -60,8 +66,9 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let header = concurrency::delete(&self.node, &req.key)
+        let header = concurrency::delete(&node, &req.key)
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(UnlockResponse {
