@@ -10,8 +10,12 @@
 //!    at a time (each awaited: a stream has at most one request in flight,
 //!    which bounds what a client can queue on the hub). A request with no
 //!    known field is ignored, as etcd ignores it.
-//! 4. When the client's side ends (or fails), the hub drops the stream's
-//!    watchers (`CloseStream`).
+//! 4. When the client's stream fails (a cancel, a lost connection), the hub
+//!    drops the stream's watchers (`CloseStream`). A clean end of the
+//!    client's side (a half-close) is not the end of the watch: as etcd's
+//!    `recvLoop` returns nil on EOF and the stream lives until its context
+//!    ends, the watchers stay until the response stream is dropped (the JSON
+//!    gateway's `curl -d '{"create_request":...}'` relies on it).
 
 use std::pin::Pin;
 
@@ -39,12 +43,21 @@ impl WatchService {
 }
 
 /// Forwards the client's requests to the hub until the client's side ends,
-/// then closes the stream there.
-async fn forward_requests(watch: WatchHandle, stream: u64, mut requests: Streaming<WatchRequest>) {
+/// then closes the stream there (after a half-close, once the responses
+/// are no longer read: `responses_gone` resolves when they are dropped).
+async fn forward_requests(
+    watch: WatchHandle,
+    stream: u64,
+    mut requests: Streaming<WatchRequest>,
+    responses_gone: tokio::sync::oneshot::Receiver<()>,
+) {
     loop {
         let request = match requests.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => break,
+            Ok(None) => {
+                let _ = responses_gone.await;
+                break;
+            }
             Err(status) => {
                 tracing::debug!(stream, %status, "watch stream ended by its client");
                 break;
@@ -103,13 +116,17 @@ impl Watch for WatchService {
             .map_err(|_| to_status(&EtcdError::TooManyRequests))?
             .await
             .map_err(|_| to_status(&EtcdError::Stopped))?;
+        // Dropped with the response stream.
+        let (alive, responses_gone) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(forward_requests(
             watch.clone(),
             stream,
             request.into_inner(),
+            responses_gone,
         ));
         let pending = watch.pending_events;
         let responses = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |response| {
+            let _alive = &alive;
             pending.sub(response.events.len() as i64);
             Ok(response)
         });
