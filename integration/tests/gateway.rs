@@ -1,0 +1,289 @@
+//! etcd's JSON gateway (`/v3/*` on the client port), oxcd against etcd 3.4:
+//!
+//! 1. Differential: a seeded random sequence of gateway requests (`OXCD_SEED`
+//!    replays it; `OXCD_GATEWAY_OPS` sets its length), valid and broken, at
+//!    random gateway paths, sent to both servers in the same order: the same
+//!    HTTP status and the same body (JSON compared as values, headers' ids
+//!    and raft term removed; revisions kept, both stores start empty and
+//!    apply the same writes).
+//! 2. A watch over `/v3/watch` sees every event of a known put sequence, on
+//!    both, with the same lines; a watch whose body ends stays open (etcd's
+//!    watch outlives its client's half-close).
+//! 3. Bad input answered as etcd answers it: a body above the request limit,
+//!    wrong methods, unknown paths, CORS preflight, a bad first message on a
+//!    stream.
+//! 4. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
+//!    delete, lease, lock and watch calls against both
+//!    (`gateway_etcd3gw.py`, in the venv `make test-deps` makes under
+//!    `.cache/etcd3gw`; the test fails, not skips, without it).
+
+use integration::json_gateway::{Generator, Reply, Stream, b64, comparable, request};
+use integration::{Server, ServerOpts, env_usize, seed_from_env, workspace_root};
+use serde_json::{Value, json};
+
+fn addr(server: &Server) -> String {
+    server.client_addr()
+}
+
+async fn post(server: &Server, path: &str, body: &str) -> Reply {
+    request(&addr(server), "POST", path, &[], body.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} to {:?}: {e}", server.kind()))
+}
+
+/// Asserts two answers agree: status, and body (JSON as normalised values).
+fn assert_same(what: &str, etcd: &Reply, oxcd: &Reply) {
+    assert_eq!(
+        etcd.status,
+        oxcd.status,
+        "{what}: status differs\netcd: {}\noxcd: {}",
+        etcd.text(),
+        oxcd.text()
+    );
+    assert_eq!(
+        comparable(etcd),
+        comparable(oxcd),
+        "{what}: body differs\netcd: {}\noxcd: {}",
+        etcd.text(),
+        oxcd.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_requests_answer_as_etcd() {
+    let seed = seed_from_env();
+    let ops = env_usize("OXCD_GATEWAY_OPS", 400);
+    println!("gateway differential: seed {seed} (replay with OXCD_SEED={seed}), {ops} requests");
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    let mut generator = Generator::new(seed);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for index in 0..ops {
+        let req = generator.next_request();
+        let send = |server: &Server| {
+            let addr = addr(server);
+            let req = req.clone();
+            async move { request(&addr, req.method, &req.path, &[], &req.body).await }
+        };
+        let etcd_reply = send(&etcd)
+            .await
+            .unwrap_or_else(|e| panic!("etcd failed request #{index} (seed {seed}) {req:?}: {e}"));
+        let oxcd_reply = send(&oxcd)
+            .await
+            .unwrap_or_else(|e| panic!("oxcd failed request #{index} (seed {seed}) {req:?}: {e}"));
+        let what = format!(
+            "request #{index} (seed {seed}): {} {} {}",
+            req.method,
+            req.path,
+            String::from_utf8_lossy(&req.body)
+        );
+        assert_same(&what, &etcd_reply, &oxcd_reply);
+        *statuses.entry(etcd_reply.status).or_default() += 1;
+    }
+    println!("gateway differential: HTTP statuses (same on both) {statuses:?}");
+    assert!(
+        statuses.get(&200).is_some_and(|&n| n * 4 >= ops),
+        "too few successful requests to mean much: {statuses:?}"
+    );
+}
+
+/// Puts `count` values of `key` through the gateway.
+async fn put_sequence(server: &Server, key: &str, count: usize) {
+    for i in 0..count {
+        let body = json!({ "key": b64(key), "value": b64(&format!("v{i}")) }).to_string();
+        let reply = post(server, "/v3/kv/put", &body).await;
+        assert_eq!(reply.status, 200, "put: {}", reply.text());
+    }
+}
+
+/// Watches `key` from revision 1 over `/v3/watch` and returns the values of
+/// the first `count` events and the stream's normalised lines.
+async fn watch_events(server: &Server, key: &str, count: usize) -> (Vec<String>, Vec<Value>) {
+    let body = json!({ "create_request": { "key": b64(key), "start_revision": "1" } }).to_string();
+    let mut stream = Stream::open(&addr(server), "/v3/watch", body.as_bytes())
+        .await
+        .expect("open watch");
+    let mut values = Vec::new();
+    let mut lines = Vec::new();
+    while values.len() < count {
+        let mut line = stream
+            .next_json()
+            .await
+            .unwrap_or_else(|e| panic!("{:?} watch after {values:?}: {e}", server.kind()));
+        let events = line["result"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for event in events {
+            values.push(
+                event["kv"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        integration::json_gateway::normalise(&mut line);
+        lines.push(line);
+    }
+    assert_eq!(stream.status(), Some(200));
+    (values, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_over_http_sees_every_event() {
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    const PUTS: usize = 20;
+    let expected: Vec<String> = (0..PUTS).map(|i| b64(&format!("v{i}"))).collect();
+    for server in [&etcd, &oxcd] {
+        put_sequence(server, "w", PUTS).await;
+    }
+    let (etcd_values, etcd_lines) = watch_events(&etcd, "w", PUTS).await;
+    let (oxcd_values, oxcd_lines) = watch_events(&oxcd, "w", PUTS).await;
+    assert_eq!(etcd_values, expected, "etcd's events");
+    assert_eq!(oxcd_values, expected, "oxcd's events");
+    assert_eq!(etcd_lines, oxcd_lines, "the streamed lines");
+
+    // A live watch (its body ended long ago) sees later puts as they come.
+    for server in [&etcd, &oxcd] {
+        let body = json!({ "create_request": { "key": b64("live") } }).to_string();
+        let mut stream = Stream::open(&addr(server), "/v3/watch", body.as_bytes())
+            .await
+            .expect("open watch");
+        let created = stream.next_json().await.expect("created line");
+        assert_eq!(created["result"]["created"], json!(true), "{created}");
+        put_sequence(server, "live", 3).await;
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let line = stream.next_json().await.expect("event line");
+            for event in line["result"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                seen.push(
+                    event["kv"]["value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![b64("v0"), b64("v1"), b64("v2")],
+            "{:?}",
+            server.kind()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_as_etcd_answers_it() {
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    // A value above --max-request-bytes (1.5 MiB) + 512 KiB: the gRPC side's
+    // limit, worded by grpc-go.
+    let big = json!({ "key": b64("big"), "value": b64(&"x".repeat(2 << 20)) }).to_string();
+    // A body far above anything the gateway reads (4 times the gRPC limit).
+    let huge = format!(
+        "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+        b64("huge"),
+        "QUFB".repeat(3 << 20)
+    );
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("POST", "/v3/kv/put", big.into_bytes()),
+        ("GET", "/v3/kv/range", Vec::new()),
+        ("PUT", "/v3/watch", Vec::new()),
+        ("POST", "/v3/kv/nope", b"{}".to_vec()),
+        ("POST", "/v3/kv/range/", b"{}".to_vec()),
+        ("POST", "/v3/kv/range", br#"{"key":"#.to_vec()),
+        ("POST", "/v3/kv/range", b"[]".to_vec()),
+        (
+            "POST",
+            "/v3/kv/range",
+            br#"{"key":"YQ==","limit":"x"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v3/kv/range",
+            br#"{"key":"YQ==","sort_order":"UP"}"#.to_vec(),
+        ),
+        ("POST", "/v3/watch", b"xx".to_vec()),
+        ("POST", "/v3/lease/keepalive", br#"{"ID":"x"}"#.to_vec()),
+        ("POST", "/v3/lease/keepalive", Vec::new()),
+        ("POST", "/v3/election/observe", br#"{"name":5}"#.to_vec()),
+        ("POST", "/v3/kv/compaction", br#"{"revision":100}"#.to_vec()),
+        ("OPTIONS", "/v3/kv/range", Vec::new()),
+    ];
+    for (method, path, body) in &cases {
+        let etcd_reply = request(&addr(&etcd), method, path, &[], body)
+            .await
+            .expect("etcd");
+        let oxcd_reply = request(&addr(&oxcd), method, path, &[], body)
+            .await
+            .expect("oxcd");
+        let what = format!("{method} {path} ({} bytes)", body.len());
+        assert_same(&what, &etcd_reply, &oxcd_reply);
+        assert_eq!(
+            etcd_reply.header("content-type"),
+            oxcd_reply.header("content-type"),
+            "{what}: content type"
+        );
+        assert_eq!(
+            oxcd_reply.header("access-control-allow-origin"),
+            Some("*"),
+            "{what}: CORS"
+        );
+    }
+
+    // Too large to read at all: refused as grpc-go refuses a large message
+    // (status and code as etcd's; the size quoted is what the gateway read).
+    for server in [&etcd, &oxcd] {
+        let reply = request(&addr(server), "POST", "/v3/kv/put", &[], huge.as_bytes())
+            .await
+            .expect("huge put");
+        assert_eq!(reply.status, 429, "{:?}: {}", server.kind(), reply.text());
+        let body: Value = serde_json::from_slice(&reply.body).expect("JSON error");
+        assert_eq!(body["code"], json!(8));
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("grpc: received message larger than max ("),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd3gw_works_against_both() {
+    let root = workspace_root();
+    let python = std::env::var_os("ETCD3GW_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".cache/etcd3gw/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps` (it makes a venv with etcd3gw)",
+        python.display()
+    );
+    let script = root.join("integration/tests/gateway_etcd3gw.py");
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    for server in [&etcd, &oxcd] {
+        let server_addr = addr(server);
+        let (host, port) = server_addr.rsplit_once(':').expect("host:port");
+        let run = tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(host)
+            .arg(port)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+            .await
+            .unwrap_or_else(|_| panic!("etcd3gw script timed out against {:?}", server.kind()))
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("etcd3gw ok"),
+            "etcd3gw against {:?} failed ({}):\n{stdout}\n{}",
+            server.kind(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
