@@ -8,7 +8,8 @@
 //!    apply the same writes).
 //! 2. A watch over `/v3/watch` sees every event of a known put sequence, on
 //!    both, with the same lines; a watch whose body ends stays open (etcd's
-//!    watch outlives its client's half-close).
+//!    watch outlives its client's half-close) and is freed when its client
+//!    goes away.
 //! 3. Bad input answered as etcd answers it: a body above the request limit,
 //!    wrong methods, unknown paths, CORS preflight, a bad first message on a
 //!    stream.
@@ -173,7 +174,36 @@ async fn watch_over_http_sees_every_event() {
             "{:?}",
             server.kind()
         );
+        // The client goes away: its watcher is freed.
+        drop(stream);
+        wait_for_watchers(server, 0).await;
     }
+}
+
+/// Waits (bounded) until the server's `etcd_debugging_mvcc_watcher_total`
+/// is `count`.
+async fn wait_for_watchers(server: &Server, count: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let reply = request(&addr(server), "GET", "/metrics", &[], b"")
+            .await
+            .expect("metrics");
+        last = reply
+            .text()
+            .lines()
+            .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
+            .unwrap_or_default()
+            .to_string();
+        if last.split(' ').nth(1).and_then(|v| v.parse::<f64>().ok()) == Some(count as f64) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{:?}: watchers never came to {count}: {last:?}",
+        server.kind()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
