@@ -554,8 +554,16 @@ impl Generator {
             "/v3/"
         };
         if roll < 4 {
-            let path = ["kv/nope", "kv/range/", "nope", "kv", "kv/range:x", "lock"]
-                [self.rng.gen_range(0..6)];
+            let path = [
+                "kv/nope",
+                "kv/range/",
+                "nope",
+                "kv",
+                "kv/range:x",
+                "lock",
+                "/kv/range",
+                "kv/./range",
+            ][self.rng.gen_range(0..8)];
             return GatewayRequest {
                 method: "POST",
                 path: format!("{prefix}{path}"),

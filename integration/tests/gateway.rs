@@ -11,8 +11,9 @@
 //!    watch outlives its client's half-close) and is freed when its client
 //!    goes away.
 //! 3. Bad input answered as etcd answers it: a body above the request limit,
-//!    wrong methods, unknown paths, CORS preflight, a bad first message on a
-//!    stream.
+//!    wrong methods, unknown paths, paths Go's mux redirects, CORS
+//!    preflight, a bad first message on a stream, a valid value followed by
+//!    megabytes of padding.
 //! 4. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
 //!    delete, lease, lock and watch calls against both
 //!    (`gateway_etcd3gw.py`, in the venv `make test-deps` makes under
@@ -32,7 +33,8 @@ async fn post(server: &Server, path: &str, body: &str) -> Reply {
         .unwrap_or_else(|e| panic!("POST {path} to {:?}: {e}", server.kind()))
 }
 
-/// Asserts two answers agree: status, and body (JSON as normalised values).
+/// Asserts two answers agree: status, content type, and body (JSON as
+/// normalised values).
 fn assert_same(what: &str, etcd: &Reply, oxcd: &Reply) {
     assert_eq!(
         etcd.status,
@@ -40,6 +42,11 @@ fn assert_same(what: &str, etcd: &Reply, oxcd: &Reply) {
         "{what}: status differs\netcd: {}\noxcd: {}",
         etcd.text(),
         oxcd.text()
+    );
+    assert_eq!(
+        etcd.header("content-type"),
+        oxcd.header("content-type"),
+        "{what}: content type differs"
     );
     assert_eq!(
         comparable(etcd),
@@ -242,6 +249,17 @@ async fn bad_input_is_answered_as_etcd_answers_it() {
         ("POST", "/v3/election/observe", br#"{"name":5}"#.to_vec()),
         ("POST", "/v3/kv/compaction", br#"{"revision":100}"#.to_vec()),
         ("OPTIONS", "/v3/kv/range", Vec::new()),
+        ("OPTIONS", "/v3/nope", Vec::new()),
+        ("POST", "/v3//kv/range", b"{}".to_vec()),
+        ("GET", "/v3", Vec::new()),
+        ("POST", "/v3beta/kv/../kv/range?x=1", b"{}".to_vec()),
+        // Only the first value of a body is read: what follows, however
+        // large, is not.
+        ("POST", "/v3/kv/range", {
+            let mut body = br#"{"key":"YQ=="}"#.to_vec();
+            body.resize(9 << 20, b' ');
+            body
+        }),
     ];
     for (method, path, body) in &cases {
         let etcd_reply = request(&addr(&etcd), method, path, &[], body)
@@ -253,9 +271,9 @@ async fn bad_input_is_answered_as_etcd_answers_it() {
         let what = format!("{method} {path} ({} bytes)", body.len());
         assert_same(&what, &etcd_reply, &oxcd_reply);
         assert_eq!(
-            etcd_reply.header("content-type"),
-            oxcd_reply.header("content-type"),
-            "{what}: content type"
+            etcd_reply.header("location"),
+            oxcd_reply.header("location"),
+            "{what}: redirect"
         );
         assert_eq!(
             oxcd_reply.header("access-control-allow-origin"),

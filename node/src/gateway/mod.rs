@@ -8,9 +8,10 @@
 //!
 //! 1. [`serve_on`] wraps the client port's router: a path under `/v3/` or
 //!    `/v3beta/` is the gateway's, anything else goes to the router as is.
-//! 2. The path picks a route ([`paths`]); an unknown one is answered
-//!    `404 Not Found`, a method other than `POST` `405 Method Not Allowed`,
-//!    `OPTIONS` `200` (etcd's CORS preflight), all with etcd's texts.
+//! 2. `OPTIONS` is answered `200` (etcd's CORS preflight); a path that is
+//!    not clean is redirected as Go's mux redirects it; the path picks a
+//!    route ([`paths`]); an unknown one is answered `404 Not Found`, a method
+//!    other than `POST` `405 Method Not Allowed`, with etcd's texts.
 //! 3. The body (bounded: [`Limits`]) is read as Go's JSON decoder reads it
 //!    ([`go_json`]) and turned into the method's request message with
 //!    jsonpb's rules ([`jsonpb`]); a bad body is `400` with the Go error text
@@ -27,6 +28,7 @@
 //!    response message is a line `{"result":...}`, a failure mid-stream a
 //!    last `{"error":{...}}` object.
 
+mod body;
 mod go_json;
 mod grpc_call;
 mod jsonpb;
@@ -41,12 +43,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use tonic::{Code, Status};
 
-use go_json::{Json, Parsed};
 use paths::Shape;
 
 /// The descriptors of every etcd message, decoded once.
@@ -114,7 +114,7 @@ impl tower_service::Service<Request<Body>> for Gateway {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if paths::gateway_path(request.uri().path()).is_none() {
+        if !paths::is_gateway(request.uri().path()) {
             return futures::future::Either::Left(self.router.call(request));
         }
         let gateway = self.clone();
@@ -128,13 +128,17 @@ impl tower_service::Service<Request<Body>> for Gateway {
 
 impl Gateway {
     async fn handle(self, request: Request<Body>) -> Response<Body> {
-        let path = paths::gateway_path(request.uri().path()).unwrap_or_default();
-        let Some(route) = paths::find(path) else {
-            return plain_error(StatusCode::NOT_FOUND);
-        };
+        // etcd answers a CORS preflight before routing.
         if request.method() == Method::OPTIONS {
             return Response::new(Body::empty());
         }
+        let path = match paths::route_path(request.uri().path()) {
+            paths::Routed::Path(path) => path,
+            paths::Routed::Redirect(location) => return redirect(&request, location),
+        };
+        let Some(route) = paths::find(&path) else {
+            return plain_error(StatusCode::NOT_FOUND);
+        };
         if request.method() != Method::POST {
             return plain_error(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -176,18 +180,14 @@ impl Call {
     /// handlers do (`marshaler.NewDecoder(req.Body).Decode(&protoReq)`,
     /// `io.EOF` meaning an empty request); failures are `InvalidArgument`.
     async fn read_request(&self, body: Body) -> Result<Bytes, Status> {
-        let limit = self.limits.max_json;
-        let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(too_large(limit, self.limits.max_grpc_message));
-            }
-            Err(e) => return Err(Status::invalid_argument(e.to_string())),
-        };
-        let message = match Json::parse_next(&bytes).map_err(Status::invalid_argument)? {
-            Parsed::End => DynamicMessage::new(self.input.clone()),
-            Parsed::Value(json, _) => {
+        let message = match body::JsonStream::new(body, self.limits).next().await {
+            body::Next::End => DynamicMessage::new(self.input.clone()),
+            body::Next::Value(json) => {
                 jsonpb::to_message(&self.input, &json).map_err(Status::invalid_argument)?
+            }
+            body::Next::Bad(message) => return Err(Status::invalid_argument(message)),
+            body::Next::TooLarge(read) => {
+                return Err(too_large(read, self.limits.max_grpc_message));
             }
         };
         Ok(grpc_call::frame(&message.encode_to_vec()))
@@ -231,9 +231,9 @@ impl Call {
     }
 }
 
-/// etcd's refusal of a message above the gRPC limit (the size quoted is
-/// what the gateway read before it stopped, the JSON text being too large
-/// to decode).
+/// etcd's refusal of a message above the gRPC limit. The size quoted is
+/// what the gateway read before it stopped (etcd would quote the encoded
+/// message's size, but the JSON text is too large to decode).
 fn too_large(read: usize, max: usize) -> Status {
     Status::resource_exhausted(format!(
         "grpc: received message larger than max ({read} vs. {max})"
@@ -309,6 +309,36 @@ fn plain_error(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// Go's `http.Redirect` with `301`, as Go's mux answers a path that is not
+/// clean (`/v3//kv/range`) or a subtree without its slash (`/v3`): a body
+/// only for `GET` and `HEAD`.
+fn redirect(request: &Request<Body>, mut location: String) -> Response<Body> {
+    if let Some(query) = request.uri().query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        *response.body_mut() =
+            Body::from(format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// etcd's CORS headers (its default `--cors` allows every origin).
 fn add_cors(headers: &mut axum::http::HeaderMap) {
     headers.insert(
@@ -328,6 +358,7 @@ fn add_cors(headers: &mut axum::http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     async fn body_text(response: Response<Body>) -> String {
         let bytes = response

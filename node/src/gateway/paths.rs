@@ -119,11 +119,56 @@ pub const ROUTES: &[Route] = &[
     unary("election/resign", ELECTION, "Resign"),
 ];
 
-/// The gateway path of an HTTP path: `/v3/kv/range` and `/v3beta/kv/range`
-/// are `kv/range`; anything else is not the gateway's.
-pub fn gateway_path(path: &str) -> Option<&str> {
-    path.strip_prefix("/v3/")
-        .or_else(|| path.strip_prefix("/v3beta/"))
+/// True for the paths the gateway answers: `/v3`, `/v3/...` and
+/// `/v3beta/...` (etcd rewrites the latter to `/v3/` before routing).
+pub fn is_gateway(path: &str) -> bool {
+    path == "/v3" || path.starts_with("/v3/") || path.starts_with("/v3beta/")
+}
+
+/// Where a gateway path leads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// The path after `/v3/`, to look up in [`ROUTES`].
+    Path(String),
+    /// Go's mux redirects to this path first.
+    Redirect(String),
+}
+
+/// What etcd's HTTP stack makes of a gateway path: `/v3beta/` rewritten to
+/// `/v3/`, then Go's `ServeMux` rules: a path that is not clean is
+/// redirected to its clean form, `/v3` to `/v3/`.
+pub fn route_path(path: &str) -> Routed {
+    let path = match path.strip_prefix("/v3beta/") {
+        Some(rest) => format!("/v3/{rest}"),
+        None => path.to_owned(),
+    };
+    let clean = clean_path(&path);
+    if clean != path {
+        return Routed::Redirect(clean);
+    }
+    if path == "/v3" {
+        return Routed::Redirect("/v3/".to_owned());
+    }
+    Routed::Path(path.strip_prefix("/v3/").unwrap_or_default().to_owned())
+}
+
+/// Go's `cleanPath` (net/http): `path.Clean`, keeping a trailing slash.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let mut clean = format!("/{}", parts.join("/"));
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    clean
 }
 
 /// The route of a gateway path, first match as grpc-gateway's mux picks it.
@@ -156,11 +201,22 @@ mod tests {
     }
 
     #[test]
-    fn both_prefixes_and_first_match() {
-        assert_eq!(gateway_path("/v3beta/kv/range"), Some("kv/range"));
-        assert_eq!(gateway_path("/v3/watch"), Some("watch"));
-        assert_eq!(gateway_path("/v3"), None);
-        assert_eq!(gateway_path("/metrics"), None);
+    fn paths_are_routed_as_etcd_routes_them() {
+        let path = |p: &str| Routed::Path(p.to_owned());
+        let redirect = |p: &str| Routed::Redirect(p.to_owned());
+        assert_eq!(route_path("/v3beta/kv/range"), path("kv/range"));
+        assert_eq!(route_path("/v3/watch"), path("watch"));
+        assert_eq!(route_path("/v3/kv/range/"), path("kv/range/"));
+        assert_eq!(route_path("/v3"), redirect("/v3/"));
+        assert_eq!(route_path("/v3//kv/range"), redirect("/v3/kv/range"));
+        assert_eq!(route_path("/v3/kv/../kv/range"), redirect("/v3/kv/range"));
+        assert_eq!(
+            route_path("/v3beta//kv/./range/"),
+            redirect("/v3/kv/range/")
+        );
+        assert!(is_gateway("/v3beta/kv/range"));
+        assert!(!is_gateway("/v3x"));
+        assert!(!is_gateway("/metrics"));
         assert_eq!(find("maintenance/hash").map(|r| r.method), Some("Hash"));
         assert!(find("kv/range/").is_none());
     }

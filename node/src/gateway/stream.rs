@@ -4,7 +4,7 @@
 //! 1. Snapshot and Observe (server streams) read the body as one request,
 //!    like a unary call (a bad body is `400`).
 //! 2. Watch and LeaseKeepAlive read the body as JSON values one after
-//!    another ([`JsonStream`], each bounded by [`Limits::max_json`]). The
+//!    another ([`JsonStream`], each bounded by `Limits::max_json`). The
 //!    first one is read before answering: a bad one is answered `500` with
 //!    code 2 (grpc-gateway returns the bare decode error, which is
 //!    `Unknown`); an empty body half-closes the stream at once. The rest
@@ -26,115 +26,16 @@
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::go_json::{Json, Parsed};
-use super::{
-    Call, Limits, error_response, grpc_call, http_status, json_response, jsonpb, too_large,
-};
+use super::body::{JsonStream, Next};
+use super::go_json::Json;
+use super::{Call, error_response, grpc_call, http_status, json_response, jsonpb, too_large};
 
 /// Requests queued toward the gRPC stream before the body reader waits.
 const REQUEST_QUEUE: usize = 16;
-
-/// What [`JsonStream::next`] read.
-enum Next {
-    Value(Json),
-    End,
-    /// A syntax error (Go's text) or a value above the limit.
-    Bad(Status),
-}
-
-/// JSON values read one after another from a request body, as Go's
-/// `json.Decoder` reads a stream.
-struct JsonStream {
-    body: Body,
-    buf: Vec<u8>,
-    ended: bool,
-    limits: Limits,
-}
-
-impl JsonStream {
-    fn new(body: Body, limits: Limits) -> JsonStream {
-        JsonStream {
-            body,
-            buf: Vec::new(),
-            ended: false,
-            limits,
-        }
-    }
-
-    /// The next value, reading more of the body until one is complete.
-    async fn next(&mut self) -> Next {
-        loop {
-            if self.ended || self.holds_whole_value() {
-                match Json::parse_next(&self.buf) {
-                    Ok(Parsed::Value(value, used)) => {
-                        self.buf.drain(..used);
-                        return Next::Value(value);
-                    }
-                    Ok(Parsed::End) if self.ended => return Next::End,
-                    Ok(Parsed::End) => self.buf.clear(),
-                    Err(message) if self.ended || message != "unexpected EOF" => {
-                        return Next::Bad(Status::unknown(message));
-                    }
-                    Err(_) => {}
-                }
-            }
-            if self.buf.len() > self.limits.max_json {
-                return Next::Bad(too_large(self.buf.len(), self.limits.max_grpc_message));
-            }
-            match self.body.frame().await {
-                None => self.ended = true,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(e)) => return Next::Bad(Status::unknown(e.to_string())),
-            }
-        }
-    }
-
-    /// True when the buffer may hold a whole value: an object or array whose
-    /// brackets balance (strings skipped), or anything else that does not
-    /// end in the middle of a top-level number. A cheap scan, so a large
-    /// value arriving in many chunks is parsed once, not once per chunk.
-    fn holds_whole_value(&self) -> bool {
-        let Some(start) = self.buf.iter().position(|c| !c.is_ascii_whitespace()) else {
-            return false;
-        };
-        if !matches!(self.buf[start], b'{' | b'[') {
-            return !Json::needs_more(&self.buf);
-        }
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        for &c in &self.buf[start..] {
-            if in_string {
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return true;
-                    }
-                }
-                _ => {}
-            }
-        }
-        false
-    }
-}
 
 impl Call {
     /// Snapshot, Observe: one request from the body, a stream back.
@@ -166,7 +67,11 @@ impl Call {
             }
             // An empty body half-closes the stream at once.
             Next::End => drop(tx),
-            Next::Bad(status) => return error_response(&status),
+            // grpc-gateway returns the decoder's error bare: `Unknown`.
+            Next::Bad(message) => return error_response(&Status::unknown(message)),
+            Next::TooLarge(read) => {
+                return error_response(&too_large(read, self.limits.max_grpc_message));
+            }
         }
         let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
         let answer = self.send(body).await;
@@ -301,60 +206,6 @@ fn error_chunk(status: &Status) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            max_grpc_message: 1024,
-            max_json: 4096,
-        }
-    }
-
-    fn chunked(parts: &[&'static str]) -> Body {
-        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = parts
-            .iter()
-            .map(|p| Ok(Bytes::from_static(p.as_bytes())))
-            .collect();
-        Body::from_stream(futures::stream::iter(chunks))
-    }
-
-    #[tokio::test]
-    async fn values_are_read_across_chunks() {
-        let body = chunked(&[
-            r#"{"create_request":{"k"#,
-            r#"ey":"Zm9v"}}  {"#,
-            r#""x":"}"}"#,
-            " 1",
-        ]);
-        let mut stream = JsonStream::new(body, limits());
-        let mut values = Vec::new();
-        loop {
-            match stream.next().await {
-                Next::Value(v) => values.push(v),
-                Next::End => break,
-                Next::Bad(status) => panic!("bad: {status:?}"),
-            }
-        }
-        assert_eq!(values.len(), 3);
-        assert_eq!(values[2], Json::Number("1".into()));
-    }
-
-    #[tokio::test]
-    async fn a_bad_value_is_reported_with_go_text() {
-        let mut stream = JsonStream::new(chunked(&["{} xx"]), limits());
-        assert!(matches!(stream.next().await, Next::Value(_)));
-        let Next::Bad(status) = stream.next().await else {
-            panic!("expected an error");
-        };
-        assert_eq!(
-            status.message(),
-            "invalid character 'x' looking for beginning of value"
-        );
-        let mut stream = JsonStream::new(chunked(&[r#"{"a":"#]), limits());
-        let Next::Bad(status) = stream.next().await else {
-            panic!("expected an error");
-        };
-        assert_eq!(status.message(), "unexpected EOF");
-    }
 
     #[test]
     fn stream_errors_are_written_as_grpc_gateway_writes_them() {
