@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{self, Abandon, InternalWatch};
-use crate::errors::to_status;
+use crate::errors::to_status_via_client;
 use crate::handle::NodeHandle;
 
 /// The Election service.
@@ -46,8 +46,10 @@ impl ElectionService {
     }
 }
 
+/// etcd's answer for an error of the election recipe: `Unknown` with etcd's
+/// text ([`crate::errors::to_status_via_client`]).
 fn status(e: EtcdError) -> Status {
-    to_status(&e)
+    to_status_via_client(&e)
 }
 
 /// Step 4: sends the leader and its changes to `tx` until the client goes.
@@ -128,21 +130,24 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
         let node = &self.node;
+        let lease = concurrency::session_lease(node, req.lease)
+            .await
+            .map_err(status)?;
         let prefix = concurrency::prefix(&req.name);
-        let key = concurrency::contender_key(&prefix, req.lease);
-        let (rev, mut header, existing) =
-            concurrency::create_contender(node, &key, &req.value, req.lease)
-                .await
-                .map_err(status)?;
+        let key = concurrency::contender_key(&prefix, lease);
+        // The answer's header is the creating txn's, even when the value is
+        // then proclaimed (etcd's `Campaign` keeps `resp.Header`).
+        let (rev, header, existing) = concurrency::create_contender(node, &key, &req.value, lease)
+            .await
+            .map_err(status)?;
         let abandon = Abandon::new(node, &key, rev);
         if existing.is_some_and(|v| v != req.value) {
-            let (still, h) = concurrency::put_if_created_at(node, &key, rev, &req.value, req.lease)
+            let (still, _) = concurrency::put_if_created_at(node, &key, rev, &req.value, lease)
                 .await
                 .map_err(status)?;
             if !still {
                 return Err(status(EtcdError::ElectionNotLeader));
             }
-            header = h;
         }
         concurrency::wait_deletes(node, &prefix, rev - 1)
             .await
@@ -154,7 +159,7 @@ impl Election for ElectionService {
                 name: req.name,
                 key,
                 rev,
-                lease: req.lease,
+                lease,
             }),
         }))
     }
