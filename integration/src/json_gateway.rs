@@ -10,7 +10,7 @@
 //!    servers by construction: the ids and raft term of every
 //!    `ResponseHeader`.
 //! 4. [`Generator`] draws seeded requests at random gateway paths: valid
-//!    KV, lease and txn bodies, and broken ones (cut short, wrong types,
+//!    KV, txn, lease, lock, election and alarm bodies, and broken ones (cut short, wrong types,
 //!    unknown fields, bad base64 or enum names, not JSON at all), wrong
 //!    methods and unknown paths.
 
@@ -467,7 +467,62 @@ impl Generator {
                 let id = LEASES[self.rng.gen_range(0..3)];
                 json!({ "ID": self.int(id) })
             }
+            "lease/timetolive" => json!({ "ID": 999, "keys": self.rng.gen_bool(0.5) }),
+            "maintenance/alarm" => {
+                if self.rng.gen_bool(0.5) {
+                    json!({ "action": "GET" })
+                } else {
+                    json!({ "action": "DEACTIVATE", "memberID": 5, "alarm": "NOSPACE" })
+                }
+            }
+            // Locks and elections by lease: one name per lease, so no call
+            // waits for another lease's holder (999 is never granted).
+            "lock/lock" => {
+                let id = self.lock_lease();
+                json!({ "name": b64(&format!("l{id}")), "lease": id })
+            }
+            "lock/unlock" => {
+                let id = self.lock_lease();
+                if self.rng.gen_bool(0.2) {
+                    json!({})
+                } else {
+                    json!({ "key": b64(&format!("l{id}/{id:x}")) })
+                }
+            }
+            "election/campaign" => {
+                let id = self.lock_lease();
+                let value = format!("c{}", self.rng.gen_range(0..10));
+                json!({ "name": b64(&format!("e{id}")), "lease": id, "value": b64(&value) })
+            }
+            "election/leader" => {
+                let id = self.lock_lease();
+                json!({ "name": b64(&format!("e{id}")) })
+            }
+            "election/proclaim" | "election/resign" => {
+                let id = self.lock_lease();
+                let rev = self.rng.gen_range(0..40);
+                let value = format!("p{}", self.rng.gen_range(0..10));
+                json!({
+                    "leader": {
+                        "name": b64(&format!("e{id}")),
+                        "key": b64(&format!("e{id}/{id:x}")),
+                        "rev": rev,
+                        "lease": id,
+                    },
+                    "value": b64(&value),
+                })
+            }
             _ => json!({}),
+        }
+    }
+
+    /// A lease for a lock or an election: one of [`LEASES`], or one never
+    /// granted.
+    fn lock_lease(&mut self) -> i64 {
+        if self.rng.gen_bool(0.2) {
+            999
+        } else {
+            LEASES[self.rng.gen_range(0..LEASES.len())]
         }
     }
 
@@ -534,18 +589,29 @@ impl Generator {
 
     /// The next request.
     pub fn next_request(&mut self) -> GatewayRequest {
-        const PATHS: [&str; 11] = [
+        const PATHS: [&str; 22] = [
             "kv/range",
             "kv/put",
             "kv/deleterange",
             "kv/txn",
             "kv/compaction",
+            "kv/range",
+            "kv/put",
+            "kv/txn",
             "lease/grant",
             "lease/revoke",
             "kv/lease/revoke",
             "lease/leases",
             "lease/keepalive",
+            "lease/timetolive",
             "watch",
+            "maintenance/alarm",
+            "lock/lock",
+            "lock/unlock",
+            "election/campaign",
+            "election/leader",
+            "election/proclaim",
+            "election/resign",
         ];
         let roll = self.rng.gen_range(0..100);
         let prefix = if self.rng.gen_bool(0.1) {
@@ -596,12 +662,19 @@ impl Generator {
             if self.rng.gen_bool(0.3) {
                 let broken = self.break_body(&body);
                 // A grant that still parses but names no ID gets a random
-                // one, which no two servers share: keep grants' breaks to
-                // those that fail or keep the ID.
-                if path == "lease/grant" && !String::from_utf8_lossy(&broken).contains("\"ID\"") {
-                    b"12".to_vec()
-                } else {
-                    broken
+                // one, and so does a lock or a campaign naming no lease (a
+                // session lease): no two servers share those. Keep their
+                // breaks to those that fail or keep the ID.
+                let needs = match path {
+                    "lease/grant" => Some("\"ID\""),
+                    "lock/lock" | "election/campaign" => Some("\"lease\""),
+                    _ => None,
+                };
+                match needs {
+                    Some(field) if !String::from_utf8_lossy(&broken).contains(field) => {
+                        b"12".to_vec()
+                    }
+                    _ => broken,
                 }
             } else {
                 body.to_string().into_bytes()

@@ -14,7 +14,9 @@
 //!    wrong methods, unknown paths, paths Go's mux redirects, CORS
 //!    preflight, a bad first message on a stream, a valid value followed by
 //!    megabytes of padding.
-//! 4. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
+//! 4. A Lock naming no lease runs on a 60-second lease of its own (etcd's
+//!    orphaned session), found by the differential test.
+//! 5. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
 //!    delete, lease, lock and watch calls against both
 //!    (`gateway_etcd3gw.py`, in the venv `make test-deps` makes under
 //!    `.cache/etcd3gw`; the test fails, not skips, without it).
@@ -333,5 +335,40 @@ async fn etcd3gw_works_against_both() {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+/// A Lock or a Campaign naming no lease runs on a lease of its own that no
+/// one keeps alive (etcd's servers grant it through an orphaned
+/// `concurrency` session, 60 seconds), so it ends by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_without_a_lease_gets_a_session_lease() {
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    for server in [&etcd, &oxcd] {
+        let name = b64("nolease");
+        let reply = post(
+            server,
+            "/v3/lock/lock",
+            &json!({ "name": name }).to_string(),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{:?}: {}", server.kind(), reply.text());
+        let key = serde_json::from_slice::<Value>(&reply.body).expect("JSON")["key"].clone();
+        let range = post(server, "/v3/kv/range", &json!({ "key": key }).to_string()).await;
+        let range: Value = serde_json::from_slice(&range.body).expect("JSON");
+        let lease = range["kvs"][0]["lease"].clone();
+        assert!(
+            lease.is_string(),
+            "{:?}: the lock key has no lease: {range}",
+            server.kind()
+        );
+        let ttl = post(
+            server,
+            "/v3/lease/timetolive",
+            &json!({ "ID": lease }).to_string(),
+        )
+        .await;
+        let ttl: Value = serde_json::from_slice(&ttl.body).expect("JSON");
+        assert_eq!(ttl["grantedTTL"], json!("60"), "{:?}: {ttl}", server.kind());
     }
 }
