@@ -11,6 +11,8 @@
 #   make bench-scale  put throughput as the store fills to SCALE_KEYS keys,
 #               memory and disk per key, paginated lists of 100,000 keys
 #               (SUITE=scale)
+#   make bench-auth  the KV workloads with auth on, as a non-root user
+#               (AUTH=1 scripts/bench.sh; compare with make bench)
 #   make bench-snapshot  snapshot save of a ~1 GB store and puts while it
 #               streams, next to etcd 3.5.1 (scripts/bench-snapshot.sh)
 #   make cluster / make status / make cluster-stop
@@ -23,7 +25,7 @@ APT_PACKAGES := etcd-server etcd-client curl python3-venv
 ETCD3GW_VENV := .cache/etcd3gw
 ETCD3GW_VERSION := 2.7.0
 
-.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-scale bench-snapshot cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-auth bench-scale bench-snapshot cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -68,6 +70,9 @@ bench-watch: test-deps
 
 bench-lease: test-deps
 	SUITE=lease ./scripts/bench.sh
+
+bench-auth: test-deps
+	AUTH=1 ./scripts/bench.sh
 
 bench-scale: test-deps
 	SUITE=scale ./scripts/bench.sh

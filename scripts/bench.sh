@@ -54,6 +54,12 @@
 #                         bench list: pages of 500, each from the last key
 #                         + "\0" at the first page's revision),
 #                         serializable and linearizable, 1 and 10 listers
+#   AUTH=1                SUITE=kv with auth on: after writing "foo", add
+#                         users root and bench (role bench: read-write on
+#                         [0, g), the benchmark's keys and foo), enable
+#                         auth, and run every workload as bench
+#                         (oxcdctl bench --user); results in
+#                         bench-results/auth/ (compare with a run without)
 #   SCALE_KEYS=1000000    SUITE=scale: keys in the fill (10000000 is accepted:
 #                         the keys fit and the quota is raised, but expect an
 #                         hour or more and several GB of memory and disk per
@@ -108,8 +114,11 @@ MEMBERS=${MEMBERS:-1}
 QUICK=${QUICK:-0}
 REPEATS=${REPEATS:-3}
 SUITE=${SUITE:-kv}
+AUTH=${AUTH:-0}
 if [[ "$SUITE" == watch || "$SUITE" == lease || "$SUITE" == scale ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/$SUITE}
+elif [[ "$AUTH" == 1 ]]; then
+    OUT_DIR=${OUT_DIR:-$ROOT/bench-results/auth}
 elif [[ "$MEMBERS" == 3 ]]; then
     OUT_DIR=${OUT_DIR:-$ROOT/bench-results/3-members}
 else
@@ -141,6 +150,9 @@ case "$MEMBERS" in
 esac
 
 # Workloads: name | oxcdctl bench arguments. Every target runs the same list.
+if [[ "$AUTH" == 1 && "$SUITE" != kv ]]; then
+    die "AUTH=1 runs with SUITE=kv only"
+fi
 case "$SUITE" in
     kv) ;;
     watch | lease | scale) [[ "$MEMBERS" == 1 ]] || die "SUITE=$SUITE runs one member per target" ;;
@@ -410,6 +422,17 @@ start_server() {
     "$ETCDCTL_BIN" --endpoints "${ETCDCTL_EP[$target]}" --command-timeout 5s \
         put foo "$(printf 'v%.0s' $(seq 1 256))" >/dev/null ||
         die "could not write the key foo on $target"
+    if [[ "$AUTH" == 1 ]]; then
+        local step
+        for step in "user add root:rootpw" "user grant-role root root" "user add bench:benchpw" \
+            "role add bench" "role grant-permission bench readwrite 0 g" \
+            "user grant-role bench bench" "auth enable"; do
+            # shellcheck disable=SC2086 # each step is a list of words
+            "$ETCDCTL_BIN" --endpoints "${ETCDCTL_EP[$target]}" --command-timeout 10s $step >/dev/null ||
+                die "auth set-up step '$step' failed on $target"
+        done
+        log "$target: auth enabled; workloads run as user bench"
+    fi
 }
 
 # Writes `etcdctl endpoint status -w json` of a target's members to FILE
@@ -450,6 +473,9 @@ run_one() {
     fi
     cpu_before=$(cpu_ticks "$target") || cpu_before=""
     # shellcheck disable=SC2086 # $args is a list of flags on purpose
+    if [[ "$AUTH" == 1 ]]; then
+        args+=" --user bench:benchpw"
+    fi
     "$OXCDCTL_BIN" bench --endpoints "${ENDPOINT[$target]}" --json "$base.json" $args \
         >"$base.txt" 2>"$base.err" || ok=0
     cpu_after=$(cpu_ticks "$target") || cpu_after=""

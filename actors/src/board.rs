@@ -6,7 +6,11 @@
 //! 2. The apply actor's feed posts the store revision after every applied
 //!    batch, before the batch's clients are answered, and after a snapshot
 //!    install ([`Board`] is a [`StoreFeed`]).
-//! 3. The facade reads them for response headers ([`Board::term`],
+//! 3. The apply actor's feed posts the auth store after every batch with
+//!    auth requests, and applies what the batch did to the simple tokens,
+//!    before the batch's clients are answered ([`Board::auth`],
+//!    [`Board::token_user`]).
+//! 4. The facade reads them for response headers ([`Board::term`],
 //!    [`Board::revision`]); etcd fills its headers from the same live
 //!    values (`s.Term()`, `kv.Rev()`), not from a consistent snapshot.
 //!
@@ -16,7 +20,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+use storage::auth::AuthStore;
+use storage::auth::tokens::{SimpleTokens, TokenChange};
 use storage::mvcc::Lease;
+
+/// How long a simple token lives unused unless `--auth-token-ttl` says
+/// otherwise (etcd's 300 s).
+pub const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 use crate::apply::core::StoreFeed;
 use crate::messages::StoreEvents;
@@ -32,6 +42,10 @@ pub struct Board {
     removed: std::sync::RwLock<Vec<u64>>,
     /// Peers with a connection up, and since when (posted by the transport).
     connected: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+    /// The auth store as of the last applied batch that changed it.
+    auth: std::sync::RwLock<Arc<AuthStore>>,
+    /// Live simple tokens (every member assigns them at apply).
+    tokens: std::sync::Mutex<SimpleTokens>,
 }
 
 impl Board {
@@ -45,7 +59,43 @@ impl Board {
             removed: std::sync::RwLock::new(Vec::new()),
             connected: std::sync::Mutex::new(std::collections::HashMap::new()),
             revision: AtomicI64::new(revision),
+            auth: std::sync::RwLock::new(Arc::new(AuthStore::new())),
+            tokens: std::sync::Mutex::new(SimpleTokens::new(DEFAULT_TOKEN_TTL)),
         })
+    }
+
+    /// Sets how long a simple token lives unused (`--auth-token-ttl`);
+    /// called once at start.
+    pub fn set_token_ttl(&self, ttl: std::time::Duration) {
+        *self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = SimpleTokens::new(ttl);
+    }
+
+    /// Posts the auth store (at start and by the apply actor's feed).
+    pub fn post_auth(&self, auth: AuthStore) {
+        *self
+            .auth
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(auth);
+    }
+
+    /// The auth store last posted.
+    pub fn auth(&self) -> Arc<AuthStore> {
+        self.auth
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The user a simple token names, renewing it; `None` if unknown or
+    /// expired.
+    pub fn token_user(&self, token: &str) -> Option<String> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lookup(token, std::time::Instant::now())
     }
 
     /// The raft actor's post: current term and leader (0: none known).
@@ -144,6 +194,22 @@ impl StoreFeed for BoardFeed {
 
     fn replaced(&mut self, revision: i64, _leases: &[(i64, Lease)]) {
         self.0.revision.store(revision, Ordering::Release);
+    }
+
+    fn auth(&mut self, auth: &AuthStore, tokens: &[TokenChange]) {
+        self.0.post_auth(auth.clone());
+        if tokens.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut live = self
+            .0
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for change in tokens {
+            live.apply(change, now);
+        }
     }
 }
 

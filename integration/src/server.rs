@@ -447,8 +447,7 @@ impl Server {
             key: b"health".to_vec(),
             ..Default::default()
         };
-        bounded(KvClient::new(channel).range(range))
-            .await
+        crate::cluster::served(bounded(KvClient::new(channel).range(range)).await)
             .map_err(|e| format!("linearizable range: {e}"))?;
         Ok(())
     }

@@ -266,7 +266,11 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     );
     // Term, leader and revision for response headers, posted by the raft
     // and apply actors.
+    let authn = crate::auth::Authenticator::from_flags(&config.auth_token, config.bcrypt_cost)
+        .map_err(|e| BootstrapError::Config(format!("--auth-token {}: {e}", config.auth_token)))?;
     let board = Board::new(log.hard_state().term, kv.current_revision());
+    board.post_auth(kv.auth().clone());
+    board.set_token_ttl(Duration::from_secs(config.auth_token_ttl));
     board.post_members(members.clone(), kv.removed_members());
     let board_for_peers = board.clone();
 
@@ -491,7 +495,8 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         sizes.in_use,
         member_dir.join("snap"),
     )
-    .with_peer_tls(peer_client_tls);
+    .with_peer_tls(peer_client_tls)
+    .with_auth(authn);
     Ok(Member {
         handle,
         registry,

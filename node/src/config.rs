@@ -129,6 +129,20 @@ pub struct Config {
         default_missing_value = "true"
     )]
     pub strict_reconfig_check: bool,
+    /// Auth token type and its options: `simple`, or
+    /// `jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>[,ttl=<duration>]`.
+    #[arg(long = "auth-token", env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Time (in seconds) a simple token lives unused.
+    #[arg(
+        long = "auth-token-ttl",
+        env = "ETCD_AUTH_TOKEN_TTL",
+        default_value_t = 300
+    )]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost for hashing auth passwords (4-31; etcd's default 10).
+    #[arg(long = "bcrypt-cost", env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// Maximum number of operations permitted in a transaction.
     #[arg(long = "max-txn-ops", env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,

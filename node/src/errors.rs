@@ -2,6 +2,7 @@
 //! codes and messages byte for byte (`rpctypes/error.go`, `v3rpc/util.go`).
 
 use storage::EtcdError;
+use storage::auth::AuthError;
 use tonic::{Code, Status};
 
 /// The gRPC status etcd 3.4 sends for `e`.
@@ -35,6 +36,33 @@ fn code(e: &EtcdError) -> Code {
         ElectionNotLeader | ElectionNoLeader | MissingLeaderKey => Code::Unknown,
         NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail => Code::Unavailable,
         Corrupt => Code::DataLoss,
+        Auth(a) => auth_code(a),
+    }
+}
+
+/// etcd's codes for its auth errors (`rpctypes/error.go`).
+fn auth_code(e: &AuthError) -> Code {
+    use AuthError::*;
+    match e {
+        RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+        | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+        | AuthNotEnabled => Code::FailedPrecondition,
+        UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt | AuthOldRevision => {
+            Code::InvalidArgument
+        }
+        PermissionDenied => Code::PermissionDenied,
+        InvalidAuthToken => Code::Unauthenticated,
+        // Not in etcd's map: sent as its plain error.
+        NoPasswordUser => Code::Unknown,
+    }
+}
+
+/// An auth refusal as etcd's maintenance service sends it: the auth store's
+/// own error, unmapped (gRPC Unknown, `auth: permission denied`).
+pub fn maintenance_auth_status(e: &EtcdError) -> Status {
+    match e {
+        EtcdError::Auth(a) => Status::new(Code::Unknown, a.internal_text()),
+        other => to_status(other),
     }
 }
 
@@ -232,6 +260,11 @@ mod tests {
                 "\"leader\" field must be provided",
             ),
             (
+                Auth(AuthError::PermissionDenied),
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
                 Backend("io: No space left on device (os error 28)".to_string()),
                 Code::Unknown,
                 "io: No space left on device (os error 28)",
@@ -284,9 +317,10 @@ mod tests {
                 TooManyLearners => 34,
                 Unhealthy => 35,
                 NotSupportedForLearner => 36,
+                Auth(_) => 37,
             }
         };
-        let mut covered = [false; 37];
+        let mut covered = [false; 38];
         for (err, _, _) in table {
             covered[position(err)] = true;
         }
@@ -305,5 +339,106 @@ mod tests {
         let s = to_status_via_client(&EtcdError::EmptyKey);
         assert_eq!(s.code(), Code::Unknown);
         assert_eq!(s.message(), "etcdserver: key is not provided");
+    }
+
+    #[test]
+    fn auth_errors_map_to_etcds_codes_and_messages() {
+        use AuthError::*;
+        let table: &[(AuthError, Code, &str)] = &[
+            (
+                RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                UserAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            (
+                UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                UserNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                RoleAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            (
+                RoleNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: role name not found",
+            ),
+            (
+                RoleEmpty,
+                Code::InvalidArgument,
+                "etcdserver: role name is empty",
+            ),
+            (
+                AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                NoPasswordUser,
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
+            ),
+            (
+                PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                RoleNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                PermissionNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            (
+                InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                InvalidAuthMgmt,
+                Code::InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
+            (
+                AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+        ];
+        for (err, code, message) in table {
+            let s = to_status(&EtcdError::Auth(*err));
+            assert_eq!((s.code(), s.message()), (*code, *message), "{err:?}");
+        }
+        let raw = maintenance_auth_status(&EtcdError::Auth(PermissionDenied));
+        assert_eq!(
+            (raw.code(), raw.message()),
+            (Code::Unknown, "auth: permission denied")
+        );
     }
 }

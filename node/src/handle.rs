@@ -25,6 +25,8 @@ use actors::raft::RaftActor;
 use actors::watch::WatchHub;
 use proto::internal::{InternalRequest, internal_request};
 use storage::EtcdError;
+use storage::auth::tokens::SimpleTokens;
+use storage::auth::{AuthError, AuthInfo};
 use storage::mvcc::ApplyResponse;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -78,6 +80,12 @@ pub struct NodeHandle {
     peer_tls: Option<tonic::transport::ClientTlsConfig>,
     /// Term, leader and revision as the raft and apply actors post them.
     board: Arc<Board>,
+    /// Auth tokens and passwords.
+    pub authn: Arc<crate::auth::Authenticator>,
+    /// Who [`NodeHandle::write`] and [`NodeHandle::read`] act as: nobody
+    /// (the member's own requests), or a client (see
+    /// [`NodeHandle::acting_as`]).
+    acting: AuthInfo,
 }
 
 /// The watch hub's mailbox, and the gauge of events its streams hold (the
@@ -134,6 +142,11 @@ impl NodeHandle {
             leader_channels: Arc::default(),
             peer_tls: None,
             board,
+            authn: Arc::new(
+                crate::auth::Authenticator::from_flags("simple", crate::auth::DEFAULT_BCRYPT_COST)
+                    .expect("the default token kind"),
+            ),
+            acting: AuthInfo::default(),
         }
     }
 
@@ -253,16 +266,85 @@ impl NodeHandle {
         Some(channel)
     }
 
+    /// Uses `authn` for tokens and passwords (`--auth-token`,
+    /// `--bcrypt-cost`).
+    pub fn with_auth(mut self, authn: crate::auth::Authenticator) -> Self {
+        self.authn = Arc::new(authn);
+        self
+    }
+
+    /// This handle acting as `who`: its writes and reads are checked as that
+    /// client's (the lock and election services run their recipes as
+    /// their caller, as etcd's do).
+    pub fn acting_as(&self, who: AuthInfo) -> NodeHandle {
+        let mut handle = self.clone();
+        handle.acting = who;
+        handle
+    }
+
+    /// The auth store as the apply actor last posted it.
+    pub fn auth_store(&self) -> Arc<storage::auth::AuthStore> {
+        self.board.auth()
+    }
+
+    /// Who makes a request, from its `token` (or `authorization`) metadata:
+    /// no token is the empty [`AuthInfo`]; a token that does not check out
+    /// is `invalid auth token` (etcd's `AuthInfoFromCtx`).
+    ///
+    /// A simple token names the raft index of its Authenticate entry; one
+    /// this member does not know yet (the client authenticated through
+    /// another member that applied first) is looked up again after a
+    /// linearizable barrier, as etcd waits for that index.
+    pub async fn who(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<AuthInfo, EtcdError> {
+        let token = metadata
+            .get("token")
+            .or_else(|| metadata.get("authorization"))
+            .and_then(|v| v.to_str().ok());
+        let Some(token) = token else {
+            return Ok(AuthInfo::default());
+        };
+        let invalid = || EtcdError::Auth(AuthError::InvalidAuthToken);
+        if !self.authn.simple() {
+            return self.authn.verify_jwt(token).ok_or_else(invalid);
+        }
+        let index = SimpleTokens::index_of(token).ok_or_else(invalid)?;
+        let mut user = self.board.token_user(token);
+        if user.is_none() && index > 0 {
+            self.read(ReadRequest::MemberList, true).await?;
+            user = self.board.token_user(token);
+        }
+        let username = user.ok_or_else(invalid)?;
+        Ok(AuthInfo {
+            username,
+            revision: self.board.auth().revision(),
+        })
+    }
+
     /// Replicates `request` and returns its applied result.
     pub async fn write(
         &self,
         request: internal_request::Request,
+    ) -> Result<ApplyResponse, EtcdError> {
+        self.write_as(request, &self.acting).await
+    }
+
+    /// Replicates `request` made by `who` (checked against the auth store at
+    /// apply) and returns its applied result.
+    pub async fn write_as(
+        &self,
+        request: internal_request::Request,
+        who: &AuthInfo,
     ) -> Result<ApplyResponse, EtcdError> {
         let (reply, rx) = oneshot::channel();
         let propose = Propose {
             request: InternalRequest {
                 id: 0,
                 request: Some(request),
+                username: who.username.clone(),
+                auth_revision: who.revision,
             },
             reply,
         };
@@ -339,8 +421,24 @@ impl NodeHandle {
         request: ReadRequest,
         linearizable: bool,
     ) -> Result<ReadResponse, EtcdError> {
+        self.read_as(request, linearizable, self.acting.clone())
+            .await
+    }
+
+    /// A read made by `who` (ranges and txns are checked against the auth
+    /// store when served).
+    pub async fn read_as(
+        &self,
+        request: ReadRequest,
+        linearizable: bool,
+        auth: AuthInfo,
+    ) -> Result<ReadResponse, EtcdError> {
         let (reply, rx) = oneshot::channel();
-        let read = PendingRead { request, reply };
+        let read = PendingRead {
+            request,
+            auth,
+            reply,
+        };
         if linearizable {
             self.raft
                 .try_send(ReadIndex { read })

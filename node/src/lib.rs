@@ -11,6 +11,7 @@
 //! 8. [`gateway`]: etcd's JSON gateway (`/v3/*`), calling the gRPC
 //!    services in process.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod compactor;
 pub mod concurrency;

@@ -278,11 +278,11 @@ pub async fn serve_peer<R: RaftInbox>(
     )
     .max_decoding_message_size(limit);
     let cluster = proto::etcdserverpb::cluster_server::ClusterServer::new(
-        crate::grpc::cluster::ClusterService::new(node.clone()),
+        crate::grpc::cluster::ClusterService::for_peers(node.clone()),
     )
     .max_decoding_message_size(limit);
     let maintenance = proto::etcdserverpb::maintenance_server::MaintenanceServer::new(
-        crate::grpc::maintenance::MaintenanceService::new(node),
+        crate::grpc::maintenance::MaintenanceService::for_peers(node),
     )
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);

@@ -96,6 +96,9 @@ pub enum EtcdError {
     /// error text through, unmapped.
     #[error("{0}")]
     Backend(String),
+    /// An auth refusal (`etcdserver: permission denied`, ...).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// A failure of the storage engine itself (LMDB error, I/O error, corrupt

@@ -16,8 +16,11 @@
 //!    `members_removed`: a removed id to `removed`.
 //! 5. `cluster`: `clusterVersion` = `3.4.0`; `alarm`: an encoded
 //!    `AlarmMember` per active alarm, with an empty value.
-//! 6. `auth`, `authUsers`, `authRoles`: present and empty (oxcd has no auth
-//!    yet; etcd creates them too).
+//! 6. `auth`: `authEnabled` (one byte, 1 when on) and `authRevision`
+//!    (8 bytes big-endian); `authUsers`: user name to `authpb.User`;
+//!    `authRoles`: role name to `authpb.Role`. An import takes them too:
+//!    users, roles and passwords (bcrypt hashes, as etcd keeps them) carry
+//!    over.
 //!
 //! [`export`] writes such a file from a consistent read view of the store
 //! (a detached LMDB read txn: the apply thread goes on meanwhile), one
@@ -105,6 +108,71 @@ fn member_json(m: &Member) -> Vec<u8> {
     serde_json::to_vec(&serde_json::Value::Object(object)).expect("JSON of plain values")
 }
 
+/// The `auth`, `authRoles` and `authUsers` buckets (written in name order,
+/// as the stream writer wants them).
+fn export_auth(reader: &dyn BackendReader, out: &mut BoltStreamWriter) -> Result<(), StorageError> {
+    let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())?.to_state();
+    {
+        let mut bucket = out.bucket(b"auth")?;
+        bucket.put(b"authEnabled", &[u8::from(auth.enabled)])?;
+        bucket.put(b"authRevision", &auth.revision.to_be_bytes())?;
+        bucket.finish()?;
+    }
+    {
+        let mut bucket = out.bucket(b"authRoles")?;
+        for role in &auth.roles {
+            bucket.put(&role.name, &role.encode_to_vec())?;
+        }
+        bucket.finish()?;
+    }
+    let mut bucket = out.bucket(b"authUsers")?;
+    for user in &auth.users {
+        bucket.put(&user.name, &user.encode_to_vec())?;
+    }
+    bucket.finish()?;
+    Ok(())
+}
+
+/// The auth store held by an etcd backend file's auth buckets (`None` when
+/// it has none).
+fn import_auth(
+    file: &BoltFile,
+    has: &dyn Fn(&[u8]) -> bool,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    if !has(b"auth") {
+        return Ok(None);
+    }
+    let mut state = proto::internal::AuthState::default();
+    file.for_each(b"auth", |key, value| -> Result<bool, StorageError> {
+        match key {
+            b"authEnabled" => state.enabled = value == [1],
+            b"authRevision" if value.len() == 8 => {
+                state.revision = u64::from_be_bytes(value.try_into().expect("8 bytes"));
+            }
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    let corrupt = |what: &str, e: proto::prost::DecodeError| {
+        StorageError::Corrupt(format!("etcd {what} record: {e}"))
+    };
+    if has(b"authUsers") {
+        file.for_each(b"authUsers", |_, value| -> Result<bool, StorageError> {
+            let user = proto::authpb::User::decode(value).map_err(|e| corrupt("user", e))?;
+            state.users.push(user);
+            Ok(true)
+        })?;
+    }
+    if has(b"authRoles") {
+        file.for_each(b"authRoles", |_, value| -> Result<bool, StorageError> {
+            let role = proto::authpb::Role::decode(value).map_err(|e| corrupt("role", e))?;
+            state.roles.push(role);
+            Ok(true)
+        })?;
+    }
+    Ok(Some(crate::auth::AuthStore::from_state(state).encode()))
+}
+
 /// Writes the store seen by `reader` to `path` as etcd's backend file;
 /// stops with an error as soon as `cancel` is raised (the store is about to
 /// be replaced: the reader must go).
@@ -120,9 +188,7 @@ pub fn export(
         ..Default::default()
     };
     let mut out = BoltStreamWriter::create(path, WriterConfig::default())?;
-    for empty in [&b"auth"[..], b"authRoles", b"authUsers"] {
-        out.bucket(empty)?.finish()?;
-    }
+    export_auth(reader, &mut out)?;
     {
         let mut bucket = out.bucket(b"key")?;
         let mut failed = None;
@@ -300,6 +366,7 @@ pub fn import<B: MvccBackend>(
             Ok(true)
         })?;
     }
+    batch.auth = import_auth(&file, &has)?;
     meta.current_revision = summary.revision.max(summary.compact_revision).max(1);
     batch.meta = meta;
     backend.commit(batch)?;

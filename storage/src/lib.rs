@@ -17,6 +17,7 @@
 //! backend) and [`etcd_snapshot`] maps the MVCC store to and from etcd 3.4's
 //! backend layout in one: etcd's snapshot format.
 
+pub mod auth;
 pub mod bbolt;
 pub mod error;
 pub mod etcd_snapshot;

@@ -35,6 +35,8 @@ use proto::Message as _;
 use proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 use proto::internal::{InternalRequest, SnapshotDescriptor, internal_request};
 use raft::eraftpb::{ConfChange, EntryType};
+use storage::auth::AuthStore;
+use storage::auth::tokens::TokenChange;
 use storage::mvcc::{Applied, ApplyResponse, Lease, MvccBackend, MvccStore};
 use storage::snap::{SnapDir, install_image};
 use storage::{EtcdError, StorageError};
@@ -105,7 +107,11 @@ fn fill(response: &mut ApplyResponse, ids: HeaderInfo, term: u64, revision: i64)
         ApplyResponse::LeaseRevoke(r) => &mut r.header,
         // etcd 3.4 sends AlarmResponse without a header; the Cluster
         // service builds its own (without a revision).
-        ApplyResponse::Alarm(_) | ApplyResponse::Members(_) | ApplyResponse::Empty => return,
+        // Auth responses get their headers in the facade.
+        ApplyResponse::Alarm(_)
+        | ApplyResponse::Members(_)
+        | ApplyResponse::Auth(_)
+        | ApplyResponse::Empty => return,
     };
     let stored = slot.as_ref().map(|h| h.revision).filter(|r| *r != 0);
     *slot = Some(ResponseHeader {
@@ -150,6 +156,70 @@ pub trait StoreFeed: Send {
     /// The store was replaced by a snapshot image at `revision`, holding
     /// `leases`.
     fn replaced(&mut self, _revision: i64, _leases: &[(i64, Lease)]) {}
+    /// The auth store after a batch with auth requests (or a snapshot
+    /// install), and what the batch did to the simple tokens.
+    fn auth(&mut self, _auth: &AuthStore, _tokens: &[TokenChange]) {}
+}
+
+/// What a batch did to the simple tokens, read from its auth requests and
+/// results.
+fn token_changes(
+    requests: &HashMap<u64, &InternalRequest>,
+    applied: &[Applied],
+) -> Vec<TokenChange> {
+    use proto::internal::internal_request::Request as Internal;
+    use storage::auth::AuthReply;
+    let mut changes = Vec::new();
+    for a in applied {
+        let Some(request) = requests.get(&a.index).and_then(|r| r.request.as_ref()) else {
+            continue;
+        };
+        match (request, &a.result) {
+            (
+                _,
+                Ok(ApplyResponse::Auth(AuthReply::Authenticated {
+                    username, token, ..
+                })),
+            ) if !token.is_empty() => {
+                changes.push(TokenChange::Assign {
+                    token: token.clone(),
+                    user: username.clone(),
+                });
+            }
+            (Internal::AuthUserDelete(u), Ok(_)) => {
+                changes.push(TokenChange::InvalidateUser(u.name.clone()));
+            }
+            (Internal::AuthUserChangePassword(u), Ok(_)) => {
+                changes.push(TokenChange::InvalidateUser(u.name.clone()));
+            }
+            (Internal::AuthDisable(_), Ok(_)) => changes.push(TokenChange::Clear),
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// Whether a request is one of the auth requests (users, roles, enable,
+/// authenticate).
+fn is_auth(request: &InternalRequest) -> bool {
+    use proto::internal::internal_request::Request as R;
+    matches!(
+        request.request,
+        Some(
+            R::AuthEnable(_)
+                | R::AuthDisable(_)
+                | R::Authenticate(_)
+                | R::AuthUserAdd(_)
+                | R::AuthUserDelete(_)
+                | R::AuthUserChangePassword(_)
+                | R::AuthUserGrantRole(_)
+                | R::AuthUserRevokeRole(_)
+                | R::AuthRoleAdd(_)
+                | R::AuthRoleDelete(_)
+                | R::AuthRoleGrantPermission(_)
+                | R::AuthRoleRevokePermission(_)
+        )
+    )
 }
 
 /// What a batch did to the leases, read from its requests and results.
@@ -327,6 +397,11 @@ impl<B: MvccBackend> ApplyCore<B> {
                 )
             })
             .collect();
+        let auth_by_index: HashMap<u64, &InternalRequest> = requests
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (*i, r)))
+            .filter(|(_, r)| is_auth(r))
+            .collect();
         let store = self
             .store
             .as_mut()
@@ -339,7 +414,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         // (see `MvccStore::apply_batch_with`). The watch hub hears of the
         // batch first, so a client that sees its write acknowledged and then
         // creates a watch gets a `created` revision at or past it.
-        store.apply_batch_with(&refs, |mut applied| {
+        store.apply_batch_with(&refs, |mut applied, auth| {
             let to = applied.last().map_or(from, |a| a.revision);
             let events = applied
                 .iter_mut()
@@ -356,10 +431,20 @@ impl<B: MvccBackend> ApplyCore<B> {
             } else {
                 lease_changes(&leases_by_index, &applied)
             };
+            let tokens = if auth_by_index.is_empty() {
+                Vec::new()
+            } else {
+                token_changes(&auth_by_index, &applied)
+            };
             for feed in feeds.iter_mut() {
                 feed.events(&mut update);
                 if !changes.is_empty() {
                     feed.leases(&changes);
+                }
+                // Before the answers: a client that sees auth enabled, or
+                // gets a token, finds it on this member at once.
+                if !auth_by_index.is_empty() {
+                    feed.auth(auth, &tokens);
                 }
             }
             for result in applied {
@@ -549,6 +634,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         let leases = store.leases();
         for feed in &mut self.feeds {
             feed.replaced(store.current_revision(), &leases);
+            feed.auth(store.auth(), &[]);
         }
         self.store = Some(store);
         self.publish_size()?;
@@ -668,8 +754,29 @@ impl<B: MvccBackend> ApplyCore<B> {
 
     /// Serves a read at once (serializable reads).
     pub fn serve(&self, read: PendingRead) {
-        let answer = self.read(&read.request);
+        let answer = self.read_as(&read.request, &read.auth);
         let _ = read.reply.send(answer);
+    }
+
+    /// A read as `who` makes it, checked as etcd's `doSerialize`: the
+    /// permissions first, then the read, then whether the token's auth
+    /// revision is still current.
+    fn read_as(
+        &self,
+        request: &ReadRequest,
+        who: &storage::auth::AuthInfo,
+    ) -> Result<ReadResponse, EtcdError> {
+        let auth = self.store().auth();
+        match request {
+            ReadRequest::Range(r) => auth.check_range(who, &r.key, &r.range_end)?,
+            ReadRequest::Txn(t) => storage::mvcc::check_txn(auth, who, t)?,
+            _ => return self.read(request),
+        }
+        let answer = self.read(request);
+        if who.revision != 0 && who.revision != auth.revision() {
+            return Err(storage::auth::AuthError::AuthOldRevision.into());
+        }
+        answer
     }
 
     fn read(&self, request: &ReadRequest) -> Result<ReadResponse, EtcdError> {

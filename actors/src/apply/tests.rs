@@ -57,6 +57,7 @@ fn entry(index: u64, id: u64, key: &str) -> Entry {
             value: b"v".to_vec(),
             ..Default::default()
         })),
+        ..Default::default()
     };
     let mut e = Entry {
         index,
@@ -78,7 +79,14 @@ fn range(
         key: key.as_bytes().to_vec(),
         ..Default::default()
     });
-    (PendingRead { request, reply }, rx)
+    (
+        PendingRead {
+            request,
+            auth: Default::default(),
+            reply,
+        },
+        rx,
+    )
 }
 
 #[test]
@@ -196,6 +204,7 @@ fn defragment_shrinks_the_file_and_keeps_the_data() {
                 value: vec![b'x'; 100_000],
                 ..Default::default()
             })),
+            ..Default::default()
         };
         let mut e = Entry {
             index,
@@ -222,6 +231,7 @@ fn defragment_shrinks_the_file_and_keeps_the_data() {
                 ..Default::default()
             },
         )),
+        ..Default::default()
     };
     let mut e = Entry {
         index: 31,
@@ -237,6 +247,7 @@ fn defragment_shrinks_the_file_and_keeps_the_data() {
                 physical: true,
             },
         )),
+        ..Default::default()
     };
     let mut c = Entry {
         index: 32,

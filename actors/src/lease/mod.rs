@@ -148,6 +148,7 @@ impl LessorActor {
             request: InternalRequest {
                 id: 0,
                 request: Some(internal_request::Request::LeaseUpkeep(upkeep)),
+                ..Default::default()
             },
             reply,
         };

@@ -60,5 +60,8 @@ pub type ReadReply = oneshot::Sender<Result<ReadResponse, EtcdError>>;
 #[derive(Debug)]
 pub struct PendingRead {
     pub request: ReadRequest,
+    /// Who reads: ranges and txns are checked against the auth store when
+    /// they are served.
+    pub auth: storage::auth::AuthInfo,
     pub reply: ReadReply,
 }

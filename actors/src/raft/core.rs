@@ -310,6 +310,7 @@ impl<S: LogStore> RaftCore<S> {
         let request = InternalRequest {
             id: 0,
             request: Some(internal_request::Request::MemberChange(change)),
+            ..Default::default()
         };
         self.propose(request, reply);
     }

@@ -41,6 +41,7 @@ fn put(key: &str) -> InternalRequest {
                 ..Default::default()
             },
         )),
+        ..Default::default()
     }
 }
 
@@ -290,7 +291,11 @@ fn linearizable_reads_through_a_follower_and_without_quorum() {
     let read = |sim: &mut Sim, i: usize| {
         let (reply, rx) = oneshot::channel();
         let request = ReadRequest::Range(Default::default());
-        sim.nodes[i].1.read_index(PendingRead { request, reply });
+        sim.nodes[i].1.read_index(PendingRead {
+            request,
+            auth: Default::default(),
+            reply,
+        });
         sim.poll_all();
         sim.deliver();
         rx

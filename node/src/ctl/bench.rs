@@ -52,6 +52,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
         dial_timeout: args.dial_timeout,
         request_timeout: args.request_timeout,
         json: args.json.clone(),
+        user: args.user.clone(),
     };
     let workload = match args.command {
         BenchCommand::Kv(workload) => workload,
@@ -77,7 +78,13 @@ pub async fn run(args: BenchArgs) -> Result<(), CtlError> {
         endpoints.join(",")
     );
 
-    let clients = driver::connect(&endpoints, args.conns, args.dial_timeout).await?;
+    let clients = driver::connect(
+        &endpoints,
+        args.conns,
+        args.dial_timeout,
+        args.user.as_deref(),
+    )
+    .await?;
     let stats = driver::drive(
         Arc::new(plan),
         clients.into(),

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Seed of the key and value generator (default: from the clock).
     #[arg(long, global = true)]
     pub seed: Option<u64>,
+    /// `name:password`: authenticate once and send the token with every
+    /// KV request (KV and list workloads; etcd benchmark's `--user`).
+    #[arg(long, global = true)]
+    pub user: Option<String>,
     #[command(subcommand)]
     pub command: BenchCommand,
 }
@@ -286,6 +290,8 @@ pub struct RunOptions {
     pub request_timeout: Duration,
     /// Where the JSON summary goes, if anywhere.
     pub json: Option<PathBuf>,
+    /// `name:password` to authenticate as, if any.
+    pub user: Option<String>,
 }
 
 #[cfg(test)]

@@ -16,8 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use proto::etcdserverpb::AuthenticateRequest;
+use proto::etcdserverpb::auth_client::AuthClient;
 use proto::etcdserverpb::kv_client::KvClient;
 use tokio::task::JoinSet;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::CtlError;
@@ -42,16 +46,66 @@ fn endpoint_uri(endpoint: &str) -> Result<String, CtlError> {
     }
 }
 
-/// Opens `conns` KV clients, connection `j` to `endpoints[j % len]`.
+/// A KV client that sends the run's auth token, if it has one.
+pub type Kv = KvClient<InterceptedService<Channel, Token>>;
+
+/// Adds the `token` metadata to every request (nothing without a user).
+#[derive(Debug, Clone, Default)]
+pub struct Token(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Interceptor for Token {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("token", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Authenticates `user` (`name:password`) over `channel`: the token to send.
+async fn authenticate(channel: Channel, user: &str) -> Result<Token, CtlError> {
+    let (name, password) = user
+        .split_once(':')
+        .ok_or_else(|| CtlError::InvalidArgument(format!("--user {user}: want name:password")))?;
+    let response = AuthClient::new(channel)
+        .authenticate(AuthenticateRequest {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        })
+        .await
+        .map_err(|s| {
+            CtlError::InvalidArgument(format!("authenticate {name}: {}", status_message(&s)))
+        })?;
+    let token = response
+        .into_inner()
+        .token
+        .parse()
+        .map_err(|_| CtlError::InvalidArgument("the server's token is not ASCII".to_owned()))?;
+    Ok(Token(Some(token)))
+}
+
+/// Opens `conns` KV clients, connection `j` to `endpoints[j % len]`; with
+/// `user`, authenticated once (over the first connection) as that user.
 pub async fn connect(
     endpoints: &[String],
     conns: usize,
     dial_timeout: Duration,
-) -> Result<Vec<KvClient<Channel>>, CtlError> {
-    Ok(channels(endpoints, conns, dial_timeout)
-        .await?
+    user: Option<&str>,
+) -> Result<Vec<Kv>, CtlError> {
+    let channels = channels(endpoints, conns, dial_timeout).await?;
+    let token = match (user, channels.first()) {
+        (Some(user), Some(first)) => authenticate(first.clone(), user).await?,
+        _ => Token::default(),
+    };
+    Ok(channels
         .into_iter()
-        .map(|channel| KvClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE))
+        .map(|channel| {
+            KvClient::with_interceptor(channel, token.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+        })
         .collect())
 }
 
@@ -104,7 +158,7 @@ struct WorkerOutcome {
 /// the aggregated results. Failures are counted, never raised.
 pub async fn drive(
     plan: Arc<Plan>,
-    clients: Arc<[KvClient<Channel>]>,
+    clients: Arc<[Kv]>,
     workers: usize,
     total: u64,
     request_timeout: Duration,
@@ -265,7 +319,7 @@ mod tests {
         let (a, calls_a) = serve_fake(0).await;
         let (b, calls_b) = serve_fake(0).await;
         let endpoints = vec![a.to_string(), b.to_string()];
-        let clients = connect(&endpoints, 2, Duration::from_secs(5))
+        let clients = connect(&endpoints, 2, Duration::from_secs(5), None)
             .await
             .expect("connects");
         let plan = Plan::new(
@@ -300,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn drive_counts_errors_by_message() {
         let (a, calls) = serve_fake(4).await;
-        let clients = connect(&[a.to_string()], 1, Duration::from_secs(5))
+        let clients = connect(&[a.to_string()], 1, Duration::from_secs(5), None)
             .await
             .expect("connects");
         let w = Workload::Txn(TxnArgs {
@@ -337,9 +391,14 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
             l.local_addr().expect("local addr").port()
         };
-        let err = connect(&[format!("127.0.0.1:{port}")], 1, Duration::from_secs(2))
-            .await
-            .expect_err("nothing listens there");
+        let err = connect(
+            &[format!("127.0.0.1:{port}")],
+            1,
+            Duration::from_secs(2),
+            None,
+        )
+        .await
+        .expect_err("nothing listens there");
         assert!(matches!(err, CtlError::Connect { .. }), "got {err}");
     }
 }

@@ -200,6 +200,7 @@ pub async fn run(options: RunOptions, args: LeaseArgs) -> Result<(), CtlError> {
         dial_timeout,
         request_timeout,
         json,
+        ..
     } = options;
     if args.leases == 0 || args.total == 0 {
         return Err(CtlError::InvalidArgument(

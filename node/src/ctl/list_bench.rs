@@ -27,10 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{RangeRequest, RangeResponse};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::CtlError;
 use super::bench_args::{Consistency, ListArgs, RunOptions};
@@ -122,7 +120,7 @@ struct ListerOutcome {
 
 /// Steps 2 to 4: one lister's share of the lists.
 async fn lister(
-    clients: Arc<[KvClient<Channel>]>,
+    clients: Arc<[driver::Kv]>,
     args: Arc<ListArgs>,
     next: Arc<AtomicU64>,
     timeout: Duration,
@@ -241,6 +239,7 @@ pub async fn run(options: RunOptions, args: ListArgs) -> Result<(), CtlError> {
         dial_timeout,
         request_timeout,
         json,
+        user,
     } = options;
     if args.total_lists == 0 || args.limit <= 0 {
         return Err(CtlError::InvalidArgument(format!(
@@ -262,7 +261,7 @@ pub async fn run(options: RunOptions, args: ListArgs) -> Result<(), CtlError> {
         args.total_lists,
         endpoints.join(",")
     );
-    let kv: Arc<[KvClient<Channel>]> = driver::connect(&endpoints, conns, dial_timeout)
+    let kv: Arc<[driver::Kv]> = driver::connect(&endpoints, conns, dial_timeout, user.as_deref())
         .await?
         .into();
     let args = Arc::new(args);

@@ -18,11 +18,9 @@
 //!    the key, as for random puts, and a second hash of it picks a range or a
 //!    put ([`is_read`]), so the mix too depends on the seed alone.
 
-use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest, request_op};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use tonic::transport::Channel;
 
 use super::CtlError;
 use super::bench_args::{Consistency, MixedArgs, Workload};
@@ -37,7 +35,7 @@ pub enum Op {
 
 impl Op {
     /// Sends the request and discards the response.
-    pub async fn send(self, kv: &mut KvClient<Channel>) -> Result<(), tonic::Status> {
+    pub async fn send(self, kv: &mut super::driver::Kv) -> Result<(), tonic::Status> {
         match self {
             Op::Put(r) => kv.put(r).await.map(drop),
             Op::Range(r) => kv.range(r).await.map(drop),

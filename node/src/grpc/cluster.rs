@@ -38,11 +38,37 @@ use crate::membership::{added_member_id, parse_member_urls};
 /// The Cluster service.
 pub struct ClusterService {
     node: NodeHandle,
+    /// Serving clients (member changes need the root role when auth is on),
+    /// not the other members on the peer port.
+    client: bool,
 }
 
 impl ClusterService {
+    /// The service on the client port.
     pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+        Self { node, client: true }
+    }
+
+    /// The service on the peer port, for other members (promotion forwarded
+    /// to the leader after the forwarding member checked its client).
+    pub fn for_peers(node: NodeHandle) -> Self {
+        Self {
+            node,
+            client: false,
+        }
+    }
+
+    /// etcd's `checkMembershipOperationPermission`: with auth on, member
+    /// changes need the root role.
+    async fn check_admin(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        if !self.client {
+            return Ok(());
+        }
+        let who = self.node.who(metadata).await.map_err(|e| to_status(&e))?;
+        self.node
+            .auth_store()
+            .check_admin(&who)
+            .map_err(|e| to_status(&storage::EtcdError::Auth(e)))
     }
 
     /// Cluster responses carry no revision in etcd 3.4.
@@ -161,8 +187,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        let metadata = request.metadata().clone();
         let request = request.into_inner();
         let urls = parse_member_urls(&request.peer_ur_ls).map_err(|e| to_status(&e))?;
+        self.check_admin(&metadata).await?;
         let members = self.members().await?;
         if self.node.limits.strict_reconfig_check && !request.is_learner {
             let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
@@ -203,6 +231,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         let id = request.into_inner().id;
         let members = self.members().await?;
         let target = members
@@ -239,8 +268,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let metadata = request.metadata().clone();
         let request = request.into_inner();
         let urls = parse_member_urls(&request.peer_ur_ls).map_err(|e| to_status(&e))?;
+        self.check_admin(&metadata).await?;
         let members = self
             .change(
                 Kind::Update,
@@ -272,6 +303,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         let id = request.into_inner().id;
         let members = self.members().await?;
         let target = members

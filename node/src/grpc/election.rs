@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{self, Abandon, InternalWatch};
-use crate::errors::to_status_via_client;
+use crate::errors::{to_status, to_status_via_client};
 use crate::handle::NodeHandle;
 
 /// The Election service.
@@ -43,6 +43,12 @@ pub struct ElectionService {
 impl ElectionService {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
+    }
+
+    /// The node acting as the caller (its auth token).
+    async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<NodeHandle, Status> {
+        let who = self.node.who(metadata).await.map_err(|e| to_status(&e))?;
+        Ok(self.node.acting_as(who))
     }
 }
 
@@ -128,8 +134,8 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let node = &self.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let node = &self.node;
         let lease = concurrency::session_lease(node, req.lease)
             .await
             .map_err(status)?;
@@ -168,12 +174,13 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
         let (still, header) = concurrency::put_if_created_at(
-            &self.node,
+            &node,
             &leader.key,
             leader.rev,
             &req.value,
@@ -193,9 +200,10 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let prefix = concurrency::prefix(&req.name);
-        let (first, header) = concurrency::first_created(&self.node, &prefix)
+        let (first, header) = concurrency::first_created(&node, &prefix)
             .await
             .map_err(status)?;
         let kv = first.ok_or_else(|| status(EtcdError::ElectionNoLeader))?;
@@ -212,9 +220,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
-        let node = self.node.clone();
         tokio::spawn(async move {
             if let Err(e) = observe(node, name, tx.clone()).await {
                 let _ = tx.send(Err(status(e))).await;
@@ -229,12 +237,13 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
         let header: ResponseHeader =
-            concurrency::delete_if_created_at(&self.node, &leader.key, leader.rev)
+            concurrency::delete_if_created_at(&node, &leader.key, leader.rev)
                 .await
                 .map_err(status)?;
         Ok(Response::new(ResignResponse {

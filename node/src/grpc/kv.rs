@@ -25,6 +25,15 @@ impl KvService {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
+
+    /// Who makes the request (its auth token), or etcd's error for a bad
+    /// token.
+    async fn who(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<storage::auth::AuthInfo, Status> {
+        self.node.who(metadata).await.map_err(|e| to_status(&e))
+    }
 }
 
 /// Whether every range of a read-only txn asked for serializable reads
@@ -58,27 +67,33 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         validate::range(&req).map_err(|e| to_status(&e))?;
         let linearizable = !req.serializable;
         if linearizable && self.node.is_learner() {
             return Err(to_status(&storage::EtcdError::NotSupportedForLearner));
         }
+        let who = self.who(&metadata).await?;
         reply!(
-            self.node.read(ReadRequest::Range(req), linearizable).await,
+            self.node
+                .read_as(ReadRequest::Range(req), linearizable, who)
+                .await,
             ReadResponse::Range
         )
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         validate::put(&req).map_err(|e| to_status(&e))?;
         self.node
             .check_quota(KV_OVERHEAD + (req.key.len() + req.value.len()) as i64)
             .await
             .map_err(|e| to_status(&e))?;
+        let who = self.who(&metadata).await?;
         reply!(
-            self.node.write(Replicated::Put(req)).await,
+            self.node.write_as(Replicated::Put(req), &who).await,
             ApplyResponse::Put
         )
     }
@@ -87,21 +102,27 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         validate::delete_range(&req).map_err(|e| to_status(&e))?;
+        let who = self.who(&metadata).await?;
         reply!(
-            self.node.write(Replicated::DeleteRange(req)).await,
+            self.node.write_as(Replicated::DeleteRange(req), &who).await,
             ApplyResponse::DeleteRange
         )
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         validate::txn(&req, self.node.limits.max_txn_ops).map_err(|e| to_status(&e))?;
         if is_txn_read_only(&req) {
             let linearizable = !all_serializable(&req);
+            let who = self.who(&metadata).await?;
             return reply!(
-                self.node.read(ReadRequest::Txn(req), linearizable).await,
+                self.node
+                    .read_as(ReadRequest::Txn(req), linearizable, who)
+                    .await,
                 ReadResponse::Txn
             );
         }
@@ -109,8 +130,9 @@ impl Kv for KvService {
             .check_quota(txn_cost(&req))
             .await
             .map_err(|e| to_status(&e))?;
+        let who = self.who(&metadata).await?;
         reply!(
-            self.node.write(Replicated::Txn(req)).await,
+            self.node.write_as(Replicated::Txn(req), &who).await,
             ApplyResponse::Txn
         )
     }
@@ -119,9 +141,10 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let who = self.who(request.metadata()).await?;
         let req = request.into_inner();
         reply!(
-            self.node.write(Replicated::Compaction(req)).await,
+            self.node.write_as(Replicated::Compaction(req), &who).await,
             ApplyResponse::Compaction
         )
     }

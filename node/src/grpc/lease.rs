@@ -151,6 +151,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let metadata = request.metadata().clone();
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.node.limits.min_lease_ttl);
         if req.id == 0 {
@@ -160,8 +161,9 @@ impl Lease for LeaseService {
             .check_quota(LEASE_OVERHEAD)
             .await
             .map_err(|e| to_status(&e))?;
+        let who = self.node.who(&metadata).await.map_err(|e| to_status(&e))?;
         reply!(
-            self.node.write(Replicated::LeaseGrant(req)).await,
+            self.node.write_as(Replicated::LeaseGrant(req), &who).await,
             ApplyResponse::LeaseGrant
         )
     }
@@ -170,9 +172,14 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let who = self
+            .node
+            .who(request.metadata())
+            .await
+            .map_err(|e| to_status(&e))?;
         let req = request.into_inner();
         reply!(
-            self.node.write(Replicated::LeaseRevoke(req)).await,
+            self.node.write_as(Replicated::LeaseRevoke(req), &who).await,
             ApplyResponse::LeaseRevoke
         )
     }

@@ -11,7 +11,7 @@
 //! 3. `Unlock` deletes the key (an empty key is refused, as etcd's client
 //!    refuses it).
 //!
-//! Errors go out as etcd's do: `Unknown` with etcd's text
+//! Errors of the recipe go out as etcd's do: `Unknown` with etcd's text
 //! ([`to_status_via_client`](crate::errors::to_status_via_client)).
 
 use proto::v3lockpb::lock_server::Lock;
@@ -19,7 +19,7 @@ use proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{self, Abandon};
-use crate::errors::to_status_via_client;
+use crate::errors::{to_status, to_status_via_client};
 use crate::handle::NodeHandle;
 
 /// The Lock service.
@@ -31,13 +31,19 @@ impl LockService {
     pub fn new(node: NodeHandle) -> Self {
         Self { node }
     }
+
+    /// The node acting as the caller (its auth token).
+    async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<NodeHandle, Status> {
+        let who = self.node.who(metadata).await.map_err(|e| to_status(&e))?;
+        Ok(self.node.acting_as(who))
+    }
 }
 
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let node = &self.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let node = &self.node;
         let lease = concurrency::session_lease(node, req.lease)
             .await
             .map_err(|e| to_status_via_client(&e))?;
@@ -68,11 +74,12 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let node = self.caller(request.metadata()).await?;
         let req = request.into_inner();
         if req.key.is_empty() {
             return Err(to_status_via_client(&storage::EtcdError::EmptyKey));
         }
-        let header = concurrency::delete(&self.node, &req.key)
+        let header = concurrency::delete(&node, &req.key)
             .await
             .map_err(|e| to_status_via_client(&e))?;
         Ok(Response::new(UnlockResponse {

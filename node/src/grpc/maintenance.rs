@@ -18,7 +18,7 @@ use proto::etcdserverpb::AlarmType;
 use proto::internal::internal_request::Request as Replicated;
 use storage::mvcc::ApplyResponse;
 
-use crate::errors::{reply, to_status};
+use crate::errors::{maintenance_auth_status, reply, to_status};
 use crate::handle::NodeHandle;
 
 /// The etcd server version oxcd reports: the etcd release whose API and
@@ -28,11 +28,41 @@ pub const ETCD_COMPAT_VERSION: &str = "3.4.23";
 /// The Maintenance service.
 pub struct MaintenanceService {
     node: NodeHandle,
+    /// Serving clients (defragment, snapshot and hashes need the root role
+    /// when auth is on), not the other members on the peer port.
+    client: bool,
 }
 
 impl MaintenanceService {
+    /// The service on the client port.
     pub fn new(node: NodeHandle) -> Self {
-        Self { node }
+        Self { node, client: true }
+    }
+
+    /// The service on the peer port, for other members (the corruption
+    /// checks' hashes).
+    pub fn for_peers(node: NodeHandle) -> Self {
+        Self {
+            node,
+            client: false,
+        }
+    }
+
+    /// etcd's `authMaintenanceServer.isAuthenticated`: with auth on, the
+    /// root role; refusals go out unmapped, as etcd sends them.
+    async fn check_admin(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        if !self.client {
+            return Ok(());
+        }
+        let who = self
+            .node
+            .who(metadata)
+            .await
+            .map_err(|e| maintenance_auth_status(&e))?;
+        self.node
+            .auth_store()
+            .check_admin(&who)
+            .map_err(|e| maintenance_auth_status(&EtcdError::Auth(e)))
     }
 }
 
@@ -161,8 +191,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         self.node.defragment().await.map_err(|e| to_status(&e))?;
         let header = self.node.header(true).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(DefragmentResponse {
@@ -170,7 +201,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         // Member-local and for testing, as in etcd.
         reply!(
             self.node.read(ReadRequest::Hash, false).await,
@@ -182,6 +214,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.check_admin(request.metadata()).await?;
         // Member-local, as etcd's: every member hashes its own store.
         reply!(
             self.node
@@ -196,8 +229,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.check_admin(request.metadata()).await?;
         // 1. The apply actor hands out a detached read view of the store (an
         //    LMDB read txn after writing its pending commits; applying goes
         //    on beside it).

@@ -4,6 +4,7 @@
 //! `/version` over HTTP/1.1 on the same port, and etcd's JSON gateway
 //! (`/v3/*`, [`crate::gateway`]) in front of them all.
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod watch;
 
 use crate::tls::Listener;
 
+use proto::etcdserverpb::auth_server::AuthServer;
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::lease_server::LeaseServer;
@@ -68,7 +70,11 @@ pub async fn serve_client(
     let election = ElectionServer::new(election::ElectionService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let auth = AuthServer::new(auth::AuthService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let grpc = Routes::new(kv)
+        .add_service(auth)
         .add_service(watch)
         .add_service(lease)
         .add_service(lock)
@@ -170,6 +176,7 @@ const SERVED: &[&str] = &[
     "v3electionpb.Election",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
+    "etcdserverpb.Auth",
     "grpc.health.v1.Health",
 ];
 

@@ -10,7 +10,10 @@
 //!    at a time (each awaited: a stream has at most one request in flight,
 //!    which bounds what a client can queue on the hub). A request with no
 //!    known field is ignored, as etcd ignores it.
-//! 4. When the client's stream fails (a cancel, a lost connection), the hub
+//! 4. Before a create reaches the hub, the stream's token must allow reading
+//!    the watched range (etcd's `isWatchPermitted`); a refused create is
+//!    answered here, created and canceled at once with etcd's reason.
+//! 5. When the client's stream fails (a cancel, a lost connection), the hub
 //!    drops the stream's watchers (`CloseStream`). A clean end of the
 //!    client's side (a half-close) is not the end of the watch: as etcd's
 //!    `recvLoop` returns nil on EOF and the stream lives until its context
@@ -42,6 +45,70 @@ impl WatchService {
     }
 }
 
+/// What a stream's creates are checked with: the node, the call's metadata
+/// (its token), and the stream's response channel for refusals (weak: the
+/// hub's sender alone keeps the response stream open).
+struct Permission {
+    node: NodeHandle,
+    metadata: tonic::metadata::MetadataMap,
+    responses: tokio::sync::mpsc::WeakSender<WatchResponse>,
+}
+
+impl Permission {
+    /// etcd's `isWatchPermitted` on the create as etcd rewrites it (an
+    /// empty key is `\0`; a range end of `\0` becomes empty, so a
+    /// from-key watch is checked as its first key); a refusal is answered
+    /// on the stream and `false` returned.
+    async fn allows(&self, request: &proto::etcdserverpb::WatchCreateRequest) -> bool {
+        use storage::auth::AuthError;
+        let key: &[u8] = if request.key.is_empty() {
+            &[0]
+        } else {
+            &request.key
+        };
+        let end: &[u8] = if request.range_end == [0] {
+            &[]
+        } else {
+            &request.range_end
+        };
+        let checked = match self.node.who(&self.metadata).await {
+            Ok(who) => self
+                .node
+                .auth_store()
+                .check_range(&who, key, end)
+                .map_err(EtcdError::Auth),
+            Err(e) => Err(e),
+        };
+        let reason = match checked {
+            Ok(()) => return true,
+            Err(EtcdError::Auth(
+                e @ (AuthError::InvalidAuthToken
+                | AuthError::AuthOldRevision
+                | AuthError::UserEmpty),
+            )) => EtcdError::Auth(e),
+            Err(_) => EtcdError::Auth(AuthError::PermissionDenied),
+        };
+        let status = to_status(&reason);
+        let header = self.node.header(true).await.ok();
+        let refused = WatchResponse {
+            header,
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: format!(
+                "rpc error: code = {:?} desc = {}",
+                status.code(),
+                status.message()
+            ),
+            ..Default::default()
+        };
+        if let Some(responses) = self.responses.upgrade() {
+            let _ = responses.send(refused).await;
+        }
+        false
+    }
+}
+
 /// Forwards the client's requests to the hub until the client's side ends,
 /// then closes the stream there (after a half-close, once the responses
 /// are no longer read: `responses_gone` resolves when they are dropped).
@@ -49,6 +116,7 @@ async fn forward_requests(
     watch: WatchHandle,
     stream: u64,
     mut requests: Streaming<WatchRequest>,
+    permission: Permission,
     responses_gone: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
@@ -65,6 +133,9 @@ async fn forward_requests(
         };
         let sent = match request.request_union {
             Some(RequestUnion::CreateRequest(request)) => {
+                if !permission.allows(&request).await {
+                    continue;
+                }
                 watch.hub.deliver(CreateWatch { stream, request }).await
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
@@ -110,6 +181,11 @@ impl Watch for WatchService {
         }
         let watch = self.node.watch.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let permission = Permission {
+            node: self.node.clone(),
+            metadata: request.metadata().clone(),
+            responses: tx.downgrade(),
+        };
         let stream = watch
             .hub
             .request(OpenStream { responses: tx })
@@ -122,6 +198,7 @@ impl Watch for WatchService {
             watch.clone(),
             stream,
             request.into_inner(),
+            permission,
             responses_gone,
         ));
         let pending = watch.pending_events;

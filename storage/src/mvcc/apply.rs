@@ -39,6 +39,7 @@ use super::txn::{
     branch, check_put, check_range, check_requests, compare_to_path, is_txn_read_only,
 };
 use super::view::{Fault, View, load_record};
+use crate::auth::AuthInfo;
 use crate::error::{EtcdError, StorageError};
 
 /// The largest lease TTL etcd grants (`lease.MaxLeaseTTL`), in seconds.
@@ -75,6 +76,8 @@ pub enum ApplyResponse {
     Alarm(proto::etcdserverpb::AlarmResponse),
     /// A membership change: the member table after it.
     Members(Vec<proto::etcdserverpb::Member>),
+    /// An auth request's answer.
+    Auth(crate::auth::AuthReply),
     /// Entries without a request (raft's empty entry at a new term), and
     /// requests that answer nothing (lease checkpoints, member attributes).
     Empty,
@@ -471,6 +474,30 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
                 events: Vec::new(),
             });
         }
+        if let (Some(request), Some(req)) = (request, req) {
+            let who = AuthInfo {
+                username: req.username.clone(),
+                revision: req.auth_revision,
+            };
+            if let Err(refused) = self.check_auth(request, &who) {
+                return Ok(Applied {
+                    index,
+                    id,
+                    revision: self.state.current_rev,
+                    result: Err(refused.into()),
+                    events: Vec::new(),
+                });
+            }
+        }
+        if let Some(reply) = request.and_then(|r| self.auth_request(index, r)) {
+            return Ok(Applied {
+                index,
+                id,
+                revision: self.state.current_rev,
+                result: reply.map(ApplyResponse::Auth).map_err(EtcdError::from),
+                events: Vec::new(),
+            });
+        }
         let outcome = match request {
             None => Ok((ApplyResponse::Empty, Vec::new())),
             Some(Internal::Put(r)) => self.put(r).map(|(p, e)| (ApplyResponse::Put(p), e)),
@@ -504,6 +531,8 @@ impl<R: BackendReader + ?Sized> Applier<'_, R> {
             Some(Internal::LeaseUpkeep(u)) => {
                 self.lease_upkeep(u).map(|e| (ApplyResponse::Empty, e))
             }
+            // Answered by `auth_request` above.
+            Some(_) => Ok((ApplyResponse::Empty, Vec::new())),
         };
         let (result, events) = match outcome {
             Ok((resp, events)) => (Ok(resp), events),

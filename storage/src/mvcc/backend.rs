@@ -68,6 +68,9 @@ pub struct WriteBatch {
     /// Alarm changes, keyed by (member id, `AlarmType` value): `true` raises,
     /// `false` clears.
     pub alarms: BTreeMap<(u64, i32), bool>,
+    /// The auth store after the batch (an encoded `AuthState`), if the batch
+    /// changed it.
+    pub auth: Option<Vec<u8>>,
     /// The meta values after the batch.
     pub meta: Meta,
 }
@@ -95,6 +98,9 @@ pub trait BackendReader {
     fn members(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
     /// Every active alarm: (member id, `AlarmType` value), ascending.
     fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError>;
+    /// The auth store's record (an encoded `AuthState`); `None` if never
+    /// written.
+    fn auth(&self) -> Result<Option<Vec<u8>>, StorageError>;
     /// The encoded record at `rev`, if stored.
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError>;
     /// Visits the records at or after `from` in revision order until `f`

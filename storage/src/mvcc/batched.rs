@@ -83,6 +83,7 @@ impl Pending {
             leases,
             members,
             alarms,
+            auth,
             meta,
         } = batch;
         for rev in deleted {
@@ -98,6 +99,9 @@ impl Pending {
         self.batch.leases.extend(leases);
         self.batch.members.extend(members);
         self.batch.alarms.extend(alarms);
+        if auth.is_some() {
+            self.batch.auth = auth;
+        }
         self.batch.meta = meta;
         self.since.get_or_insert_with(Instant::now);
     }
@@ -263,6 +267,13 @@ impl<R: BackendReader> BackendReader for BatchedReader<'_, R> {
             raised.then_some(())
         });
         Ok(all.into_iter().map(|(a, ())| a).collect())
+    }
+
+    fn auth(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        match &self.pending.batch.auth {
+            Some(auth) => Ok(Some(auth.clone())),
+            None => self.base.auth(),
+        }
     }
 
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {

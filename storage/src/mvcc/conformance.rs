@@ -111,6 +111,7 @@ impl<B: MvccBackend> Case<B> {
         let req = InternalRequest {
             id: self.index * 10,
             request: Some(request),
+            ..Default::default()
         };
         let mut out = self
             .store
@@ -1539,14 +1540,17 @@ fn applied_index<B: MvccBackend>(c: &mut Case<B>) {
     let put_a = InternalRequest {
         id: 1,
         request: Some(Internal::Put(put("a", "1"))),
+        ..Default::default()
     };
     let alarm = InternalRequest {
         id: 2,
         request: Some(Internal::Alarm(AlarmRequest::default())),
+        ..Default::default()
     };
     let put_b = InternalRequest {
         id: 3,
         request: Some(Internal::Put(put("b", "1"))),
+        ..Default::default()
     };
     let out = c
         .store
@@ -1583,6 +1587,7 @@ fn applied_index<B: MvccBackend>(c: &mut Case<B>) {
     let put_c = InternalRequest {
         id: 5,
         request: Some(Internal::Put(put("c", "1"))),
+        ..Default::default()
     };
     let out = c
         .store
@@ -1612,6 +1617,7 @@ fn big_batch_and_big_keys<B: MvccBackend>(c: &mut Case<B>) {
                 &format!("key/{:05}", i % 1000),
                 &format!("{i}"),
             ))),
+            ..Default::default()
         })
         .collect();
     let entries: Vec<(u64, Option<&InternalRequest>)> = requests
@@ -1965,6 +1971,7 @@ fn lmdb_failed_commit_leaves_committed_state() {
     let small = InternalRequest {
         id: 1,
         request: Some(Internal::Put(put("a", "1"))),
+        ..Default::default()
     };
     store.apply_batch(&[(1, Some(&small))]).unwrap();
     let before = observe(&store);
@@ -1972,6 +1979,7 @@ fn lmdb_failed_commit_leaves_committed_state() {
         .map(|i| InternalRequest {
             id: i,
             request: Some(Internal::Put(put(&format!("k{i}"), &"v".repeat(64 << 10)))),
+            ..Default::default()
         })
         .collect();
     let entries: Vec<(u64, Option<&InternalRequest>)> = big
@@ -1985,6 +1993,7 @@ fn lmdb_failed_commit_leaves_committed_state() {
     let next = InternalRequest {
         id: 2,
         request: Some(Internal::Put(put("b", "1"))),
+        ..Default::default()
     };
     let out = store.apply_batch(&[(2, Some(&next))]).unwrap();
     assert_eq!(out[0].revision, 3);
@@ -2004,6 +2013,7 @@ fn batched_reopen_keeps_what_was_flushed_and_loses_the_rest_together() {
     let req = |id: u64, k: &str| InternalRequest {
         id,
         request: Some(Internal::Put(put(k, "v"))),
+        ..Default::default()
     };
     let (a, b) = (req(1, "a"), req(2, "b"));
     {
@@ -2046,6 +2056,7 @@ fn batched_writes_when_the_interval_or_a_limit_is_reached() {
         .map(|i| InternalRequest {
             id: i + 1,
             request: Some(Internal::Put(put(&format!("k{i}"), "v"))),
+            ..Default::default()
         })
         .collect();
     store
@@ -2072,6 +2083,7 @@ fn batched_writes_when_the_interval_or_a_limit_is_reached() {
     let next = InternalRequest {
         id: 9,
         request: Some(Internal::Put(put("z", "v"))),
+        ..Default::default()
     };
     store.apply_batch(&[(4, Some(&next))]).unwrap();
     assert!(store.flush_due());
@@ -2098,6 +2110,7 @@ fn batched_sizes_count_pending_records_as_lmdb_will_store_them() {
     let big = |id: u64, k: &str| InternalRequest {
         id,
         request: Some(Internal::Put(put(k, &"x".repeat(100_000)))),
+        ..Default::default()
     };
     let (a, b, c) = (big(1, "a"), big(2, "b"), big(3, "c"));
     store.apply_batch(&[(1, Some(&a))]).unwrap();
@@ -2122,6 +2135,7 @@ fn batched_sizes_count_pending_records_as_lmdb_will_store_them() {
             revision: 5,
             physical: false,
         })),
+        ..Default::default()
     };
     // "a" again at revision 5, then a compaction at 5 drops "a" at 2.
     let overwrite = big(5, "a");
@@ -2319,6 +2333,7 @@ mod random {
                 .map(|i| InternalRequest {
                     id: index + i + 1,
                     request: Some(request(&mut rng, current, compacted)),
+                    ..Default::default()
                 })
                 .collect();
             let entries: Vec<(u64, Option<&InternalRequest>)> = batch

@@ -5,7 +5,8 @@
 //!    `mvccpb.KeyValue`). User keys are never LMDB keys: etcd keys may be up
 //!    to 1.5 MiB, LMDB keys at most 511 bytes.
 //! 2. `meta`: `applied_index`, `current_revision`,
-//!    `scheduled_compact_revision`, `finished_compact_revision` (8 bytes BE).
+//!    `scheduled_compact_revision`, `finished_compact_revision` (8 bytes BE),
+//!    and `auth`: the auth store, one encoded `AuthState`.
 //! 3. `leases`: lease id (8 bytes BE) -> granted TTL (8 bytes BE).
 //! 4. `members`: member id (8 bytes BE) -> encoded `etcdserverpb::Member`.
 //! 5. `alarms`: member id (8 bytes BE) + alarm type (4 bytes BE) -> empty.
@@ -37,6 +38,7 @@ const META_APPLIED_INDEX: &[u8] = b"applied_index";
 const META_CURRENT_REVISION: &[u8] = b"current_revision";
 const META_SCHEDULED_COMPACT: &[u8] = b"scheduled_compact_revision";
 const META_FINISHED_COMPACT: &[u8] = b"finished_compact_revision";
+const META_AUTH: &[u8] = b"auth";
 
 /// Map sizes are rounded up to this (a multiple of every common page size).
 const MAP_ALIGN: usize = 64 * 1024;
@@ -246,6 +248,14 @@ impl BackendReader for LmdbReader<'_> {
         Ok(out)
     }
 
+    fn auth(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .tables
+            .meta
+            .get(&self.txn, META_AUTH)?
+            .map(<[u8]>::to_vec))
+    }
+
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
         Ok(self.tables.records.get(&self.txn, &rev.to_bytes())?)
     }
@@ -323,6 +333,9 @@ impl MvccBackend for LmdbBackend {
             } else {
                 self.alarms.delete(&mut wtxn, &key)?;
             }
+        }
+        if let Some(auth) = &batch.auth {
+            self.meta.put(&mut wtxn, META_AUTH, auth)?;
         }
         let meta = &batch.meta;
         let values = [
@@ -459,6 +472,7 @@ pub fn write_image(
         for alarm in reader.alarms()? {
             batch.alarms.insert(alarm, true);
         }
+        batch.auth = reader.auth()?;
         image.commit(batch)?;
         image.close();
     }

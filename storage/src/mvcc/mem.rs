@@ -30,6 +30,7 @@ pub struct MemBackend {
     leases: BTreeMap<i64, Lease>,
     members: BTreeMap<u64, Vec<u8>>,
     alarms: std::collections::BTreeSet<(u64, i32)>,
+    auth: Option<Vec<u8>>,
     meta: Meta,
     in_use: usize,
     high_water: usize,
@@ -42,6 +43,7 @@ impl Default for MemBackend {
             leases: BTreeMap::new(),
             members: BTreeMap::new(),
             alarms: std::collections::BTreeSet::new(),
+            auth: None,
             meta: Meta::default(),
             in_use: BASE_SIZE,
             high_water: BASE_SIZE,
@@ -75,6 +77,9 @@ impl BackendReader for MemSnapshot {
     }
     fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
         MemReader { backend: &self.0 }.alarms()
+    }
+    fn auth(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.0.auth.clone())
     }
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
         Ok(self.0.records.get(&rev).map(Vec::as_slice))
@@ -115,6 +120,10 @@ impl BackendReader for MemReader<'_> {
 
     fn alarms(&self) -> Result<Vec<(u64, i32)>, StorageError> {
         Ok(self.backend.alarms.iter().copied().collect())
+    }
+
+    fn auth(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.backend.auth.clone())
     }
 
     fn record(&self, rev: Revision) -> Result<Option<&[u8]>, StorageError> {
@@ -192,6 +201,12 @@ impl MvccBackend for MemBackend {
                 self.alarms.insert(*alarm);
             } else {
                 self.alarms.remove(alarm);
+            }
+        }
+        if let Some(auth) = batch.auth {
+            self.in_use += auth.len();
+            if let Some(old) = self.auth.replace(auth) {
+                self.in_use -= old.len();
             }
         }
         self.meta = batch.meta;

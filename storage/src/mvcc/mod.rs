@@ -38,6 +38,7 @@
 //! LMDB durability choice is documented in [`lmdb`].
 
 mod apply;
+mod auth_apply;
 mod backend;
 mod batched;
 pub mod gosort;
@@ -58,6 +59,7 @@ mod view;
 mod conformance;
 
 pub use apply::{Applied, ApplyResponse, MAX_LEASE_TTL};
+pub use auth_apply::check_txn;
 pub use backend::{
     BackendReader, DetachedReader, Lease, Meta, MvccBackend, RECORD_TOMBSTONE, ScanFn, WriteBatch,
     decode_record, encode_record, split_record,

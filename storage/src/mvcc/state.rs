@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub removed_members: BTreeSet<u64>,
     /// Active alarms: (member id, `AlarmType` value).
     pub alarms: BTreeSet<(u64, i32)>,
+    /// Users, roles, permissions and whether auth is on.
+    pub auth: crate::auth::AuthStore,
 }
 
 impl State {
@@ -58,6 +60,7 @@ impl State {
             members: BTreeMap::new(),
             removed_members: BTreeSet::new(),
             alarms: BTreeSet::new(),
+            auth: crate::auth::AuthStore::new(),
         }
     }
 
@@ -99,6 +102,7 @@ impl State {
             members.insert(id, member);
         }
         let alarms = reader.alarms()?.into_iter().collect();
+        let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())?;
         let compact_rev = meta.finished_compact_revision;
         // Compaction may have removed every record up to the compacted
         // revision; the revision never goes back.
@@ -113,6 +117,7 @@ impl State {
             members,
             removed_members,
             alarms,
+            auth,
         })
     }
 

@@ -201,7 +201,7 @@ impl<B: MvccBackend> MvccStore<B> {
         entries: &[(u64, Option<&InternalRequest>)],
     ) -> Result<Vec<Applied>, StorageError> {
         let mut out = Vec::new();
-        self.apply_batch_with(entries, |applied| out = applied)?;
+        self.apply_batch_with(entries, |applied, _| out = applied)?;
         Ok(out)
     }
 
@@ -215,7 +215,7 @@ impl<B: MvccBackend> MvccStore<B> {
     pub fn apply_batch_with(
         &mut self,
         entries: &[(u64, Option<&InternalRequest>)],
-        before_commit: impl FnOnce(Vec<Applied>),
+        before_commit: impl FnOnce(Vec<Applied>, &crate::auth::AuthStore),
     ) -> Result<(), StorageError> {
         self.check_usable()?;
         let mut batch = WriteBatch::default();
@@ -240,7 +240,7 @@ impl<B: MvccBackend> MvccStore<B> {
             if applied.is_empty() {
                 return Ok(());
             }
-            before_commit(applied);
+            before_commit(applied, &self.state.auth);
             batch.meta = self.state.meta();
             self.backend.commit(batch)
         });
@@ -267,6 +267,11 @@ impl<B: MvccBackend> MvccStore<B> {
                 self.poisoned = true;
             }
         }
+    }
+
+    /// Users, roles, permissions and whether auth is on.
+    pub fn auth(&self) -> &crate::auth::AuthStore {
+        &self.state.auth
     }
 
     /// Active alarms: (member id, `AlarmType` value), ascending.
