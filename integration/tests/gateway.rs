@@ -16,7 +16,10 @@
 //!    megabytes of padding.
 //! 4. A Lock naming no lease runs on a 60-second lease of its own (etcd's
 //!    orphaned session), found by the differential test.
-//! 5. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
+//! 5. Auth over the gateway: users, roles, permissions, enable and disable
+//!    through `/v3/auth/*`, tokens in the `Authorization` header, every step
+//!    answered as etcd answers it.
+//! 6. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
 //!    delete, lease, lock and watch calls against both
 //!    (`gateway_etcd3gw.py`, in the venv `make test-deps` makes under
 //!    `.cache/etcd3gw`; the test fails, not skips, without it).
@@ -370,5 +373,138 @@ async fn a_lock_without_a_lease_gets_a_session_lease() {
         .await;
         let ttl: Value = serde_json::from_slice(&ttl.body).expect("JSON");
         assert_eq!(ttl["grantedTTL"], json!("60"), "{:?}: {ttl}", server.kind());
+    }
+}
+
+/// Who sends a step of [`auth_through_the_gateway_answers_as_etcd`].
+#[derive(Debug, Clone, Copy)]
+enum As {
+    Nobody,
+    Bogus,
+    Alice,
+    Root,
+}
+
+/// Auth over the gateway: users, roles and permissions set up through
+/// `/v3/auth/*`, tokens from `/v3/auth/authenticate` sent in the
+/// `Authorization` header, each step answered as etcd answers it (a token
+/// etcd did not issue is refused even with auth off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_through_the_gateway_answers_as_etcd() {
+    let steps: &[(&str, &str, As)] = &[
+        ("/v3/kv/range", r#"{"key":"YQ=="}"#, As::Bogus),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"root","password":"rootpw"}"#,
+            As::Nobody,
+        ),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"root","password":"rootpw"}"#,
+            As::Nobody,
+        ),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"","password":"x"}"#,
+            As::Nobody,
+        ),
+        ("/v3/auth/role/add", r#"{"name":"reader"}"#, As::Nobody),
+        (
+            "/v3/auth/role/grant",
+            r#"{"name":"reader","perm":{"permType":"READ","key":"YQ==","range_end":"Yg=="}}"#,
+            As::Nobody,
+        ),
+        (
+            "/v3/auth/role/grant",
+            r#"{"name":"reader","perm":{"permType":"WRITE","key":"Yw=="}}"#,
+            As::Nobody,
+        ),
+        ("/v3/auth/role/get", r#"{"role":"reader"}"#, As::Nobody),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"alice","password":"apw"}"#,
+            As::Nobody,
+        ),
+        (
+            "/v3/auth/user/grant",
+            r#"{"user":"alice","role":"reader"}"#,
+            As::Nobody,
+        ),
+        (
+            "/v3/auth/user/grant",
+            r#"{"user":"root","role":"root"}"#,
+            As::Nobody,
+        ),
+        ("/v3/auth/user/get", r#"{"name":"alice"}"#, As::Nobody),
+        ("/v3/auth/user/list", "{}", As::Nobody),
+        ("/v3/auth/role/list", "{}", As::Nobody),
+        ("/v3/auth/enable", "{}", As::Nobody),
+        ("/v3/kv/put", r#"{"key":"YQ==","value":"eA=="}"#, As::Nobody),
+        (
+            "/v3/auth/authenticate",
+            r#"{"name":"alice","password":"no"}"#,
+            As::Nobody,
+        ),
+        ("/v3/kv/range", r#"{"key":"YQ=="}"#, As::Alice),
+        ("/v3/kv/put", r#"{"key":"YQ==","value":"eA=="}"#, As::Alice),
+        ("/v3/kv/put", r#"{"key":"Yw==","value":"eA=="}"#, As::Alice),
+        ("/v3/kv/put", r#"{"key":"YQ==","value":"eA=="}"#, As::Root),
+        ("/v3/kv/range", r#"{"key":"YQ=="}"#, As::Alice),
+        ("/v3/kv/range", r#"{"key":"YQ=="}"#, As::Bogus),
+        ("/v3/auth/user/list", "{}", As::Alice),
+        (
+            "/v3/auth/role/revoke",
+            r#"{"role":"reader","key":"Yw=="}"#,
+            As::Root,
+        ),
+        (
+            "/v3/auth/user/changepw",
+            r#"{"name":"alice","password":"new"}"#,
+            As::Root,
+        ),
+        (
+            "/v3/auth/user/revoke",
+            r#"{"name":"alice","role":"reader"}"#,
+            As::Root,
+        ),
+        ("/v3/auth/role/delete", r#"{"role":"reader"}"#, As::Root),
+        ("/v3/auth/user/delete", r#"{"name":"alice"}"#, As::Root),
+        ("/v3/auth/disable", "{}", As::Root),
+        ("/v3/kv/range", r#"{"key":"YQ=="}"#, As::Nobody),
+    ];
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    // Each server's tokens, fetched once auth is on.
+    let mut tokens: [(Option<String>, Option<String>); 2] = [(None, None), (None, None)];
+    for (index, (path, body, who)) in steps.iter().enumerate() {
+        let mut replies = Vec::new();
+        for (side, server) in [&etcd, &oxcd].into_iter().enumerate() {
+            if matches!(who, As::Alice | As::Root) && tokens[side].0.is_none() {
+                let token = |name: &str, password: &str| {
+                    let body = json!({ "name": name, "password": password }).to_string();
+                    async move {
+                        let reply = post(server, "/v3/auth/authenticate", &body).await;
+                        let reply: Value = serde_json::from_slice(&reply.body).expect("JSON");
+                        reply["token"].as_str().map(str::to_string)
+                    }
+                };
+                tokens[side] = (token("alice", "apw").await, token("root", "rootpw").await);
+            }
+            let token = match who {
+                As::Nobody => None,
+                As::Bogus => Some("not-a-token".to_string()),
+                As::Alice => tokens[side].0.clone(),
+                As::Root => tokens[side].1.clone(),
+            };
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| vec![("Authorization", t)])
+                .unwrap_or_default();
+            let reply = request(&addr(server), "POST", path, &headers, body.as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("step {index} on {:?}: {e}", server.kind()));
+            replies.push(reply);
+        }
+        let what = format!("step {index}: {path} {body} as {who:?}");
+        assert_same(&what, &replies[0], &replies[1]);
     }
 }
