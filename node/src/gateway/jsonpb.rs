@@ -6,7 +6,7 @@
 //! oneof members:
 //! 1. a field is found under its proto name or its lowerCamel JSON name (the
 //!    latter wins when both are given); unknown names are ignored; `null`
-//!    leaves a field unset;
+//!    leaves a field unset (but a scalar oneof member present, at zero);
 //! 2. a message must be a JSON object, a repeated field an array;
 //! 3. 64- and 32-bit integers take numbers or quoted numbers (the quotes are
 //!    stripped and the inside parsed again, as jsonpb does), enums their name
@@ -50,8 +50,17 @@ pub fn to_message(desc: &MessageDescriptor, json: &Json) -> Result<DynamicMessag
         let Some(value) = by_json_name.or(by_name) else {
             continue;
         };
-        if let Some(value) = field_value(&field, value)? {
-            message.set_field(&field, value);
+        match field_value(&field, value)? {
+            Some(value) => message.set_field(&field, value),
+            // jsonpb sets a oneof's wrapper even for `null`: a scalar member
+            // is then present with its zero value (a message member stays
+            // nil, which encodes as nothing).
+            None if field.containing_oneof().is_some()
+                && !matches!(field.kind(), Kind::Message(_)) =>
+            {
+                message.set_field(&field, Value::default_value(&field.kind()));
+            }
+            None => {}
         }
     }
     Ok(message)
@@ -366,6 +375,20 @@ mod tests {
         assert_eq!(typed.sort_order, 2);
         assert!(typed.keys_only);
         assert_eq!(typed.min_mod_revision, -3);
+    }
+
+    #[test]
+    fn a_null_oneof_scalar_is_present_at_zero() {
+        let desc = super::super::pool()
+            .get_message_by_name("etcdserverpb.Compare")
+            .expect("Compare");
+        let m = read(&desc, r#"{"key":"YQ==","target":"VERSION","version":null}"#).expect("reads");
+        let typed =
+            proto::etcdserverpb::Compare::decode(m.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(
+            typed.target_union,
+            Some(proto::etcdserverpb::compare::TargetUnion::Version(0))
+        );
     }
 
     #[test]
