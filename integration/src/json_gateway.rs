@@ -544,7 +544,10 @@ impl Generator {
                         json!({}),
                         json!("!!"),
                         json!(1.5),
-                    ][self.rng.gen_range(0..6)]
+                        json!(null),
+                        json!("7"),
+                        json!(-1),
+                    ][self.rng.gen_range(0..9)]
                     .clone();
                     let field = [
                         "key",
@@ -555,7 +558,9 @@ impl Generator {
                         "TTL",
                         "keys_only",
                         "compare",
-                    ][self.rng.gen_range(0..8)];
+                        "lease",
+                        "success",
+                    ][self.rng.gen_range(0..10)];
                     m.insert(field.into(), wrong);
                 }
                 b.to_string().into_bytes()
@@ -666,14 +671,21 @@ impl Generator {
                 // session lease): no two servers share those. Keep their
                 // breaks to those that fail or keep the ID.
                 let needs = match path {
-                    "lease/grant" => Some("\"ID\""),
-                    "lock/lock" | "election/campaign" => Some("\"lease\""),
+                    "lease/grant" => Some("ID"),
+                    "lock/lock" | "election/campaign" => Some("lease"),
                     _ => None,
                 };
+                let parsed: Option<Value> = serde_json::from_slice(&broken).ok();
+                let empty = broken.iter().all(u8::is_ascii_whitespace);
+                let unnamed = |field: &str| {
+                    empty
+                        || parsed.as_ref().is_some_and(|v| {
+                            !v.is_object()
+                                || v.get(field).is_none_or(|f| f.is_null() || *f == json!(0))
+                        })
+                };
                 match needs {
-                    Some(field) if !String::from_utf8_lossy(&broken).contains(field) => {
-                        b"12".to_vec()
-                    }
+                    Some(field) if unnamed(field) => b"12".to_vec(),
                     _ => broken,
                 }
             } else {
