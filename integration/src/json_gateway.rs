@@ -705,9 +705,30 @@ pub fn b64(text: &str) -> String {
     base64_lite::encode(text.as_bytes())
 }
 
+/// Decodes standard base64 (padding and anything outside the alphabet
+/// skipped): the gateway's `bytes` fields.
+pub fn unb64(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let Some(v) = base64_lite::ALPHABET.iter().position(|&a| a == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
 /// Standard base64 with padding, enough for test bodies.
 mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    pub const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::new();
@@ -743,6 +764,9 @@ mod tests {
         assert_eq!(base64_lite::encode(b"foo"), "Zm9v");
         assert_eq!(base64_lite::encode(b"fo"), "Zm8=");
         assert_eq!(base64_lite::encode(b"f"), "Zg==");
+        for text in ["", "f", "fo", "foo", "foob"] {
+            assert_eq!(unb64(&b64(text)), text.as_bytes());
+        }
     }
 
     #[test]

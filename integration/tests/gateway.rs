@@ -19,12 +19,13 @@
 //! 5. Auth over the gateway: users, roles, permissions, enable and disable
 //!    through `/v3/auth/*`, tokens in the `Authorization` header, every step
 //!    answered as etcd answers it.
-//! 6. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
+//! 6. A snapshot streamed over HTTP is the image the gRPC call sends.
+//! 7. etcd3gw (OpenStack's Python client of the gateway) runs its put, get,
 //!    delete, lease, lock and watch calls against both
 //!    (`gateway_etcd3gw.py`, in the venv `make test-deps` makes under
 //!    `.cache/etcd3gw`; the test fails, not skips, without it).
 
-use integration::json_gateway::{Generator, Reply, Stream, b64, comparable, request};
+use integration::json_gateway::{Generator, Reply, Stream, b64, comparable, request, unb64};
 use integration::{Server, ServerOpts, env_usize, seed_from_env, workspace_root};
 use serde_json::{Value, json};
 
@@ -506,5 +507,57 @@ async fn auth_through_the_gateway_answers_as_etcd() {
         }
         let what = format!("step {index}: {path} {body} as {who:?}");
         assert_same(&what, &replies[0], &replies[1]);
+    }
+}
+
+/// A snapshot streamed over `/v3/maintenance/snapshot` (many `{"result":
+/// {"blob":...}}` lines) is the same image the gRPC Snapshot call sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_over_http_is_the_grpc_image() {
+    let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
+    for server in [&etcd, &oxcd] {
+        // Enough data for several chunks.
+        let value = b64(&"v".repeat(50_000));
+        for i in 0..20 {
+            let body = json!({ "key": b64(&format!("snap{i}")), "value": value }).to_string();
+            let reply = post(server, "/v3/kv/put", &body).await;
+            assert_eq!(reply.status, 200, "put: {}", reply.text());
+        }
+        let reply = post(server, "/v3/maintenance/snapshot", "{}").await;
+        assert_eq!(reply.status, 200, "{:?}: {}", server.kind(), reply.text());
+        let mut over_http = Vec::new();
+        let mut lines = 0;
+        for line in reply.text().lines() {
+            let line: Value = serde_json::from_str(line).expect("a JSON line");
+            let blob = line["result"]["blob"].as_str().unwrap_or_default();
+            over_http.extend(unb64(blob));
+            lines += 1;
+        }
+        let mut stream = server
+            .maintenance()
+            .await
+            .expect("maintenance client")
+            .snapshot(proto::etcdserverpb::SnapshotRequest {})
+            .await
+            .expect("snapshot")
+            .into_inner();
+        let mut over_grpc = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("snapshot chunk") {
+            over_grpc.extend(chunk.blob);
+        }
+        assert!(lines > 1, "{:?}: one line only", server.kind());
+        assert!(
+            over_grpc.len() > 1_000_000,
+            "{:?}: {} bytes",
+            server.kind(),
+            over_grpc.len()
+        );
+        assert!(
+            over_http == over_grpc,
+            "{:?}: {} bytes over HTTP, {} over gRPC",
+            server.kind(),
+            over_http.len(),
+            over_grpc.len()
+        );
     }
 }
