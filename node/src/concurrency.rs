@@ -13,9 +13,10 @@
 //! 4. A waiting request whose client goes away removes its key, as etcd's
 //!    does.
 //! 5. A request naming no lease gets one of its own ([`session_lease`]):
-//!    etcd's servers open a `concurrency` session, which grants a lease of
-//!    [`SESSION_TTL`] seconds, and orphan it at once (nobody keeps it alive),
-//!    so such a lock or leadership ends a minute later.
+//!    etcd's servers open a `concurrency` session for every Lock, Campaign,
+//!    Proclaim and Resign, which grants a lease of [`SESSION_TTL`] seconds
+//!    when the request names none, and orphan it at once (nobody keeps it
+//!    alive), so such a lock or leadership ends a minute later.
 
 use actors::messages::{CloseStream, CreateWatch, OpenStream, ReadRequest, ReadResponse};
 use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};

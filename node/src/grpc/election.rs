@@ -179,15 +179,19 @@ impl Election for ElectionService {
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
-        let (still, header) = concurrency::put_if_created_at(
-            &node,
-            &leader.key,
-            leader.rev,
-            &req.value,
-            leader.lease,
-        )
-        .await
-        .map_err(status)?;
+        // etcd opens a session on the leader's lease first (a new one when
+        // it names none) and proclaims with that session's lease.
+        let lease = concurrency::session_lease(&node, leader.lease)
+            .await
+            .map_err(status)?;
+        // etcd's txn on the leader key refuses an empty key.
+        if leader.key.is_empty() {
+            return Err(status(EtcdError::EmptyKey));
+        }
+        let (still, header) =
+            concurrency::put_if_created_at(&node, &leader.key, leader.rev, &req.value, lease)
+                .await
+                .map_err(status)?;
         if !still {
             return Err(status(EtcdError::ElectionNotLeader));
         }
@@ -242,6 +246,14 @@ impl Election for ElectionService {
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
+        // etcd opens a session here too: a leader key naming no lease gets
+        // one granted, unused.
+        concurrency::session_lease(&node, leader.lease)
+            .await
+            .map_err(status)?;
+        if leader.key.is_empty() {
+            return Err(status(EtcdError::EmptyKey));
+        }
         let header: ResponseHeader =
             concurrency::delete_if_created_at(&node, &leader.key, leader.rev)
                 .await
