@@ -529,10 +529,27 @@ impl Generator {
     /// Breaks a body in one of the ways clients do.
     fn break_body(&mut self, body: &Value) -> Vec<u8> {
         let text = body.to_string();
-        match self.rng.gen_range(0..10) {
+        match self.rng.gen_range(0..12) {
             0 => {
                 let cut = self.rng.gen_range(0..text.len().max(1));
                 text.as_bytes()[..cut].to_vec()
+            }
+            // A byte replaced, inserted or removed somewhere: every state of
+            // Go's JSON scanner, and its error text for each.
+            10 | 11 => {
+                const SIGNIFICANT: &[u8] = b"{}[]:,\"\\ \tfn0-1.eE+xu/\x01\xc3";
+                let mut bytes = text.into_bytes();
+                let at = self.rng.gen_range(0..bytes.len().max(1));
+                let c = SIGNIFICANT[self.rng.gen_range(0..SIGNIFICANT.len())];
+                match self.rng.gen_range(0..3) {
+                    0 if at < bytes.len() => bytes[at] = c,
+                    1 => bytes.insert(at.min(bytes.len()), c),
+                    _ if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.push(c),
+                }
+                bytes
             }
             1 => {
                 let mut b = body.clone();
@@ -675,7 +692,22 @@ impl Generator {
                     "lock/lock" | "election/campaign" => Some("lease"),
                     _ => None,
                 };
-                let parsed: Option<Value> = serde_json::from_slice(&broken).ok();
+                // The first JSON value, as Go's decoder reads it (whatever
+                // follows it is never read; invalid UTF-8 in a string reads
+                // as U+FFFD).
+                let lossy = String::from_utf8_lossy(&broken);
+                let mut parsed: Option<Value> = serde_json::Deserializer::from_str(&lossy)
+                    .into_iter::<Value>()
+                    .next()
+                    .and_then(Result::ok);
+                // Proclaim and Resign open a session on their leader key's
+                // lease (when there is a leader key).
+                let needs = if matches!(path, "election/proclaim" | "election/resign") {
+                    parsed = parsed.and_then(|v| v.get("leader").cloned());
+                    parsed.as_ref().map(|_| "lease")
+                } else {
+                    needs
+                };
                 let empty = broken.iter().all(u8::is_ascii_whitespace);
                 let unnamed = |field: &str| {
                     empty

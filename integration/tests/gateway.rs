@@ -1,7 +1,8 @@
 //! etcd's JSON gateway (`/v3/*` on the client port), oxcd against etcd 3.4:
 //!
 //! 1. Differential: a seeded random sequence of gateway requests (`OXCD_SEED`
-//!    replays it; `OXCD_GATEWAY_OPS` sets its length), valid and broken, at
+//!    replays it; `OXCD_GATEWAY_OPS` sets its length, `OXCD_GATEWAY_TRACE`
+//!    prints every exchange), valid and broken, at
 //!    random gateway paths, sent to both servers in the same order: the same
 //!    HTTP status and the same body (JSON compared as values, headers' ids
 //!    and raft term removed; revisions kept, both stores start empty and
@@ -71,6 +72,8 @@ async fn random_requests_answer_as_etcd() {
     let (etcd, oxcd) = Server::start_pair(ServerOpts::default()).await;
     let mut generator = Generator::new(seed);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    // OXCD_GATEWAY_TRACE=1 prints every request and etcd's answer.
+    let trace = std::env::var_os("OXCD_GATEWAY_TRACE").is_some();
     for index in 0..ops {
         let req = generator.next_request();
         let send = |server: &Server| {
@@ -90,6 +93,9 @@ async fn random_requests_answer_as_etcd() {
             req.path,
             String::from_utf8_lossy(&req.body)
         );
+        if trace {
+            println!("{what} -> etcd {} {}", etcd_reply.status, etcd_reply.text());
+        }
         assert_same(&what, &etcd_reply, &oxcd_reply);
         *statuses.entry(etcd_reply.status).or_default() += 1;
     }

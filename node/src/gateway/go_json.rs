@@ -70,7 +70,11 @@ impl Json {
 
     /// The first value of `input`, as a `json.Decoder` reads it.
     pub fn parse_next(input: &[u8]) -> Result<Parsed, String> {
-        let mut reader = Reader { input, pos: 0 };
+        let mut reader = Reader {
+            input,
+            pos: 0,
+            eof_is_space: false,
+        };
         reader.skip_space();
         if reader.pos == input.len() {
             return Ok(Parsed::End);
@@ -84,7 +88,11 @@ impl Json {
 
     /// The whole of `input` as one value, as `json.Unmarshal` reads it.
     pub fn parse_all(input: &[u8]) -> Result<Json, String> {
-        let mut reader = Reader { input, pos: 0 };
+        let mut reader = Reader {
+            input,
+            pos: 0,
+            eof_is_space: true,
+        };
         let value = reader.skip_space_then(|r| r.value(0));
         let value = match value {
             Ok(value) => value,
@@ -125,6 +133,11 @@ fn ends_in_top_level_number(input: &[u8]) -> bool {
 struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
+    /// `json.Unmarshal`'s end of input: its scanner is fed one more space,
+    /// so a number, literal or escape cut short fails on `' '` (`invalid
+    /// character ' ' in exponent of numeric literal`); the decoder says
+    /// `unexpected EOF` whatever the state.
+    eof_is_space: bool,
 }
 
 fn is_space(c: u8) -> bool {
@@ -164,6 +177,16 @@ impl Reader<'_> {
 
     fn peek(&self) -> Result<u8, SyntaxError> {
         self.input.get(self.pos).copied().ok_or(SyntaxError::Eof)
+    }
+
+    /// [`Reader::peek`] inside a number, literal or escape, where Go's
+    /// `json.Unmarshal` sees its closing space.
+    fn peek_mid(&self) -> Result<u8, SyntaxError> {
+        match self.input.get(self.pos) {
+            Some(&c) => Ok(c),
+            None if self.eof_is_space => Ok(b' '),
+            None => Err(SyntaxError::Eof),
+        }
     }
 
     /// A value starting at the current byte (whitespace already skipped).
@@ -268,13 +291,13 @@ impl Reader<'_> {
             match c {
                 b'"' => return Ok(self.input[start..self.pos - 1].to_vec()),
                 b'\\' => {
-                    let e = self.peek()?;
+                    let e = self.peek_mid()?;
                     self.pos += 1;
                     match e {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                         b'u' => {
                             for _ in 0..4 {
-                                let h = self.peek()?;
+                                let h = self.peek_mid()?;
                                 if !h.is_ascii_hexdigit() {
                                     return Err(SyntaxError::Invalid(invalid(
                                         h,
@@ -302,7 +325,7 @@ impl Reader<'_> {
         let at_end = |r: &Self| r.pos == r.input.len();
         if self.input[self.pos] == b'-' {
             self.pos += 1;
-            let c = self.peek()?;
+            let c = self.peek_mid()?;
             if !c.is_ascii_digit() {
                 return Err(SyntaxError::Invalid(invalid(c, "in numeric literal")));
             }
@@ -316,7 +339,7 @@ impl Reader<'_> {
         }
         if !at_end(self) && self.input[self.pos] == b'.' {
             self.pos += 1;
-            let c = self.peek()?;
+            let c = self.peek_mid()?;
             if !c.is_ascii_digit() {
                 return Err(SyntaxError::Invalid(invalid(
                     c,
@@ -329,10 +352,10 @@ impl Reader<'_> {
         }
         if !at_end(self) && matches!(self.input[self.pos], b'e' | b'E') {
             self.pos += 1;
-            if matches!(self.peek()?, b'+' | b'-') {
+            if matches!(self.peek_mid()?, b'+' | b'-') {
                 self.pos += 1;
             }
-            let c = self.peek()?;
+            let c = self.peek_mid()?;
             if !c.is_ascii_digit() {
                 return Err(SyntaxError::Invalid(invalid(
                     c,
@@ -350,7 +373,7 @@ impl Reader<'_> {
     fn literal(&mut self, word: &'static [u8], value: Json) -> Result<Json, SyntaxError> {
         let name = std::str::from_utf8(word).unwrap_or_default();
         for (i, &expected) in word.iter().enumerate() {
-            let c = self.peek()?;
+            let c = self.peek_mid()?;
             if i > 0 && c != expected {
                 return Err(SyntaxError::Invalid(invalid(
                     c,
