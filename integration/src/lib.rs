@@ -57,10 +57,18 @@
 //!   etcdctl, every refusal with etcd's code and text;
 //! - `membership_etcdctl`: etcdctl's membership and `--cluster` endpoint
 //!   commands against an etcd cluster and an oxcd cluster grown the same way
-//!   ([`cluster_ctl`] normalises their output).
+//!   ([`cluster_ctl`] normalises their output);
+//! - `auth_etcdctl`: etcdctl's user, role and auth commands, and every
+//!   command as root, as permitted and refused users and without a user,
+//!   against both;
+//! - `auth_perm`: seeded random users, roles, permission ranges and
+//!   requests (KV, Txn, Watch, Lease, Maintenance, admin) made with tokens
+//!   from Authenticate, allowed and refused alike on both;
+//! - `auth_token`: simple-token expiry after `--auth-token-ttl`, JWT tokens
+//!   (signed, tampered, stale), a flood of failed Authenticate calls.
 //!
-//! Shared checks: [`acks`] keeps the acknowledged writes of the crash and
-//! failover tests; [`lin`] records concurrent histories, which
+//! Shared checks: [`auth`] carries tokens and enables auth; [`acks`] keeps
+//! the acknowledged writes of the crash and failover tests; [`lin`] records concurrent histories, which
 //! [`lin_verdict`] judges with the witness checker of [`lin_check`] and
 //! porcupine-rs; [`watch_check`] derives the events each watcher is due from
 //! the acknowledged writes and checks what it received; [`lease_check`]
@@ -68,6 +76,7 @@
 //! streams.
 
 pub mod acks;
+pub mod auth;
 pub mod binaries;
 pub mod cluster;
 pub mod cluster_ctl;
