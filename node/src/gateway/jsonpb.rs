@@ -15,16 +15,17 @@
 //! 4. a mismatch is reported with Go's text (`json: cannot unmarshal string
 //!    into Go value of type int64`, `unknown value "X" for enum ...`).
 //!
-//! Writing ([`write_message`]): proto field names, fields at their default
-//! value left out (a set message field is written, even empty), 64-bit
-//! integers as strings, `bytes` as padded base64, enums by name, strings
-//! escaped as Go's `encoding/json` escapes them (`<`, `>`, `&` too).
+//! Writing ([`write_message`]) is prost-reflect's serializer with jsonpb's
+//! options: proto field names, fields at their default value left out (a
+//! set message field is written, even empty), 64-bit integers as strings,
+//! `bytes` as padded base64, enums by name. Reading is written out here
+//! because etcd's answers to malformed JSON quote Go's decoder errors, which
+//! a client sees and the differential test compares.
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, SerializeOptions, Value,
 };
 
 use super::go_json::{Json, go_base64, go_quote, unescape};
@@ -235,87 +236,20 @@ fn go_type_name(full_name: &str, package: &str) -> String {
     }
 }
 
-/// Writes a message as jsonpb does with `OrigName: true`.
-pub fn write_message(out: &mut String, message: &DynamicMessage) {
-    out.push('{');
-    let mut first = true;
-    for field in message.descriptor().fields() {
-        if !message.has_field(&field) {
-            continue;
-        }
-        let value = message.get_field(&field);
-        if let Value::List(items) = value.as_ref()
-            && items.is_empty()
-        {
-            continue;
-        }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        write_string(out, field.name());
-        out.push(':');
-        write_value(out, &field.kind(), &value);
-    }
-    out.push('}');
-}
-
-fn write_value(out: &mut String, kind: &Kind, value: &Value) {
-    match value {
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::I32(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::U32(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::I64(n) => {
-            let _ = write!(out, "\"{n}\"");
-        }
-        Value::U64(n) => {
-            let _ = write!(out, "\"{n}\"");
-        }
-        Value::F32(n) => write_float(out, f64::from(*n)),
-        Value::F64(n) => write_float(out, *n),
-        Value::String(s) => write_string(out, s),
-        Value::Bytes(b) => {
-            out.push('"');
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
-            out.push('"');
-        }
-        Value::EnumNumber(n) => match kind {
-            Kind::Enum(desc) if let Some(v) = desc.get_value(*n) => write_string(out, v.name()),
-            _ => {
-                let _ = write!(out, "{n}");
-            }
-        },
-        Value::Message(m) => write_message(out, m),
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, kind, item);
-            }
-            out.push(']');
-        }
-        Value::Map(_) => out.push_str("{}"),
-    }
-}
-
-fn write_float(out: &mut String, n: f64) {
-    if n.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if n.is_infinite() {
-        out.push_str(if n > 0.0 {
-            "\"Infinity\""
-        } else {
-            "\"-Infinity\""
-        });
-    } else {
-        let _ = write!(out, "{n}");
-    }
+/// Writes a message as jsonpb does with `OrigName: true` and defaults
+/// left out, through prost-reflect's serializer: proto field names, 64-bit
+/// integers as strings, `bytes` as padded base64, enums by name, fields at
+/// their default value skipped (a set message field is written, even
+/// empty).
+pub fn write_message(message: &DynamicMessage) -> Result<String, serde_json::Error> {
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true)
+        .skip_default_fields(true);
+    let mut out = Vec::new();
+    message.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)?;
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8(out).unwrap_or_default())
 }
 
 /// A JSON string as Go's `encoding/json` writes it (HTML-safe).
@@ -460,8 +394,7 @@ mod tests {
             .expect("RangeResponse");
         let dynamic =
             DynamicMessage::decode(desc, response.encode_to_vec().as_slice()).expect("decodes");
-        let mut out = String::new();
-        write_message(&mut out, &dynamic);
+        let out = write_message(&dynamic).expect("serializes");
         assert_eq!(
             out,
             r#"{"header":{"cluster_id":"1","revision":"2"},"kvs":[{"key":"Zm9v","version":"1"}],"count":"1"}"#

@@ -220,9 +220,7 @@ impl Call {
     fn to_json(&self, message: &[u8]) -> Result<String, Status> {
         let message = DynamicMessage::decode(self.output.clone(), message)
             .map_err(|e| Status::internal(e.to_string()))?;
-        let mut text = String::new();
-        jsonpb::write_message(&mut text, &message);
-        Ok(text)
+        jsonpb::write_message(&message).map_err(|e| Status::internal(e.to_string()))
     }
 }
 
