@@ -411,6 +411,10 @@ impl<B: MvccBackend> MvccStore<B> {
             h.update(&member.to_be_bytes());
             h.update(&alarm.to_be_bytes());
         }
+        h.update(b"auth");
+        if let Some(auth) = reader.auth()? {
+            h.update(&auth);
+        }
         h.update(b"meta");
         let meta = reader.meta()?;
         for value in [
