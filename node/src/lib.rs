@@ -18,6 +18,7 @@ pub mod corruption;
 pub mod errors;
 pub mod grpc;
 pub mod handle;
+pub mod logging;
 pub mod membership;
 pub mod peer;
 pub mod tls;

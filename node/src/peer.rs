@@ -35,6 +35,7 @@ use std::sync::Arc;
 use actors::board::Board;
 
 use actors::raft::guard::{Refusal, RefusedMessages};
+use actors::transport::metrics::TransportMetrics;
 use actors::transport::RaftInbox;
 use actors::transport::wire;
 use proto::internal::peer_server::{Peer, PeerServer};
@@ -53,6 +54,8 @@ pub struct PeerService<R: RaftInbox> {
     refused: RefusedMessages,
     /// Where the member table is posted (for `Members`).
     board: Arc<Board>,
+    /// `etcd_network_peer_received_bytes_total`.
+    metrics: TransportMetrics,
 }
 
 impl<R: RaftInbox> PeerService<R> {
@@ -69,7 +72,14 @@ impl<R: RaftInbox> PeerService<R> {
             snap_dir,
             refused,
             board,
+            metrics: TransportMetrics::unregistered(),
         }
+    }
+
+    /// Counts received bytes in `metrics` (the member's transport metrics).
+    pub fn with_metrics(mut self, metrics: TransportMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Logs and counts bytes that are not a raft message.
@@ -116,10 +126,20 @@ impl<R: RaftInbox> Peer for PeerService<R> {
     ) -> Result<Response<StreamAck>, Status> {
         let remote = request.remote_addr();
         let mut batches = request.into_inner();
+        // The sender's byte counter, resolved at its first batch.
+        let mut received: Option<(u64, prometheus::IntCounter)> = None;
         while let Some(batch) = batches.message().await? {
             if batch.cluster_id != self.cluster_id {
                 return Err(self.mismatch(batch.cluster_id, remote));
             }
+            let counter = match &received {
+                Some((from, counter)) if *from == batch.from => counter,
+                _ => {
+                    let counter = self.metrics.received_from(batch.from);
+                    &received.insert((batch.from, counter)).1
+                }
+            };
+            counter.inc_by(proto::Message::encoded_len(&batch) as u64);
             if self.board.is_removed(batch.from) {
                 tracing::warn!(peer = %format!("{:x}", batch.from), "refused a removed member's messages");
                 return Err(Status::permission_denied(wire::MEMBER_REMOVED));
@@ -244,8 +264,9 @@ pub fn peer_service<R: RaftInbox>(
     snap_dir: SnapDir,
     refused: RefusedMessages,
     board: Arc<Board>,
+    metrics: TransportMetrics,
 ) -> PeerServer<PeerService<R>> {
-    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused, board))
+    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused, board).with_metrics(metrics))
         .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
         .max_encoding_message_size(usize::MAX)
 }
@@ -271,6 +292,7 @@ pub async fn serve_peer<R: RaftInbox>(
     refused: RefusedMessages,
     board: Arc<Board>,
     node: crate::handle::NodeHandle,
+    metrics: TransportMetrics,
 ) -> Result<(), tonic::transport::Error> {
     let limit = proto::codec::TRANSPORT_LIMIT;
     let lease = proto::etcdserverpb::lease_server::LeaseServer::new(
@@ -287,7 +309,9 @@ pub async fn serve_peer<R: RaftInbox>(
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
     let server = server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
+        .add_service(peer_service(
+            cluster_id, raft, snap_dir, refused, board, metrics,
+        ))
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance);
@@ -311,7 +335,14 @@ pub async fn serve_peer_with_listener<R: RaftInbox>(
     board: Arc<Board>,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
+        .add_service(peer_service(
+            cluster_id,
+            raft,
+            snap_dir,
+            refused,
+            board,
+            TransportMetrics::unregistered(),
+        ))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
 }

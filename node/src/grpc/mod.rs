@@ -1,7 +1,8 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
 //! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
 //! Maintenance, Lock, Election, health), `/metrics`, `/health` and
-//! `/version` over HTTP/1.1 on the same port.
+//! `/version` over HTTP/1.1 on the same port. Every gRPC call is counted
+//! by [`metrics::GrpcMetrics`] (grpc-go-prometheus's series).
 
 pub mod auth;
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod metrics;
 pub mod watch;
 
 use crate::tls::Listener;
@@ -39,6 +41,7 @@ pub async fn serve_client(
     node: NodeHandle,
     max_request_bytes: usize,
     registry: prometheus::Registry,
+    grpc_metrics: metrics::GrpcMetrics,
 ) -> Result<(), tonic::transport::Error> {
     // The codec answers oversized messages with etcd's text; tonic's own
     // limit sits far above it.
@@ -82,7 +85,10 @@ pub async fn serve_client(
         .add_service(maintenance)
         .add_service(health_service);
     let gate = LearnerGateLayer { node: node.clone() };
+    // Innermost: calls the learner gate refuses are not counted, as etcd's
+    // prometheus interceptor runs after its learner check.
     let router = http::routes(grpc.into_axum_router(), node, registry)
+        .layer(grpc_metrics)
         .layer(UnknownPathsLayer)
         .layer(gate);
     let server = tonic::transport::Server::builder()
