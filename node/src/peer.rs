@@ -35,8 +35,8 @@ use std::sync::Arc;
 use actors::board::Board;
 
 use actors::raft::guard::{Refusal, RefusedMessages};
-use actors::transport::metrics::TransportMetrics;
 use actors::transport::RaftInbox;
+use actors::transport::metrics::TransportMetrics;
 use actors::transport::wire;
 use proto::internal::peer_server::{Peer, PeerServer};
 use proto::internal::{
@@ -266,9 +266,11 @@ pub fn peer_service<R: RaftInbox>(
     board: Arc<Board>,
     metrics: TransportMetrics,
 ) -> PeerServer<PeerService<R>> {
-    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused, board).with_metrics(metrics))
-        .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
-        .max_encoding_message_size(usize::MAX)
+    PeerServer::new(
+        PeerService::new(cluster_id, raft, snap_dir, refused, board).with_metrics(metrics),
+    )
+    .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
+    .max_encoding_message_size(usize::MAX)
 }
 
 fn server() -> tonic::transport::Server {

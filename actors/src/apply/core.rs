@@ -75,10 +75,8 @@ impl SizeGauges {
             "etcd_mvcc_db_total_size_in_use_in_bytes",
             "Total size of the underlying database logically in use in bytes.",
         )?;
-        let keys = prometheus::IntGauge::new(
-            "etcd_debugging_mvcc_keys_total",
-            "Total number of keys.",
-        )?;
+        let keys =
+            prometheus::IntGauge::new("etcd_debugging_mvcc_keys_total", "Total number of keys.")?;
         registry.register(Box::new(total.clone()))?;
         registry.register(Box::new(in_use.clone()))?;
         registry.register(Box::new(keys.clone()))?;

@@ -162,9 +162,7 @@ async fn probe_round_trips(channel: Channel, metrics: LinkMetrics) {
         let start = Instant::now();
         let call = client.members(proto::internal::MembersRequest {});
         if let Ok(Ok(_)) = timeout(PROBE_INTERVAL, call).await {
-            metrics
-                .round_trip
-                .observe(start.elapsed().as_secs_f64());
+            metrics.round_trip.observe(start.elapsed().as_secs_f64());
         }
     }
 }
@@ -287,7 +285,8 @@ pub(crate) async fn run_link(
                     }
                     let up = Instant::now();
                     match stream_batches(channel, &mut batches, &reporter, &config, &spec.metrics)
-                        .await {
+                        .await
+                    {
                         End::Stop => return,
                         End::Removed => {
                             reporter.report(LinkReport::Removed).await;

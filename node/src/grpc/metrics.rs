@@ -195,9 +195,8 @@ impl GrpcMetrics {
                 let values = [kind, service, method];
                 let series = MethodSeries {
                     started: started.with_label_values(&values),
-                    handled: CODES.map(|code| {
-                        handled.with_label_values(&[kind, service, method, code])
-                    }),
+                    handled: CODES
+                        .map(|code| handled.with_label_values(&[kind, service, method, code])),
                     seconds: seconds.as_ref().map(|s| s.with_label_values(&values)),
                 };
                 methods.insert(format!("/{service}/{method}"), Arc::new(series));
@@ -241,14 +240,18 @@ where
 
     /// Step 2.
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = self.metrics.methods.get(request.uri().path()).map(|series| {
-            series.started.inc();
-            Finish {
-                start: series.seconds.as_ref().map(|_| Instant::now()),
-                series: Arc::clone(series),
-                code: CANCELED,
-            }
-        });
+        let call = self
+            .metrics
+            .methods
+            .get(request.uri().path())
+            .map(|series| {
+                series.started.inc();
+                Finish {
+                    start: series.seconds.as_ref().map(|_| Instant::now()),
+                    series: Arc::clone(series),
+                    code: CANCELED,
+                }
+            });
         MeteredFuture {
             inner: self.inner.call(request),
             call,
@@ -390,7 +393,9 @@ mod tests {
             })
             .expect("Range's OK series");
         assert_eq!(ok_range.get_counter().get_value(), 1.0);
-        let watch = STREAMING.iter().find(|(s, m, _)| *s == "etcdserverpb.Watch" && *m == "Watch");
+        let watch = STREAMING
+            .iter()
+            .find(|(s, m, _)| *s == "etcdserverpb.Watch" && *m == "Watch");
         assert_eq!(watch.map(|w| w.2), Some("bidi_stream"));
     }
 
