@@ -297,8 +297,8 @@ async fn check(kind: Kind) {
     let peers = cluster.size() - 1;
     let leader = cluster.leader().await.expect("a leader");
     let mut leaders = 0.0;
-    for i in 0..cluster.size() {
-        for addr in [cluster.client_addr(i), metrics_addrs[i].clone()] {
+    for (i, metrics_addr) in metrics_addrs.iter().enumerate() {
+        for addr in [cluster.client_addr(i), metrics_addr.clone()] {
             let at = format!("{name} member {i} at {addr}");
             // Gauges refresh on their own clocks (oxcd: every raft tick,
             // etcd: on apply), the round-trip probe runs every few seconds.
@@ -312,7 +312,7 @@ async fn check(kind: Kind) {
                     }
             })
             .await;
-            if addr == metrics_addrs[i] {
+            if addr == *metrics_addr {
                 leaders += scrape.value("etcd_server_is_leader", &[]);
             }
             assert!(
@@ -364,7 +364,7 @@ async fn check(kind: Kind) {
                 check_grpc(&scrape, &at);
             }
         }
-        let (status, body) = get(&metrics_addrs[i], "/health").await;
+        let (status, body) = get(metrics_addr, "/health").await;
         assert_eq!(
             (status, body.trim()),
             (200, r#"{"health":"true"}"#),

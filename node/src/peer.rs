@@ -258,19 +258,10 @@ impl<R: RaftInbox> Peer for PeerService<R> {
 }
 
 /// The `Peer` service with decode limits set for peer traffic.
-pub fn peer_service<R: RaftInbox>(
-    cluster_id: u64,
-    raft: R,
-    snap_dir: SnapDir,
-    refused: RefusedMessages,
-    board: Arc<Board>,
-    metrics: TransportMetrics,
-) -> PeerServer<PeerService<R>> {
-    PeerServer::new(
-        PeerService::new(cluster_id, raft, snap_dir, refused, board).with_metrics(metrics),
-    )
-    .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
-    .max_encoding_message_size(usize::MAX)
+pub fn peer_service<R: RaftInbox>(service: PeerService<R>) -> PeerServer<PeerService<R>> {
+    PeerServer::new(service)
+        .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
+        .max_encoding_message_size(usize::MAX)
 }
 
 fn server() -> tonic::transport::Server {
@@ -280,21 +271,16 @@ fn server() -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(wire::KEEPALIVE_TIMEOUT))
 }
 
-/// Serves the `Peer` service on `addr` until the process stops. `raft` is
-/// the raft actor's mailbox in a member. The etcd `Lease`, `Cluster` and
+/// Serves the `Peer` service on `addr` until the process stops (its raft
+/// inbox is the raft actor's mailbox in a member). The etcd `Lease`, `Cluster` and
 /// `Maintenance` services are served there too, for what other members ask
 /// over the peer port in etcd (keep-alives, time-to-live and learner
 /// promotion forwarded to the leader; HashKV for the corruption checks),
 /// under the peer port's TLS.
 pub async fn serve_peer<R: RaftInbox>(
     listener: crate::tls::Listener,
-    cluster_id: u64,
-    raft: R,
-    snap_dir: SnapDir,
-    refused: RefusedMessages,
-    board: Arc<Board>,
+    peer: PeerService<R>,
     node: crate::handle::NodeHandle,
-    metrics: TransportMetrics,
 ) -> Result<(), tonic::transport::Error> {
     let limit = proto::codec::TRANSPORT_LIMIT;
     let lease = proto::etcdserverpb::lease_server::LeaseServer::new(
@@ -311,9 +297,7 @@ pub async fn serve_peer<R: RaftInbox>(
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
     let server = server()
-        .add_service(peer_service(
-            cluster_id, raft, snap_dir, refused, board, metrics,
-        ))
+        .add_service(peer_service(peer))
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance);
@@ -337,14 +321,9 @@ pub async fn serve_peer_with_listener<R: RaftInbox>(
     board: Arc<Board>,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(
-            cluster_id,
-            raft,
-            snap_dir,
-            refused,
-            board,
-            TransportMetrics::unregistered(),
-        ))
+        .add_service(peer_service(PeerService::new(
+            cluster_id, raft, snap_dir, refused, board,
+        )))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
 }

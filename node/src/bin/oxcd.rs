@@ -169,16 +169,19 @@ fn main() {
         }
         let mut servers = Vec::new();
         for listener in peer_listeners {
-            let raft = member.raft.clone();
-            let snap_dir = member.snap_dir.clone();
-            let cluster_id = member.identity.cluster_id;
-            let refused = member.refused.clone();
-            let board = member.board.clone();
-            let handle = member.handle.clone();
-            let metrics = member.transport_metrics.clone();
+            let peer = node::peer::PeerService::new(
+                member.identity.cluster_id,
+                member.raft.clone(),
+                member.snap_dir.clone(),
+                member.refused.clone(),
+                member.board.clone(),
+            )
+            .with_metrics(member.transport_metrics.clone());
             log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
-                listener, cluster_id, raft, snap_dir, refused, board, handle, metrics,
+                listener,
+                peer,
+                member.handle.clone(),
             )));
         }
         // Before any client is served (the peer port is up: the others ask
