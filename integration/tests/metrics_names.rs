@@ -11,8 +11,10 @@
 //!    `etcd_server_proposals_pending` and `_failed_total`;
 //!    `etcd_debugging_mvcc_keys_total` equal to the live key count; peer
 //!    round-trip histograms with observations and peer byte counters that
-//!    moved; and on member 0, grpc-go-prometheus's series for the calls of
-//!    step 2 (started, handled by code, handling time).
+//!    moved; no proposal pending once the writes are applied; and on
+//!    member 0, grpc-go-prometheus's series for the calls of step 2
+//!    (started, handled by code, handling time; the watch stream counted
+//!    once it ended).
 //! 4. `/health` answers on the metrics listener.
 //!
 //! The same checks run against etcd, which validates them. A second test
@@ -305,6 +307,7 @@ async fn check(kind: Kind) {
             let scrape = scrape_until(&addr, "keys, leader and round trips", |s| {
                 s.sum("etcd_debugging_mvcc_keys_total", &[]) == live as f64
                     && s.sum("etcd_server_has_leader", &[]) == 1.0
+                    && s.sum("etcd_server_proposals_pending", &[]) == 0.0
                     && {
                         let rtt =
                             s.histogram_counts("etcd_network_peer_round_trip_time_seconds", &[]);
@@ -372,6 +375,28 @@ async fn check(kind: Kind) {
         );
     }
     assert_eq!(leaders, 1.0, "{name}: etcd_server_is_leader sums to 1");
+
+    // The watch stream the client closed is counted once it ended, with
+    // the code grpc-go gives a stream its client cancelled.
+    let watch = [
+        ("grpc_service", "etcdserverpb.Watch"),
+        ("grpc_method", "Watch"),
+    ];
+    let ended = scrape_until(&cluster.client_addr(0), "the watch stream's end", |s| {
+        s.sum("grpc_server_handled_total", &watch) >= 1.0
+    })
+    .await;
+    let codes: Vec<String> = ended
+        .find("grpc_server_handled_total", &watch)
+        .iter()
+        .filter(|s| matches!(s.value, Value::Counter(v) if v > 0.0))
+        .map(|s| s.labels.get("grpc_code").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        codes,
+        ["Canceled"],
+        "{name}: the closed watch stream's code"
+    );
 }
 
 /// grpc-go-prometheus's series for the calls of [`serve_calls`].
