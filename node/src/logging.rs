@@ -9,7 +9,8 @@
 //! 3. `--log-format` picks the line format: `text` is tracing's (colored on
 //!    a terminal); `json` is one object per line with zap's field names
 //!    where they map ([`EtcdJson`]).
-//! 4. `--log-level` (or `RUST_LOG`, which wins) filters events.
+//! 4. `--log-level` (or `RUST_LOG`, which wins) filters events; a level
+//!    zap does not know is refused, as etcd refuses it.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -27,7 +28,11 @@ pub enum LoggingError {
     /// etcd's text for a `--logger` it does not know.
     #[error("unknown logger option {0:?}")]
     UnknownLogger(String),
-    #[error("cannot open log output {path}: {source}")]
+    /// etcd 3.5's text (it panics with it) for a `--log-level` zap lacks.
+    #[error("unrecognized level: {0:?}")]
+    UnknownLevel(String),
+    /// etcd's text for an output it cannot open.
+    #[error("couldn't open sink {path:?}: {source}")]
     Open {
         path: String,
         source: std::io::Error,
@@ -135,6 +140,10 @@ pub fn init(config: &Config) -> Result<Option<String>, LoggingError> {
         ),
         other => return Err(LoggingError::UnknownLogger(other.to_string())),
     };
+    let levels = ["debug", "info", "warn", "error", "panic", "fatal"];
+    if !levels.contains(&config.log_level.as_str()) {
+        return Err(LoggingError::UnknownLevel(config.log_level.clone()));
+    }
     let outputs = Outputs::open(&config.log_outputs)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter()));
@@ -326,5 +335,8 @@ mod tests {
         let config = Config::parse_from(["oxcd", "--logger=foo"]);
         let err = init(&config).unwrap_err();
         assert_eq!(err.to_string(), "unknown logger option \"foo\"");
+        let config = Config::parse_from(["oxcd", "--log-level=loud"]);
+        let err = init(&config).unwrap_err();
+        assert_eq!(err.to_string(), "unrecognized level: \"loud\"");
     }
 }
