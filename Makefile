@@ -20,7 +20,10 @@
 #               2380/12380/22380), data and logs under cluster/
 
 CARGO ?= cargo
-APT_PACKAGES := etcd-server etcd-client curl
+APT_PACKAGES := etcd-server etcd-client curl python3-venv
+# etcd3gw (OpenStack's client of etcd's JSON gateway), for the gateway test.
+ETCD3GW_VENV := .cache/etcd3gw
+ETCD3GW_VERSION := 2.7.0
 
 .PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-auth bench-scale bench-snapshot cluster status cluster-stop
 
@@ -32,15 +35,22 @@ run: build
 
 # Debian's etcd 3.4 and etcdctl are the reference the integration tests
 # compare against (curl fetches /health over HTTPS in the TLS test); install
-# them only when missing.
+# them only when missing. The gateway test runs etcd3gw from a venv under
+# .cache/ (Debian's pip refuses global installs; venv needs python3-venv).
 test-deps:
-	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v curl >/dev/null; then \
+	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v curl >/dev/null \
+		|| ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 	@etcd --version | head -1
 	@ETCDCTL_API=3 etcdctl version | head -1
+	@if ! $(ETCD3GW_VENV)/bin/python -c 'import etcd3gw' 2>/dev/null; then \
+		rm -rf $(ETCD3GW_VENV) && python3 -m venv $(ETCD3GW_VENV) && \
+		$(ETCD3GW_VENV)/bin/pip install --quiet --disable-pip-version-check etcd3gw==$(ETCD3GW_VERSION); \
+	fi
+	@$(ETCD3GW_VENV)/bin/python -c 'import etcd3gw, importlib.metadata as m; print("etcd3gw", m.version("etcd3gw"))'
 
 test: test-deps build
 	$(CARGO) test --workspace

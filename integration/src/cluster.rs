@@ -661,7 +661,7 @@ impl Cluster {
                 key: b"health".to_vec(),
                 ..Default::default()
             };
-            served(bounded(KvClient::new(channel).range(range)).await)
+            crate::server::served(bounded(KvClient::new(channel).range(range)).await)
                 .map_err(|e| format!("{}: linearizable range: {e}", self.members[i].name))?;
         }
         Ok(())
@@ -778,17 +778,6 @@ async fn bounded_connect(
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(format!("connect: {e}")),
         Err(_) => Err(format!("connect timed out after {PROBE_TIMEOUT:?}")),
-    }
-}
-
-/// A probe read counts as served when it succeeded, or when auth is on and
-/// it was refused for want of a user: the refusal comes after the read's
-/// linearizable barrier, on etcd as on oxcd.
-pub(crate) fn served<T>(read: Result<T, String>) -> Result<(), String> {
-    match read {
-        Ok(_) => Ok(()),
-        Err(e) if e == "InvalidArgument: etcdserver: user name is empty" => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -30,6 +30,9 @@
 //! - `bad_input`: oversized, malformed and unknown requests answered as etcd
 //!   does;
 //! - `http`: `/health`, `/version` and `/metrics` against etcd's;
+//! - `gateway`: the JSON gateway (`/v3/*`) against etcd's: seeded random
+//!   requests, valid and broken ([`json_gateway`]), a watch over HTTP, bad
+//!   input, and OpenStack's etcd3gw client run against both;
 //! - `maintenance`: snapshot save, defrag, move-leader (one member and
 //!   three), `oxcdctl snapshot restore`;
 //! - `quota`: `--quota-backend-bytes`, the NOSPACE alarm and disarming;
@@ -79,6 +82,7 @@ pub mod cluster;
 pub mod cluster_ctl;
 pub mod error;
 pub mod etcdctl;
+pub mod json_gateway;
 pub mod kv_ops;
 pub mod lease_check;
 pub mod lin;

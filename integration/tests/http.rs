@@ -253,9 +253,9 @@ async fn health_and_version_answer_as_etcd_does() {
     println!("/version: oxcd {actual}, etcd {expected}");
 }
 
-/// A path neither serves gets Go's `404 page not found` from both; a JSON
-/// gateway path, which oxcd does not serve yet, is a 404 too (never an empty
-/// 200 that a JSON client would fail to parse).
+/// A path neither serves gets Go's `404 page not found` from both; an
+/// unknown path under the JSON gateway's `/v3/` gets grpc-gateway's `404
+/// Not Found` from both (the gateway itself is `tests/gateway.rs`'s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_get_404_as_in_etcd() {
     let (reference, candidate) = Server::start_pair(ServerOpts::default()).await;
@@ -276,8 +276,16 @@ async fn unknown_paths_get_404_as_in_etcd() {
             "{method} {path}"
         );
     }
-    let gateway = send(&oxcd, "POST", "/v3beta/lease/grant").await;
-    assert_eq!(gateway.status, 404, "{gateway:?}");
+    let (expected, actual) = (
+        send(&etcd, "POST", "/v3beta/no/such/rpc").await,
+        send(&oxcd, "POST", "/v3beta/no/such/rpc").await,
+    );
+    assert_eq!(expected.status, 404, "etcd: {expected:?}");
+    assert_eq!(
+        (actual.status, actual.body.as_str()),
+        (expected.status, expected.body.as_str()),
+        "an unknown gateway path"
+    );
     let health = get(&oxcd, "/health").await;
     assert_eq!(health.status, 200, "served paths still answer: {health:?}");
 }

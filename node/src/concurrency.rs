@@ -12,6 +12,11 @@
 //!    read, and its deletion watched for, from the revision of that read.
 //! 4. A waiting request whose client goes away removes its key, as etcd's
 //!    does.
+//! 5. A request naming no lease gets one of its own ([`session_lease`]):
+//!    etcd's servers open a `concurrency` session for every Lock, Campaign,
+//!    Proclaim and Resign, which grants a lease of [`SESSION_TTL`] seconds
+//!    when the request names none, and orphan it at once (nobody keeps it
+//!    alive), so such a lock or leadership ends a minute later.
 
 use actors::messages::{CloseStream, CreateWatch, OpenStream, ReadRequest, ReadResponse};
 use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -29,6 +34,31 @@ use storage::mvcc::ApplyResponse;
 use tokio::sync::mpsc;
 
 use crate::handle::NodeHandle;
+
+/// The TTL of the lease etcd's `concurrency.NewSession` grants
+/// (`defaultSessionTTL`).
+pub const SESSION_TTL: i64 = 60;
+
+/// The lease a Lock or Campaign runs on: the caller's, or (lease 0) a new
+/// one of [`SESSION_TTL`] seconds that no one keeps alive, as etcd's servers
+/// grant it through an orphaned session.
+pub async fn session_lease(node: &NodeHandle, lease: i64) -> Result<i64, EtcdError> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    let grant = proto::etcdserverpb::LeaseGrantRequest {
+        ttl: SESSION_TTL.max(node.limits.min_lease_ttl),
+        id: node.next_lease_id(),
+    };
+    node.check_quota(crate::handle::LEASE_OVERHEAD).await?;
+    match node.write(Replicated::LeaseGrant(grant)).await? {
+        ApplyResponse::LeaseGrant(granted) if !granted.error.is_empty() => {
+            Err(EtcdError::Backend(granted.error))
+        }
+        ApplyResponse::LeaseGrant(granted) => Ok(granted.id),
+        _ => Err(EtcdError::Stopped),
+    }
+}
 
 /// `<name>/`: the prefix every contender's key lives under.
 pub fn prefix(name: &[u8]) -> Vec<u8> {

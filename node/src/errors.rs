@@ -66,6 +66,16 @@ pub fn maintenance_auth_status(e: &EtcdError) -> Status {
     }
 }
 
+/// The gRPC status etcd 3.4's Lock and Election services send for `e`.
+/// They reach the store through etcd's in-process client, whose
+/// `rpctypes.Error` turns every server error it knows into a plain Go error;
+/// grpc-go sends a plain error as `Unknown` with its text. So a Lock on a
+/// missing lease is `Unknown "etcdserver: requested lease not found"`, not
+/// `NotFound`.
+pub fn to_status_via_client(e: &EtcdError) -> Status {
+    Status::new(Code::Unknown, e.to_string())
+}
+
 /// A response from the apply path that does not fit the request: a bug.
 pub fn mismatched_response() -> Status {
     Status::internal("oxcd: response does not match the request")
@@ -319,6 +329,16 @@ mod tests {
             missing.is_empty(),
             "variants without a row, by position: {missing:?}"
         );
+    }
+
+    #[test]
+    fn lock_and_election_errors_go_out_as_unknown() {
+        let s = to_status_via_client(&EtcdError::LeaseNotFound);
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+        let s = to_status_via_client(&EtcdError::EmptyKey);
+        assert_eq!(s.code(), Code::Unknown);
+        assert_eq!(s.message(), "etcdserver: key is not provided");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! 6. [`concurrency`]: locks and elections on the KV store (the Lock and
 //!    Election services' recipes).
 //! 7. [`errors`]: the single mapping from errors to `tonic::Status`.
+//! 8. [`gateway`]: etcd's JSON gateway (`/v3/*`), calling the gRPC
+//!    services in process.
 
 pub mod auth;
 pub mod bootstrap;
@@ -16,6 +18,7 @@ pub mod concurrency;
 pub mod config;
 pub mod corruption;
 pub mod errors;
+pub mod gateway;
 pub mod grpc;
 pub mod handle;
 pub mod logging;

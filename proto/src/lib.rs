@@ -40,5 +40,10 @@ pub mod internal {
     tonic::include_proto!("oxcdinternal");
 }
 
+/// The compiled `FileDescriptorSet` of every proto above (written by
+/// `build.rs`): the JSON gateway reads message shapes from it.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/oxcd_descriptor.bin"));
+
 pub use prost;
 pub use prost::Message;

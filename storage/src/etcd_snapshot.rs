@@ -111,7 +111,9 @@ fn member_json(m: &Member) -> Vec<u8> {
 /// The `auth`, `authRoles` and `authUsers` buckets (written in name order,
 /// as the stream writer wants them).
 fn export_auth(reader: &dyn BackendReader, out: &mut BoltStreamWriter) -> Result<(), StorageError> {
-    let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())?.to_state();
+    let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())
+        .map_err(|e| StorageError::Corrupt(format!("auth state: {e}")))?
+        .to_state();
     {
         let mut bucket = out.bucket(b"auth")?;
         bucket.put(b"authEnabled", &[u8::from(auth.enabled)])?;

@@ -16,15 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use proto::etcdserverpb::AuthenticateRequest;
-use proto::etcdserverpb::auth_client::AuthClient;
 use proto::etcdserverpb::kv_client::KvClient;
 use tokio::task::JoinSet;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::CtlError;
+use super::client::{Kv, Token, authenticate, status_message};
 use super::report::Stats;
 use super::workload::Plan;
 
@@ -44,47 +41,6 @@ fn endpoint_uri(endpoint: &str) -> Result<String, CtlError> {
     } else {
         Ok(format!("http://{ep}"))
     }
-}
-
-/// A KV client that sends the run's auth token, if it has one.
-pub type Kv = KvClient<InterceptedService<Channel, Token>>;
-
-/// Adds the `token` metadata to every request (nothing without a user).
-#[derive(Debug, Clone, Default)]
-pub struct Token(Option<tonic::metadata::AsciiMetadataValue>);
-
-impl Interceptor for Token {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request.metadata_mut().insert("token", token.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// Authenticates `user` (`name:password`) over `channel`: the token to send.
-async fn authenticate(channel: Channel, user: &str) -> Result<Token, CtlError> {
-    let (name, password) = user
-        .split_once(':')
-        .ok_or_else(|| CtlError::InvalidArgument(format!("--user {user}: want name:password")))?;
-    let response = AuthClient::new(channel)
-        .authenticate(AuthenticateRequest {
-            name: name.to_owned(),
-            password: password.to_owned(),
-        })
-        .await
-        .map_err(|s| {
-            CtlError::InvalidArgument(format!("authenticate {name}: {}", status_message(&s)))
-        })?;
-    let token = response
-        .into_inner()
-        .token
-        .parse()
-        .map_err(|_| CtlError::InvalidArgument("the server's token is not ASCII".to_owned()))?;
-    Ok(Token(Some(token)))
 }
 
 /// Opens `conns` KV clients, connection `j` to `endpoints[j % len]`; with
@@ -135,15 +91,6 @@ pub async fn channels(
         channels.push(channel);
     }
     Ok(channels)
-}
-
-/// The message a failed request is counted under, in grpc-go's wording.
-fn status_message(status: &tonic::Status) -> String {
-    format!(
-        "rpc error: code = {:?} desc = {}",
-        status.code(),
-        status.message()
-    )
 }
 
 /// What one worker measured.

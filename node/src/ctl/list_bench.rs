@@ -120,7 +120,7 @@ struct ListerOutcome {
 
 /// Steps 2 to 4: one lister's share of the lists.
 async fn lister(
-    clients: Arc<[driver::Kv]>,
+    clients: Arc<[super::client::Kv]>,
     args: Arc<ListArgs>,
     next: Arc<AtomicU64>,
     timeout: Duration,
@@ -261,9 +261,10 @@ pub async fn run(options: RunOptions, args: ListArgs) -> Result<(), CtlError> {
         args.total_lists,
         endpoints.join(",")
     );
-    let kv: Arc<[driver::Kv]> = driver::connect(&endpoints, conns, dial_timeout, user.as_deref())
-        .await?
-        .into();
+    let kv: Arc<[super::client::Kv]> =
+        driver::connect(&endpoints, conns, dial_timeout, user.as_deref())
+            .await?
+            .into();
     let args = Arc::new(args);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

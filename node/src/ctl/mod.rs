@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod bench_args;
+pub mod client;
 pub mod driver;
 pub mod lease_bench;
 pub mod list_bench;

@@ -35,7 +35,7 @@ pub enum Op {
 
 impl Op {
     /// Sends the request and discards the response.
-    pub async fn send(self, kv: &mut super::driver::Kv) -> Result<(), tonic::Status> {
+    pub async fn send(self, kv: &mut super::client::Kv) -> Result<(), tonic::Status> {
         match self {
             Op::Put(r) => kv.put(r).await.map(drop),
             Op::Range(r) => kv.range(r).await.map(drop),

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{self, Abandon, InternalWatch};
-use crate::errors::to_status;
+use crate::errors::{to_status, to_status_via_client};
 use crate::handle::NodeHandle;
 
 /// The Election service.
@@ -47,13 +47,15 @@ impl ElectionService {
 
     /// The node acting as the caller (its auth token).
     async fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<NodeHandle, Status> {
-        let who = self.node.who(metadata).await.map_err(status)?;
+        let who = self.node.who(metadata).await.map_err(|e| to_status(&e))?;
         Ok(self.node.acting_as(who))
     }
 }
 
+/// etcd's answer for an error of the election recipe: `Unknown` with etcd's
+/// text ([`crate::errors::to_status_via_client`]).
 fn status(e: EtcdError) -> Status {
-    to_status(&e)
+    to_status_via_client(&e)
 }
 
 /// Step 4: sends the leader and its changes to `tx` until the client goes.
@@ -134,21 +136,24 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let node = &self.caller(request.metadata()).await?;
         let req = request.into_inner();
+        let lease = concurrency::session_lease(node, req.lease)
+            .await
+            .map_err(status)?;
         let prefix = concurrency::prefix(&req.name);
-        let key = concurrency::contender_key(&prefix, req.lease);
-        let (rev, mut header, existing) =
-            concurrency::create_contender(node, &key, &req.value, req.lease)
-                .await
-                .map_err(status)?;
+        let key = concurrency::contender_key(&prefix, lease);
+        // The answer's header is the creating txn's, even when the value is
+        // then proclaimed (etcd's `Campaign` keeps `resp.Header`).
+        let (rev, header, existing) = concurrency::create_contender(node, &key, &req.value, lease)
+            .await
+            .map_err(status)?;
         let abandon = Abandon::new(node, &key, rev);
         if existing.is_some_and(|v| v != req.value) {
-            let (still, h) = concurrency::put_if_created_at(node, &key, rev, &req.value, req.lease)
+            let (still, _) = concurrency::put_if_created_at(node, &key, rev, &req.value, lease)
                 .await
                 .map_err(status)?;
             if !still {
                 return Err(status(EtcdError::ElectionNotLeader));
             }
-            header = h;
         }
         concurrency::wait_deletes(node, &prefix, rev - 1)
             .await
@@ -160,7 +165,7 @@ impl Election for ElectionService {
                 name: req.name,
                 key,
                 rev,
-                lease: req.lease,
+                lease,
             }),
         }))
     }
@@ -174,15 +179,19 @@ impl Election for ElectionService {
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
-        let (still, header) = concurrency::put_if_created_at(
-            &node,
-            &leader.key,
-            leader.rev,
-            &req.value,
-            leader.lease,
-        )
-        .await
-        .map_err(status)?;
+        // etcd opens a session on the leader's lease first (a new one when
+        // it names none) and proclaims with that session's lease.
+        let lease = concurrency::session_lease(&node, leader.lease)
+            .await
+            .map_err(status)?;
+        // etcd's txn on the leader key refuses an empty key.
+        if leader.key.is_empty() {
+            return Err(status(EtcdError::EmptyKey));
+        }
+        let (still, header) =
+            concurrency::put_if_created_at(&node, &leader.key, leader.rev, &req.value, lease)
+                .await
+                .map_err(status)?;
         if !still {
             return Err(status(EtcdError::ElectionNotLeader));
         }
@@ -237,6 +246,14 @@ impl Election for ElectionService {
         let leader = req
             .leader
             .ok_or_else(|| status(EtcdError::MissingLeaderKey))?;
+        // etcd opens a session here too: a leader key naming no lease gets
+        // one granted, unused.
+        concurrency::session_lease(&node, leader.lease)
+            .await
+            .map_err(status)?;
+        if leader.key.is_empty() {
+            return Err(status(EtcdError::EmptyKey));
+        }
         let header: ResponseHeader =
             concurrency::delete_if_created_at(&node, &leader.key, leader.rev)
                 .await

@@ -1,8 +1,9 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
 //! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
 //! Maintenance, Lock, Election, health), `/metrics`, `/health` and
-//! `/version` over HTTP/1.1 on the same port. Every gRPC call is counted
-//! by [`metrics::GrpcMetrics`] (grpc-go-prometheus's series).
+//! `/version` over HTTP/1.1 on the same port, and etcd's JSON gateway
+//! (`/v3/*`, [`crate::gateway`]) in front of them all. Every gRPC call is
+//! counted by [`metrics::GrpcMetrics`] (grpc-go-prometheus's series).
 
 pub mod auth;
 pub mod cluster;
@@ -91,6 +92,7 @@ pub async fn serve_client(
         .layer(grpc_metrics)
         .layer(UnknownPathsLayer)
         .layer(gate);
+    let router = crate::gateway::serve_on(router, max_grpc_message(max_request_bytes));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(router));

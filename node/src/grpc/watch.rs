@@ -13,8 +13,12 @@
 //! 4. Before a create reaches the hub, the stream's token must allow reading
 //!    the watched range (etcd's `isWatchPermitted`); a refused create is
 //!    answered here, created and canceled at once with etcd's reason.
-//! 5. When the client's side ends (or fails), the hub drops the stream's
-//!    watchers (`CloseStream`).
+//! 5. When the client's stream fails (a cancel, a lost connection), the hub
+//!    drops the stream's watchers (`CloseStream`). A clean end of the
+//!    client's side (a half-close) is not the end of the watch: as etcd's
+//!    `recvLoop` returns nil on EOF and the stream lives until its context
+//!    ends, the watchers stay until the response stream is dropped (the JSON
+//!    gateway's `curl -d '{"create_request":...}'` relies on it).
 
 use std::pin::Pin;
 
@@ -106,17 +110,22 @@ impl Permission {
 }
 
 /// Forwards the client's requests to the hub until the client's side ends,
-/// then closes the stream there.
+/// then closes the stream there (after a half-close, once the responses
+/// are no longer read: `responses_gone` resolves when they are dropped).
 async fn forward_requests(
     watch: WatchHandle,
     stream: u64,
     mut requests: Streaming<WatchRequest>,
     permission: Permission,
+    responses_gone: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
         let request = match requests.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => break,
+            Ok(None) => {
+                let _ = responses_gone.await;
+                break;
+            }
             Err(status) => {
                 tracing::debug!(stream, %status, "watch stream ended by its client");
                 break;
@@ -183,14 +192,18 @@ impl Watch for WatchService {
             .map_err(|_| to_status(&EtcdError::TooManyRequests))?
             .await
             .map_err(|_| to_status(&EtcdError::Stopped))?;
+        // Dropped with the response stream.
+        let (alive, responses_gone) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(forward_requests(
             watch.clone(),
             stream,
             request.into_inner(),
             permission,
+            responses_gone,
         ));
         let pending = watch.pending_events;
         let responses = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |response| {
+            let _alive = &alive;
             pending.sub(response.events.len() as i64);
             Ok(response)
         });

@@ -33,8 +33,6 @@ use proto::internal::AuthState;
 
 pub use perms::UserPerms;
 
-use crate::error::StorageError;
-
 /// The user and role etcd treats as administrators.
 pub const ROOT: &str = "root";
 
@@ -141,13 +139,11 @@ impl AuthStore {
     }
 
     /// The store as persisted; `None` (never persisted) is a fresh store.
-    pub fn decode(bytes: Option<&[u8]>) -> Result<AuthStore, StorageError> {
+    pub fn decode(bytes: Option<&[u8]>) -> Result<AuthStore, proto::prost::DecodeError> {
         let Some(bytes) = bytes else {
             return Ok(AuthStore::new());
         };
-        let state = AuthState::decode(bytes)
-            .map_err(|e| StorageError::Corrupt(format!("auth state: {e}")))?;
-        Ok(AuthStore::from_state(state))
+        Ok(AuthStore::from_state(AuthState::decode(bytes)?))
     }
 
     /// The store from its record.

@@ -102,7 +102,8 @@ impl State {
             members.insert(id, member);
         }
         let alarms = reader.alarms()?.into_iter().collect();
-        let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())?;
+        let auth = crate::auth::AuthStore::decode(reader.auth()?.as_deref())
+            .map_err(|e| StorageError::Corrupt(format!("auth state: {e}")))?;
         let compact_rev = meta.finished_compact_revision;
         // Compaction may have removed every record up to the compacted
         // revision; the revision never goes back.
