@@ -28,11 +28,11 @@ pub enum LoggingError {
     /// etcd's text for a `--logger` it does not know.
     #[error("unknown logger option {0:?}")]
     UnknownLogger(String),
-    /// etcd 3.5's text (it panics with it) for a `--log-level` zap lacks.
-    #[error("unrecognized level: {0:?}")]
+    /// etcd 3.4's text (it panics with it) for a `--log-level` zap lacks.
+    #[error("unknown level {0:?}")]
     UnknownLevel(String),
     /// etcd's text for an output it cannot open.
-    #[error("couldn't open sink {path:?}: {source}")]
+    #[error("open sink {path:?}: {source}")]
     Open {
         path: String,
         source: std::io::Error,
@@ -337,6 +337,6 @@ mod tests {
         assert_eq!(err.to_string(), "unknown logger option \"foo\"");
         let config = Config::parse_from(["oxcd", "--log-level=loud"]);
         let err = init(&config).unwrap_err();
-        assert_eq!(err.to_string(), "unrecognized level: \"loud\"");
+        assert_eq!(err.to_string(), "unknown level \"loud\"");
     }
 }
