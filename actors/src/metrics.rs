@@ -202,6 +202,8 @@ pub struct EtcdMetrics {
     pub leader_changes: prometheus::IntCounter,
     pub proposals_committed: prometheus::IntGauge,
     pub proposals_applied: prometheus::IntGauge,
+    pub proposals_pending: prometheus::IntGauge,
+    pub proposals_failed: prometheus::IntCounter,
     /// Raft log writes (one fsynced LMDB txn each), etcd's WAL fsync.
     pub wal_fsync: prometheus::Histogram,
     /// Apply batches (one MVCC LMDB txn each), etcd's backend commit.
@@ -233,6 +235,14 @@ impl EtcdMetrics {
             "etcd_server_proposals_applied_total",
             "The total number of consensus proposals applied.",
         )?;
+        let proposals_pending = gauge(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+        )?;
+        let proposals_failed = IntCounter::new(
+            "etcd_server_proposals_failed_total",
+            "The total number of failed proposals seen.",
+        )?;
         let buckets = exponential_buckets(0.001, 2.0, 14)?;
         let wal_fsync = Histogram::with_opts(
             HistogramOpts::new(
@@ -253,6 +263,8 @@ impl EtcdMetrics {
         registry.register(Box::new(leader_changes.clone()))?;
         registry.register(Box::new(proposals_committed.clone()))?;
         registry.register(Box::new(proposals_applied.clone()))?;
+        registry.register(Box::new(proposals_pending.clone()))?;
+        registry.register(Box::new(proposals_failed.clone()))?;
         registry.register(Box::new(wal_fsync.clone()))?;
         registry.register(Box::new(backend_commit.clone()))?;
         Ok(Self {
@@ -261,6 +273,8 @@ impl EtcdMetrics {
             leader_changes,
             proposals_committed,
             proposals_applied,
+            proposals_pending,
+            proposals_failed,
             wal_fsync,
             backend_commit,
         })

@@ -4,6 +4,8 @@
 //! 1. `--initial-advertise-peer-urls` that differ from the member's own
 //!    `--initial-cluster` entry (etcd's `advertiseMatchesCluster`).
 //! 2. A `--name` that `--initial-cluster` does not list.
+//! 3. Logging flags etcd does not take: an unknown `--logger`, an unknown
+//!    `--log-level`, a `--log-outputs` file that cannot be opened.
 //!
 //! Each case runs real etcd and oxcd on fresh temp data dirs with ports the
 //! OS gave, waits (bounded) for each to exit, and compares the message.
@@ -105,6 +107,36 @@ async fn a_name_missing_from_the_initial_cluster_is_refused() {
     both_refuse(
         &args,
         "couldn't find local name \"zz\" in the initial cluster configuration",
+    )
+    .await;
+}
+
+/// Flags for a single member on fresh OS-given ports, then `extra`.
+fn single(extra: &[&str]) -> Vec<String> {
+    let (client, peer, _) = ports();
+    let listed = format!("http://127.0.0.1:{peer}");
+    let mut args = vec![
+        "--name=e".to_string(),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls={listed}"),
+        format!("--initial-advertise-peer-urls={listed}"),
+        format!("--initial-cluster=e={listed}"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_flags_etcd_refuses_are_refused() {
+    both_refuse(&single(&["--logger=foo"]), "unknown logger option \"foo\"").await;
+    both_refuse(&single(&["--log-level=loud"]), "unknown level \"loud\"").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no/such/dir/etcd.log");
+    let outputs = format!("--log-outputs={}", missing.display());
+    both_refuse(
+        &single(&["--logger=zap", &outputs]),
+        &format!("open sink \"{}\"", missing.display()),
     )
     .await;
 }

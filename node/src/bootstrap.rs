@@ -82,6 +82,9 @@ pub struct Member {
     pub refused: RefusedMessages,
     /// The member table for the peer service's `Members`.
     pub board: std::sync::Arc<Board>,
+    /// The peer transport's metrics (the peer service counts received
+    /// bytes in them).
+    pub transport_metrics: TransportMetrics,
 }
 
 /// etcd's progress-notify interval when the flag is 0 or absent.
@@ -415,6 +418,7 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         .filter(|m| m.id != identity.member_id)
         .map(|m| (m.id, m.peer_ur_ls.clone()))
         .collect();
+    let transport_metrics = TransportMetrics::new(&registry)?;
     let transport_core = TransportCore::new(
         identity.member_id,
         identity.cluster_id,
@@ -427,7 +431,7 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
             ..TransportConfig::default()
         },
         identity.member_id ^ now_ms,
-        TransportMetrics::new(&registry)?,
+        transport_metrics.clone(),
     );
     let transport: actix::Addr<TransportActor> = start_actor("transport", {
         let probe = metrics.for_actor("transport");
@@ -505,6 +509,7 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         snap_dir,
         refused,
         board: board_for_peers,
+        transport_metrics,
     })
 }
 

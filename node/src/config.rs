@@ -1,8 +1,10 @@
 //! Command-line flags and `ETCD_*` environment variables, with etcd's names
 //! and defaults, for the settings oxcd has today: name, data dir, client and
 //! peer URLs, the initial cluster, request and txn limits, the backend quota,
-//! raft timings, the snapshot count, TLS, auto-compaction and the log level.
-//! An etcd flag oxcd does not have yet (`--logger`, ...) is refused at start
+//! raft timings, the snapshot count, TLS, auto-compaction, logging
+//! (`--logger`, `--log-level`, `--log-outputs`, and oxcd's `--log-format`)
+//! and metrics (`--metrics`, `--listen-metrics-urls`).
+//! An etcd flag oxcd does not have yet (`--log-rotation-config-json`, ...) is refused at start
 //! with clap's error naming it, rather than accepted and silently ignored:
 //! an etcd command line using only the flags above runs oxcd unchanged.
 
@@ -177,6 +179,45 @@ pub struct Config {
     /// Log level: debug, info, warn, error, panic, fatal.
     #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Logger: `zap` (etcd 3.5's only one); etcd 3.4's `capnslog` is taken
+    /// as `zap`, with a warning.
+    #[arg(long = "logger", env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// Where logs go, comma-separated: `default` (stderr), `stderr`,
+    /// `stdout`, or file paths (appended to).
+    #[arg(
+        long = "log-outputs",
+        env = "ETCD_LOG_OUTPUTS",
+        default_value = "default",
+        value_delimiter = ','
+    )]
+    pub log_outputs: Vec<String>,
+    /// oxcd's log line format: `text` (for people), or `json` (one object
+    /// per line, with zap's field names: level, ts, caller, msg).
+    #[arg(
+        long = "log-format",
+        env = "ETCD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Detail of exported metrics: `basic`, or `extensive` to add the gRPC
+    /// handling-time histogram.
+    #[arg(
+        long = "metrics",
+        env = "ETCD_METRICS",
+        value_enum,
+        default_value = "basic"
+    )]
+    pub metrics: MetricsLevel,
+    /// URLs to listen on for the metrics and health endpoints (besides
+    /// every client URL).
+    #[arg(
+        long = "listen-metrics-urls",
+        env = "ETCD_LISTEN_METRICS_URLS",
+        value_delimiter = ','
+    )]
+    pub listen_metrics_urls: Vec<String>,
     /// Duration of periodic watch progress notifications (Go syntax: 10m,
     /// 1m30s, 500ms).
     #[arg(
@@ -332,6 +373,20 @@ fn parse_batch_interval(text: &str) -> Result<std::time::Duration, String> {
         return Ok(storage::mvcc::BatchLimits::default().interval);
     }
     parse_go_duration(text)
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsLevel {
+    Basic,
+    Extensive,
 }
 
 /// `--auto-compaction-mode`.
@@ -499,7 +554,23 @@ mod tests {
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.quota_bytes(), DEFAULT_QUOTA_BYTES);
         assert_eq!((c.heartbeat_interval, c.election_timeout), (100, 1000));
+        assert_eq!(c.logger, "zap");
+        assert_eq!(c.log_outputs, vec!["default"]);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.metrics, MetricsLevel::Basic);
+        assert!(c.listen_metrics_urls.is_empty());
         assert!(c.validate().is_ok());
+        let c = Config::parse_from([
+            "oxcd",
+            "--log-outputs=stdout,/tmp/x.log",
+            "--log-format=json",
+            "--metrics=extensive",
+            "--listen-metrics-urls=http://127.0.0.1:1,http://127.0.0.1:2",
+        ]);
+        assert_eq!(c.log_outputs, vec!["stdout", "/tmp/x.log"]);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.metrics, MetricsLevel::Extensive);
+        assert_eq!(c.listen_metrics_urls.len(), 2);
     }
 
     #[test]

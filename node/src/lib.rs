@@ -21,6 +21,7 @@ pub mod errors;
 pub mod gateway;
 pub mod grpc;
 pub mod handle;
+pub mod logging;
 pub mod membership;
 pub mod peer;
 pub mod tls;

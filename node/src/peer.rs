@@ -36,6 +36,7 @@ use actors::board::Board;
 
 use actors::raft::guard::{Refusal, RefusedMessages};
 use actors::transport::RaftInbox;
+use actors::transport::metrics::TransportMetrics;
 use actors::transport::wire;
 use proto::internal::peer_server::{Peer, PeerServer};
 use proto::internal::{
@@ -53,6 +54,8 @@ pub struct PeerService<R: RaftInbox> {
     refused: RefusedMessages,
     /// Where the member table is posted (for `Members`).
     board: Arc<Board>,
+    /// `etcd_network_peer_received_bytes_total`.
+    metrics: TransportMetrics,
 }
 
 impl<R: RaftInbox> PeerService<R> {
@@ -69,7 +72,14 @@ impl<R: RaftInbox> PeerService<R> {
             snap_dir,
             refused,
             board,
+            metrics: TransportMetrics::unregistered(),
         }
+    }
+
+    /// Counts received bytes in `metrics` (the member's transport metrics).
+    pub fn with_metrics(mut self, metrics: TransportMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Logs and counts bytes that are not a raft message.
@@ -116,10 +126,20 @@ impl<R: RaftInbox> Peer for PeerService<R> {
     ) -> Result<Response<StreamAck>, Status> {
         let remote = request.remote_addr();
         let mut batches = request.into_inner();
+        // The sender's byte counter, resolved at its first batch.
+        let mut received: Option<(u64, prometheus::IntCounter)> = None;
         while let Some(batch) = batches.message().await? {
             if batch.cluster_id != self.cluster_id {
                 return Err(self.mismatch(batch.cluster_id, remote));
             }
+            let counter = match &received {
+                Some((from, counter)) if *from == batch.from => counter,
+                _ => {
+                    let counter = self.metrics.received_from(batch.from);
+                    &received.insert((batch.from, counter)).1
+                }
+            };
+            counter.inc_by(proto::Message::encoded_len(&batch) as u64);
             if self.board.is_removed(batch.from) {
                 tracing::warn!(peer = %format!("{:x}", batch.from), "refused a removed member's messages");
                 return Err(Status::permission_denied(wire::MEMBER_REMOVED));
@@ -238,14 +258,8 @@ impl<R: RaftInbox> Peer for PeerService<R> {
 }
 
 /// The `Peer` service with decode limits set for peer traffic.
-pub fn peer_service<R: RaftInbox>(
-    cluster_id: u64,
-    raft: R,
-    snap_dir: SnapDir,
-    refused: RefusedMessages,
-    board: Arc<Board>,
-) -> PeerServer<PeerService<R>> {
-    PeerServer::new(PeerService::new(cluster_id, raft, snap_dir, refused, board))
+pub fn peer_service<R: RaftInbox>(service: PeerService<R>) -> PeerServer<PeerService<R>> {
+    PeerServer::new(service)
         .max_decoding_message_size(proto::codec::TRANSPORT_LIMIT)
         .max_encoding_message_size(usize::MAX)
 }
@@ -257,19 +271,15 @@ fn server() -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(wire::KEEPALIVE_TIMEOUT))
 }
 
-/// Serves the `Peer` service on `addr` until the process stops. `raft` is
-/// the raft actor's mailbox in a member. The etcd `Lease`, `Cluster` and
+/// Serves the `Peer` service on `addr` until the process stops (its raft
+/// inbox is the raft actor's mailbox in a member). The etcd `Lease`, `Cluster` and
 /// `Maintenance` services are served there too, for what other members ask
 /// over the peer port in etcd (keep-alives, time-to-live and learner
 /// promotion forwarded to the leader; HashKV for the corruption checks),
 /// under the peer port's TLS.
 pub async fn serve_peer<R: RaftInbox>(
     listener: crate::tls::Listener,
-    cluster_id: u64,
-    raft: R,
-    snap_dir: SnapDir,
-    refused: RefusedMessages,
-    board: Arc<Board>,
+    peer: PeerService<R>,
     node: crate::handle::NodeHandle,
 ) -> Result<(), tonic::transport::Error> {
     let limit = proto::codec::TRANSPORT_LIMIT;
@@ -287,7 +297,7 @@ pub async fn serve_peer<R: RaftInbox>(
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
     let server = server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
+        .add_service(peer_service(peer))
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance);
@@ -311,7 +321,9 @@ pub async fn serve_peer_with_listener<R: RaftInbox>(
     board: Arc<Board>,
 ) -> Result<(), tonic::transport::Error> {
     server()
-        .add_service(peer_service(cluster_id, raft, snap_dir, refused, board))
+        .add_service(peer_service(PeerService::new(
+            cluster_id, raft, snap_dir, refused, board,
+        )))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
 }

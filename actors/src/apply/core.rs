@@ -54,12 +54,14 @@ pub struct HeaderInfo {
 }
 
 /// The store's size, published after every batch as etcd's gauges
-/// (`etcd_mvcc_db_total_size_in_bytes`, `..._in_use_in_bytes`); the facade
-/// reads the in-use one for its quota check.
+/// (`etcd_mvcc_db_total_size_in_bytes`, `..._in_use_in_bytes`, and the
+/// live key count `etcd_debugging_mvcc_keys_total`); the facade reads the
+/// in-use one for its quota check.
 #[derive(Clone)]
 pub struct SizeGauges {
     pub total: prometheus::IntGauge,
     pub in_use: prometheus::IntGauge,
+    pub keys: prometheus::IntGauge,
 }
 
 impl SizeGauges {
@@ -73,9 +75,16 @@ impl SizeGauges {
             "etcd_mvcc_db_total_size_in_use_in_bytes",
             "Total size of the underlying database logically in use in bytes.",
         )?;
+        let keys =
+            prometheus::IntGauge::new("etcd_debugging_mvcc_keys_total", "Total number of keys.")?;
         registry.register(Box::new(total.clone()))?;
         registry.register(Box::new(in_use.clone()))?;
-        Ok(Self { total, in_use })
+        registry.register(Box::new(keys.clone()))?;
+        Ok(Self {
+            total,
+            in_use,
+            keys,
+        })
     }
 }
 
@@ -310,6 +319,7 @@ impl<B: MvccBackend> ApplyCore<B> {
     fn publish_size(&self) -> Result<(), StorageError> {
         self.sizes.total.set(self.store().db_size()?);
         self.sizes.in_use.set(self.store().db_size_in_use()?);
+        self.sizes.keys.set(self.store().key_count() as i64);
         Ok(())
     }
 

@@ -198,6 +198,10 @@ pub struct RaftCore<S: LogStore> {
     pending_install: Option<(u64, SnapshotDescriptor)>,
     /// Admission of peer messages.
     guard: PeerGuard,
+    /// Proposals that failed after admission (etcd's
+    /// `proposals_failed_total`: refused by raft, timed out, or cut off by
+    /// a leader change).
+    proposals_failed: u64,
 }
 
 impl<S: LogStore> RaftCore<S> {
@@ -236,6 +240,7 @@ impl<S: LogStore> RaftCore<S> {
             pending_install: None,
             guard,
             transfers: Vec::new(),
+            proposals_failed: 0,
         }
     }
 
@@ -260,6 +265,17 @@ impl<S: LogStore> RaftCore<S> {
                 .learners()
                 .contains(&self.config.id),
         }
+    }
+
+    /// Proposals waiting to be committed: proposed to raft, or parked until
+    /// a leader is known (etcd's `proposals_pending`).
+    pub fn proposals_pending(&self) -> usize {
+        self.waiters.len() + self.parked.len()
+    }
+
+    /// Proposals failed so far (see the field).
+    pub fn proposals_failed(&self) -> u64 {
+        self.proposals_failed
     }
 
     /// Proposes `request`; its reply is answered on apply, on failure, or
@@ -410,10 +426,12 @@ impl<S: LogStore> RaftCore<S> {
                 self.waiters.insert(id, Waiting { reply, deadline });
             }
             Err(raft::Error::ProposalDropped) => {
+                self.proposals_failed += 1;
                 let _ = reply.send(Err(EtcdError::LeaderChanged));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "conf change refused by raft");
+                self.proposals_failed += 1;
                 let _ = reply.send(Err(EtcdError::Stopped));
             }
         }
@@ -425,10 +443,12 @@ impl<S: LogStore> RaftCore<S> {
                 self.waiters.insert(id, Waiting { reply, deadline });
             }
             Err(raft::Error::ProposalDropped) => {
+                self.proposals_failed += 1;
                 let _ = reply.send(Err(EtcdError::LeaderChanged));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "proposal refused by raft");
+                self.proposals_failed += 1;
                 let _ = reply.send(Err(EtcdError::Stopped));
             }
         }
@@ -535,6 +555,7 @@ impl<S: LogStore> RaftCore<S> {
             .collect();
         for id in expired {
             if let Some(w) = self.waiters.remove(&id) {
+                self.proposals_failed += 1;
                 let _ = w.reply.send(Err(EtcdError::Timeout));
             }
         }
@@ -543,6 +564,7 @@ impl<S: LogStore> RaftCore<S> {
             .partition(|p| p.deadline > now);
         self.parked = keep;
         for p in expired {
+            self.proposals_failed += 1;
             let _ = p.reply.send(Err(EtcdError::Timeout));
         }
         let expired: Vec<Vec<u8>> = self
@@ -577,6 +599,7 @@ impl<S: LogStore> RaftCore<S> {
         self.conf_queue = keep;
         for d in expired {
             if let Deferred::Propose { reply, .. } = d {
+                self.proposals_failed += 1;
                 let _ = reply.send(Err(EtcdError::Timeout));
             }
         }
@@ -755,6 +778,7 @@ impl<S: LogStore> RaftCore<S> {
             // (etcd PR #21375 for reads). A failed write may still have been
             // committed; clients treat it as "maybe applied".
             for (_, w) in self.waiters.drain() {
+                self.proposals_failed += 1;
                 let _ = w.reply.send(Err(EtcdError::LeaderChanged));
             }
             for (_, batch) in self.reads_in_flight.drain() {

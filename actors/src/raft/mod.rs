@@ -118,6 +118,13 @@ impl RaftActor {
         self.last_leader = status.leader;
         self.etcd.proposals_committed.set(status.commit as i64);
         self.etcd.proposals_applied.set(status.applied as i64);
+        self.etcd
+            .proposals_pending
+            .set(self.core.proposals_pending() as i64);
+        let failed = self.core.proposals_failed();
+        self.etcd
+            .proposals_failed
+            .inc_by(failed.saturating_sub(self.etcd.proposals_failed.get()));
     }
 
     fn schedule_poll(&mut self, ctx: &mut Context<Self>) {

@@ -298,6 +298,11 @@ pub struct TransportCore {
 }
 
 impl TransportCore {
+    /// The transport's metric families.
+    pub fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
+    }
+
     /// A transport for member `id` of cluster `cluster_id`, knowing `peers`
     /// (member id -> peer URLs). Links start with [`TransportCore::start`].
     pub fn new(

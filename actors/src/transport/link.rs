@@ -6,7 +6,9 @@
 //!    (batches wait in the core's queue meanwhile).
 //! 2. Open the long-lived `Peer.Stream` RPC, fed by a channel of one batch;
 //!    hand it each batch from the actor within the send timeout and report
-//!    it `Sent` (or `Discarded` if the stream broke under it).
+//!    it `Sent` (or `Discarded` if the stream broke under it). Beside the
+//!    stream, on the same connection, a probe task times a `Peer.Members`
+//!    call every [`PROBE_INTERVAL`] (etcd's peer round-trip histogram).
 //! 3. When the connect fails or the stream ends, report `Failed`, then wait
 //!    a jittered, growing delay ([`Backoff`]), discarding the batches that
 //!    arrive meanwhile (they are stale by the time the peer is back), and
@@ -33,6 +35,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::core::{Backoff, LinkReport, TransportConfig};
 use super::messages::LinkEvent;
+use super::metrics::{LinkMetrics, PROBE_INTERVAL};
 use super::wire;
 
 /// What one link task needs.
@@ -42,6 +45,7 @@ pub(crate) struct LinkSpec {
     pub urls: Vec<String>,
     pub seed: u64,
     pub config: TransportConfig,
+    pub metrics: LinkMetrics,
 }
 
 /// Sends a link's reports to its actor.
@@ -144,13 +148,46 @@ fn ended(result: Result<tonic::Response<StreamAck>, tonic::Status>) -> End {
     }
 }
 
+/// Times a `Peer.Members` call on `channel` every [`PROBE_INTERVAL`], the
+/// first at once: a round trip over the connection the stream uses,
+/// answered by the peer's gRPC server from memory (no disk, no raft). A
+/// probe that fails or takes longer than the interval is not recorded (the
+/// stream's own failure handling notices a dead peer).
+async fn probe_round_trips(channel: Channel, metrics: LinkMetrics) {
+    let mut client = PeerClient::new(channel);
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let start = Instant::now();
+        let call = client.members(proto::internal::MembersRequest {});
+        if let Ok(Ok(_)) = timeout(PROBE_INTERVAL, call).await {
+            metrics.round_trip.observe(start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped (the probe of a stream that ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Step 2: forwards batches into one `Stream` call until it breaks.
 async fn stream_batches(
     channel: Channel,
     batches: &mut mpsc::Receiver<RaftBatch>,
     reporter: &Reporter,
     config: &TransportConfig,
+    metrics: &LinkMetrics,
 ) -> End {
+    let _probe = AbortOnDrop(tokio::spawn(probe_round_trips(
+        channel.clone(),
+        metrics.clone(),
+    )));
     let (tx, rx) = mpsc::channel::<RaftBatch>(1);
     let mut client = PeerClient::new(channel);
     let call = client.stream(ReceiverStream::new(rx));
@@ -164,6 +201,7 @@ async fn stream_batches(
             },
         };
         let messages = batch.messages.len();
+        let bytes = proto::Message::encoded_len(&batch) as u64;
         let sent = tokio::select! {
             result = &mut call => match ended(result) {
                 End::Broken(reason) => Err(reason),
@@ -177,6 +215,7 @@ async fn stream_batches(
         };
         match sent {
             Ok(()) => {
+                metrics.sent_bytes.inc_by(bytes);
                 if !reporter.report(LinkReport::Sent { messages }).await {
                     return End::Stop;
                 }
@@ -245,7 +284,9 @@ pub(crate) async fn run_link(
                         return;
                     }
                     let up = Instant::now();
-                    match stream_batches(channel, &mut batches, &reporter, &config).await {
+                    match stream_batches(channel, &mut batches, &reporter, &config, &spec.metrics)
+                        .await
+                    {
                         End::Stop => return,
                         End::Removed => {
                             reporter.report(LinkReport::Removed).await;

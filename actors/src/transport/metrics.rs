@@ -11,9 +11,25 @@
 //! - `oxcd_transport_snapshots_total{peer,result}`: snapshot sends
 //!   (`finish`, `failure`).
 //!
+//! And etcd's network families, under etcd's names and labels:
+//! - `etcd_network_peer_sent_bytes_total{To}`: encoded bytes of the raft
+//!   batches handed to each peer's stream;
+//! - `etcd_network_peer_received_bytes_total{From}`: encoded bytes of the
+//!   raft batches received from each peer;
+//! - `etcd_network_peer_round_trip_time_seconds{To}`: round trips of the
+//!   link's probe (a `Peer.Members` call on the link's connection every
+//!   [`PROBE_INTERVAL`], as etcd's prober GETs `/raft/probing` every 4 s).
+//!
 //! Peers are labelled with their member id in hex, as etcd prints ids.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry, exponential_buckets};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    exponential_buckets,
+};
+
+/// How often a link measures the round trip to its peer (etcd's
+/// `proberInterval`: its connection read timeout less a second).
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +64,19 @@ pub struct TransportMetrics {
     batch_bytes: Histogram,
     link_failures: IntCounterVec,
     snapshots: IntCounterVec,
+    sent_bytes: IntCounterVec,
+    received_bytes: IntCounterVec,
+    round_trip: HistogramVec,
+}
+
+/// One link's resolved series (labels looked up once per link, not per
+/// batch).
+#[derive(Clone)]
+pub struct LinkMetrics {
+    /// `etcd_network_peer_sent_bytes_total{To=<peer>}`.
+    pub sent_bytes: IntCounter,
+    /// `etcd_network_peer_round_trip_time_seconds{To=<peer>}`.
+    pub round_trip: Histogram,
 }
 
 fn peer_label(peer: u64) -> String {
@@ -99,6 +128,32 @@ impl TransportMetrics {
             ),
             &["peer", "result"],
         )?;
+        let sent_bytes = IntCounterVec::new(
+            Opts::new(
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+            ),
+            &["To"],
+        )?;
+        let received_bytes = IntCounterVec::new(
+            Opts::new(
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+            ),
+            &["From"],
+        )?;
+        // etcd's buckets: 0.0001 s to 3.2768 s.
+        let round_trip = HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_network_peer_round_trip_time_seconds",
+                "Round-Trip-Time histogram between peers",
+            )
+            .buckets(exponential_buckets(0.0001, 2.0, 16)?),
+            &["To"],
+        )?;
+        registry.register(Box::new(sent_bytes.clone()))?;
+        registry.register(Box::new(received_bytes.clone()))?;
+        registry.register(Box::new(round_trip.clone()))?;
         registry.register(Box::new(sent.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(batch_messages.clone()))?;
@@ -112,7 +167,25 @@ impl TransportMetrics {
             batch_bytes,
             link_failures,
             snapshots,
+            sent_bytes,
+            received_bytes,
+            round_trip,
         })
+    }
+
+    /// The series one link to `peer` reports on.
+    pub fn link(&self, peer: u64) -> LinkMetrics {
+        let label = peer_label(peer);
+        LinkMetrics {
+            sent_bytes: self.sent_bytes.with_label_values(&[&label]),
+            round_trip: self.round_trip.with_label_values(&[&label]),
+        }
+    }
+
+    /// `etcd_network_peer_received_bytes_total{From=<peer>}`, resolved once
+    /// per inbound stream.
+    pub fn received_from(&self, peer: u64) -> IntCounter {
+        self.received_bytes.with_label_values(&[&peer_label(peer)])
     }
 
     /// Metrics for a registry nobody scrapes (tests).

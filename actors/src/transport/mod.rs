@@ -104,6 +104,7 @@ impl<R: RaftInbox> TransportActor<R> {
                         urls,
                         seed,
                         config: self.core.config().clone(),
+                        metrics: self.core.metrics().link(peer),
                     };
                     actix::spawn(run_link(spec, rx, ctx.address().downgrade().recipient()));
                 }

@@ -55,8 +55,8 @@ fn listeners(
             Some(reloading) => std::sync::Arc::clone(reloading),
             None => {
                 let files = files.clone().ok_or_else(|| match which {
-                    "client" => format!(
-                        "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{addr} with HTTPS scheme"
+                    "client" | "metrics" => format!(
+                        "TLS key/cert (--cert-file, --key-file) must be provided for {which} url https://{addr} with HTTPS scheme"
                     ),
                     _ => format!(
                         "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://{addr} with HTTPS scheme"
@@ -95,12 +95,14 @@ fn main() {
         std::process::exit(70);
     }));
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.tracing_filter())),
-        )
-        .init();
+    match node::logging::init(&config) {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(e) => {
+            eprintln!("oxcd: {e}");
+            std::process::exit(1);
+        }
+    }
     let addrs = match listen_addrs(&config.listen_client_urls, 2379) {
         Ok(a) => a,
         Err(e) => {
@@ -115,6 +117,19 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let metrics_urls: Vec<String> = config
+        .listen_metrics_urls
+        .iter()
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .collect();
+    let metrics_addrs = match listen_addrs(&metrics_urls, 2379) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("--listen-metrics-urls: {e}");
+            std::process::exit(1);
+        }
+    };
     let system = actix_rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -124,9 +139,13 @@ fn main() {
     });
     let code = system.block_on(async move {
         let bound = listeners(config.client_tls(), addrs, "client").and_then(|client| {
-            Ok((client, listeners(config.peer_tls(), peer_addrs, "peer")?))
+            Ok((
+                client,
+                listeners(config.peer_tls(), peer_addrs, "peer")?,
+                listeners(config.client_tls(), metrics_addrs, "metrics")?,
+            ))
         });
-        let (client_listeners, peer_listeners) = match bound {
+        let (client_listeners, peer_listeners, metrics_listeners) = match bound {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -150,15 +169,19 @@ fn main() {
         }
         let mut servers = Vec::new();
         for listener in peer_listeners {
-            let raft = member.raft.clone();
-            let snap_dir = member.snap_dir.clone();
-            let cluster_id = member.identity.cluster_id;
-            let refused = member.refused.clone();
-            let board = member.board.clone();
-            let handle = member.handle.clone();
+            let peer = node::peer::PeerService::new(
+                member.identity.cluster_id,
+                member.raft.clone(),
+                member.snap_dir.clone(),
+                member.refused.clone(),
+                member.board.clone(),
+            )
+            .with_metrics(member.transport_metrics.clone());
             log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
-                listener, cluster_id, raft, snap_dir, refused, board, handle,
+                listener,
+                peer,
+                member.handle.clone(),
             )));
         }
         // Before any client is served (the peer port is up: the others ask
@@ -175,13 +198,33 @@ fn main() {
                 config.corrupt_check_time,
             ));
         }
+        let extensive = config.metrics == node::config::MetricsLevel::Extensive;
+        let grpc_metrics = match node::grpc::metrics::GrpcMetrics::new(&member.registry, extensive) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("cannot start: metrics: {e}");
+                return 1;
+            }
+        };
         for listener in client_listeners {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
             let max = config.max_request_bytes;
             log_listener(&listener, "client requests");
             servers.push(tokio::spawn(node::grpc::serve_client(
-                listener, handle, max, registry,
+                listener,
+                handle,
+                max,
+                registry,
+                grpc_metrics.clone(),
+            )));
+        }
+        for listener in metrics_listeners {
+            log_listener(&listener, "metrics and health");
+            servers.push(tokio::spawn(node::grpc::http::serve_metrics(
+                listener,
+                member.handle.clone(),
+                member.registry.clone(),
             )));
         }
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -3,6 +3,10 @@
 //! `/version`, whatever the method
 //! (as Go's mux serves them). Any other plain HTTP
 //! request gets Go's `404 page not found`, as etcd answers it.
+//!
+//! `--listen-metrics-urls` listeners ([`serve_metrics`]) serve `/metrics`
+//! and `/health` alone, with the same handlers, as etcd's metrics
+//! listeners do.
 
 use axum::Router;
 use axum::extract::State;
@@ -25,6 +29,32 @@ pub fn routes(grpc: Router, node: NodeHandle, registry: prometheus::Registry) ->
     grpc.route("/metrics", any(metrics).with_state(state.clone()))
         .route("/health", any(health).with_state(state))
         .route("/version", any(version))
+}
+
+/// Serves `/metrics` and `/health` on one `--listen-metrics-urls`
+/// listener until the process stops (an `https://` one with the client
+/// port's TLS files, as etcd does).
+pub async fn serve_metrics(
+    listener: crate::tls::Listener,
+    node: NodeHandle,
+    registry: prometheus::Registry,
+) -> Result<(), tonic::transport::Error> {
+    let state = HttpState { node, registry };
+    let router = Router::new()
+        .route("/metrics", any(metrics).with_state(state.clone()))
+        .route("/health", any(health).with_state(state))
+        .fallback(|| async { not_found() });
+    let server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(router));
+    match listener {
+        crate::tls::Listener::Plain(addr) => server.serve(addr).await,
+        crate::tls::Listener::Tls(listener, config) => {
+            server
+                .serve_with_incoming(crate::tls::incoming(listener, config))
+                .await
+        }
+    }
 }
 
 /// Go's `http.NotFound`, which etcd's HTTP mux answers for a path it does not

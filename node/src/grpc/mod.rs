@@ -2,7 +2,8 @@
 //! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
 //! Maintenance, Lock, Election, health), `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port, and etcd's JSON gateway
-//! (`/v3/*`, [`crate::gateway`]) in front of them all.
+//! (`/v3/*`, [`crate::gateway`]) in front of them all. Every gRPC call is
+//! counted by [`metrics::GrpcMetrics`] (grpc-go-prometheus's series).
 
 pub mod auth;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod metrics;
 pub mod watch;
 
 use crate::tls::Listener;
@@ -40,6 +42,7 @@ pub async fn serve_client(
     node: NodeHandle,
     max_request_bytes: usize,
     registry: prometheus::Registry,
+    grpc_metrics: metrics::GrpcMetrics,
 ) -> Result<(), tonic::transport::Error> {
     // The codec answers oversized messages with etcd's text; tonic's own
     // limit sits far above it.
@@ -83,7 +86,10 @@ pub async fn serve_client(
         .add_service(maintenance)
         .add_service(health_service);
     let gate = LearnerGateLayer { node: node.clone() };
+    // Innermost: calls the learner gate refuses are not counted, as etcd's
+    // prometheus interceptor runs after its learner check.
     let router = http::routes(grpc.into_axum_router(), node, registry)
+        .layer(grpc_metrics)
         .layer(UnknownPathsLayer)
         .layer(gate);
     let router = crate::gateway::serve_on(router, max_grpc_message(max_request_bytes));

@@ -84,6 +84,11 @@ impl KeyIndex {
         self.generations.len() == 1 && self.generations[0].is_empty()
     }
 
+    /// True while the key exists (its newest generation has not ended).
+    fn is_alive(&self) -> bool {
+        self.generations.last().is_some_and(|g| !g.is_empty())
+    }
+
     /// The newest revision of the key (a tombstone when it is deleted).
     pub(crate) fn modified(&self) -> Revision {
         self.modified
@@ -249,11 +254,32 @@ impl<'a> KeyRange<'a> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// Keys alive at the newest revision, kept by every change below
+    /// (etcd's `keys_total` gauge).
+    alive: usize,
 }
 
 impl TreeIndex {
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Keys alive at the newest revision.
+    pub(crate) fn alive(&self) -> usize {
+        self.alive
+    }
+
+    /// Runs `change` on `key`'s index and keeps [`TreeIndex::alive`].
+    fn change<T>(&mut self, key: &[u8], change: impl FnOnce(&mut KeyIndex) -> T) -> Option<T> {
+        let ki = self.keys.get_mut(key)?;
+        let before = ki.is_alive();
+        let out = change(ki);
+        match (before, ki.is_alive()) {
+            (false, true) => self.alive += 1,
+            (true, false) => self.alive -= 1,
+            _ => {}
+        }
+        Some(out)
     }
 
     pub(crate) fn key_index(&self, key: &[u8]) -> Option<&KeyIndex> {
@@ -286,34 +312,31 @@ impl TreeIndex {
 
     /// Records a put of `key` at `rev`.
     pub(crate) fn put(&mut self, key: &[u8], rev: Revision) {
-        match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
-            None => {
-                let mut ki = KeyIndex::new();
-                ki.put(rev);
-                self.keys.insert(key.to_vec(), ki);
-            }
+        if self.change(key, |ki| ki.put(rev)).is_none() {
+            let mut ki = KeyIndex::new();
+            ki.put(rev);
+            self.keys.insert(key.to_vec(), ki);
+            self.alive += 1;
         }
     }
 
     /// Records a deletion; false if the key is absent or already deleted.
     pub(crate) fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        self.change(key, |ki| ki.tombstone(rev)).unwrap_or(false)
     }
 
     pub(crate) fn undo_put(&mut self, key: &[u8], previous_modified: Revision) {
-        if let Some(ki) = self.keys.get_mut(key) {
+        let emptied = self.change(key, |ki| {
             ki.undo_put(previous_modified);
-            if ki.is_empty() {
-                self.keys.remove(key);
-            }
+            ki.is_empty()
+        });
+        if emptied == Some(true) {
+            self.keys.remove(key);
         }
     }
 
     pub(crate) fn undo_tombstone(&mut self, key: &[u8], previous_modified: Revision) {
-        if let Some(ki) = self.keys.get_mut(key) {
-            ki.undo_tombstone(previous_modified);
-        }
+        self.change(key, |ki| ki.undo_tombstone(previous_modified));
     }
 
     /// Rebuild step for one record, fed in revision order (etcd's
@@ -326,17 +349,18 @@ impl TreeIndex {
         created: i64,
         version: i64,
     ) {
-        match (self.keys.get_mut(key), tombstone) {
-            (Some(ki), false) => ki.put(rev),
-            (Some(ki), true) => {
+        let known = self.change(key, |ki| {
+            if tombstone {
                 ki.tombstone(rev);
+            } else {
+                ki.put(rev);
             }
-            (None, false) => {
-                let ki = KeyIndex::restored(Revision::new(created, 0), rev, version);
-                self.keys.insert(key.to_vec(), ki);
-            }
-            // A tombstone whose puts were compacted away carries nothing.
-            (None, true) => {}
+        });
+        // A tombstone whose puts were compacted away carries nothing.
+        if known.is_none() && !tombstone {
+            let ki = KeyIndex::restored(Revision::new(created, 0), rev, version);
+            self.keys.insert(key.to_vec(), ki);
+            self.alive += 1;
         }
     }
 
@@ -472,6 +496,31 @@ mod tests {
             fixture().keep(at, &mut kept);
             assert_eq!(kept, available, "keep({at})");
         }
+    }
+
+    #[test]
+    fn alive_counts_keys_at_the_newest_revision() {
+        let mut tree = TreeIndex::default();
+        tree.put(b"a", rev(2));
+        tree.put(b"b", rev(3));
+        tree.put(b"a", rev(4));
+        assert_eq!(tree.alive(), 2);
+        assert!(tree.tombstone(b"a", rev(5)));
+        assert!(!tree.tombstone(b"a", rev(6)));
+        assert_eq!(tree.alive(), 1);
+        tree.undo_tombstone(b"a", rev(4));
+        assert_eq!(tree.alive(), 2);
+        tree.put(b"c", rev(6));
+        tree.undo_put(b"c", Revision::default());
+        assert_eq!(tree.alive(), 2);
+        tree.compact(6);
+        assert_eq!(tree.alive(), 2);
+        let mut restored = TreeIndex::default();
+        restored.restore(b"a", rev(2), false, 2, 1);
+        restored.restore(b"b", rev(3), false, 3, 1);
+        restored.restore(b"a", rev(4), true, 0, 0);
+        restored.restore(b"gone", rev(5), true, 0, 0);
+        assert_eq!(restored.alive(), 1);
     }
 
     #[test]

@@ -126,6 +126,11 @@ impl<B: MvccBackend> MvccStore<B> {
         self.state.current_rev
     }
 
+    /// Keys alive at the current revision (etcd's `keys_total`).
+    pub fn key_count(&self) -> usize {
+        self.state.index.alive()
+    }
+
     /// The compacted revision, 0 if never compacted.
     pub fn compact_revision(&self) -> i64 {
         self.state.compact_rev.max(0)
