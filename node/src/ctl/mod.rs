@@ -16,6 +16,7 @@ pub mod lease_bench;
 pub mod list_bench;
 pub mod report;
 pub mod snapshot;
+pub mod top;
 pub mod watch_bench;
 pub mod workload;
 
@@ -43,6 +44,8 @@ pub enum Command {
     /// Snapshot files written by `etcdctl snapshot save` against oxcd.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// A live view of a cluster: members, and each member's actors.
+    Top(top::TopArgs),
 }
 
 /// Errors of `oxcdctl` commands.
@@ -71,5 +74,6 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Bench(args) => bench::run(args).await,
         Command::Snapshot(snapshot::SnapshotCommand::Restore(args)) => snapshot::restore(args),
         Command::Snapshot(snapshot::SnapshotCommand::Status(args)) => snapshot::status(args),
+        Command::Top(args) => top::run(args).await,
     }
 }
