@@ -35,10 +35,7 @@ use proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchRequest,
     compare, request_op,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Bound on one HTTP exchange.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on waiting for a metric to reach a value.
 const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
@@ -47,52 +44,13 @@ const PUTS: usize = 12;
 const DELETES: usize = 3;
 const RANGES: usize = 7;
 
-/// `GET path` on `addr`: status and body (de-chunked).
+/// `GET path` on `addr`: status and body (de-chunked), through the
+/// harness's HTTP client.
 async fn get(addr: &str, path: &str) -> (u16, String) {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange)
+    let reply = integration::json_gateway::request(addr, "GET", path, &[], &[])
         .await
-        .unwrap_or_else(|_| panic!("GET {path} on {addr}: no answer in {HTTP_TIMEOUT:?}"))
         .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path} on {addr}: not HTTP: {text:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path} on {addr}: no status: {head:?}"));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body).unwrap_or_else(|| panic!("GET {path} on {addr}: bad chunks"))
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body.
-fn dechunk(mut rest: &str) -> Option<String> {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(body);
-        }
-        body.push_str(after.get(..size)?);
-        rest = after.get(size..)?.strip_prefix("\r\n")?;
-    }
+    (reply.status, reply.text())
 }
 
 /// One parsed scrape.
@@ -252,7 +210,7 @@ async fn serve_calls(cluster: &Cluster) -> usize {
         .await
         .expect("watch")
         .into_inner();
-    let created = tokio::time::timeout(HTTP_TIMEOUT, stream.message())
+    let created = tokio::time::timeout(integration::json_gateway::HTTP_TIMEOUT, stream.message())
         .await
         .expect("watch created in time")
         .expect("watch response")
