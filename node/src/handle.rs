@@ -31,6 +31,16 @@ use storage::mvcc::ApplyResponse;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+/// A request's auth token: its `token` metadata, or `authorization` (what
+/// the JSON gateway forwards); `None` when it has neither.
+pub fn token(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get("token")
+        .or_else(|| metadata.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Limits the facade checks before anything reaches raft.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -299,10 +309,13 @@ impl NodeHandle {
         &self,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<AuthInfo, EtcdError> {
-        let token = metadata
-            .get("token")
-            .or_else(|| metadata.get("authorization"))
-            .and_then(|v| v.to_str().ok());
+        self.who_is(token(metadata).as_deref()).await
+    }
+
+    /// [`NodeHandle::who`] for a token already taken from the metadata
+    /// (handlers take it before consuming the request, so the metadata
+    /// need not be copied).
+    pub async fn who_is(&self, token: Option<&str>) -> Result<AuthInfo, EtcdError> {
         let Some(token) = token else {
             return Ok(AuthInfo::default());
         };

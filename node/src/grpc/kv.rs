@@ -14,7 +14,7 @@ use storage::mvcc::{ApplyResponse, is_txn_read_only, validate};
 use tonic::{Request, Response, Status};
 
 use crate::errors::{reply, to_status};
-use crate::handle::{KV_OVERHEAD, NodeHandle};
+use crate::handle::{KV_OVERHEAD, NodeHandle, token};
 
 /// The KV service.
 pub struct KvService {
@@ -28,11 +28,8 @@ impl KvService {
 
     /// Who makes the request (its auth token), or etcd's error for a bad
     /// token.
-    async fn who(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<storage::auth::AuthInfo, Status> {
-        self.node.who(metadata).await.map_err(|e| to_status(&e))
+    async fn who(&self, token: Option<&str>) -> Result<storage::auth::AuthInfo, Status> {
+        self.node.who_is(token).await.map_err(|e| to_status(&e))
     }
 }
 
@@ -67,14 +64,14 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let token = token(request.metadata());
         let req = request.into_inner();
         validate::range(&req).map_err(|e| to_status(&e))?;
         let linearizable = !req.serializable;
         if linearizable && self.node.is_learner() {
             return Err(to_status(&storage::EtcdError::NotSupportedForLearner));
         }
-        let who = self.who(&metadata).await?;
+        let who = self.who(token.as_deref()).await?;
         reply!(
             self.node
                 .read_as(ReadRequest::Range(req), linearizable, who)
@@ -84,14 +81,14 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let token = token(request.metadata());
         let req = request.into_inner();
         validate::put(&req).map_err(|e| to_status(&e))?;
         self.node
             .check_quota(KV_OVERHEAD + (req.key.len() + req.value.len()) as i64)
             .await
             .map_err(|e| to_status(&e))?;
-        let who = self.who(&metadata).await?;
+        let who = self.who(token.as_deref()).await?;
         reply!(
             self.node.write_as(Replicated::Put(req), &who).await,
             ApplyResponse::Put
@@ -102,10 +99,10 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let token = token(request.metadata());
         let req = request.into_inner();
         validate::delete_range(&req).map_err(|e| to_status(&e))?;
-        let who = self.who(&metadata).await?;
+        let who = self.who(token.as_deref()).await?;
         reply!(
             self.node.write_as(Replicated::DeleteRange(req), &who).await,
             ApplyResponse::DeleteRange
@@ -113,12 +110,12 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let token = token(request.metadata());
         let req = request.into_inner();
         validate::txn(&req, self.node.limits.max_txn_ops).map_err(|e| to_status(&e))?;
         if is_txn_read_only(&req) {
             let linearizable = !all_serializable(&req);
-            let who = self.who(&metadata).await?;
+            let who = self.who(token.as_deref()).await?;
             return reply!(
                 self.node
                     .read_as(ReadRequest::Txn(req), linearizable, who)
@@ -130,7 +127,7 @@ impl Kv for KvService {
             .check_quota(txn_cost(&req))
             .await
             .map_err(|e| to_status(&e))?;
-        let who = self.who(&metadata).await?;
+        let who = self.who(token.as_deref()).await?;
         reply!(
             self.node.write_as(Replicated::Txn(req), &who).await,
             ApplyResponse::Txn
@@ -141,7 +138,7 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let who = self.who(request.metadata()).await?;
+        let who = self.who(token(request.metadata()).as_deref()).await?;
         let req = request.into_inner();
         reply!(
             self.node.write_as(Replicated::Compaction(req), &who).await,

@@ -151,7 +151,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let token = crate::handle::token(request.metadata());
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.node.limits.min_lease_ttl);
         if req.id == 0 {
@@ -161,7 +161,11 @@ impl Lease for LeaseService {
             .check_quota(LEASE_OVERHEAD)
             .await
             .map_err(|e| to_status(&e))?;
-        let who = self.node.who(&metadata).await.map_err(|e| to_status(&e))?;
+        let who = self
+            .node
+            .who_is(token.as_deref())
+            .await
+            .map_err(|e| to_status(&e))?;
         reply!(
             self.node.write_as(Replicated::LeaseGrant(req), &who).await,
             ApplyResponse::LeaseGrant

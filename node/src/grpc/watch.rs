@@ -45,12 +45,12 @@ impl WatchService {
     }
 }
 
-/// What a stream's creates are checked with: the node, the call's metadata
-/// (its token), and the stream's response channel for refusals (weak: the
+/// What a stream's creates are checked with: the node, the call's auth
+/// token, and the stream's response channel for refusals (weak: the
 /// hub's sender alone keeps the response stream open).
 struct Permission {
     node: NodeHandle,
-    metadata: tonic::metadata::MetadataMap,
+    token: Option<String>,
     responses: tokio::sync::mpsc::WeakSender<WatchResponse>,
 }
 
@@ -71,7 +71,7 @@ impl Permission {
         } else {
             &request.range_end
         };
-        let checked = match self.node.who(&self.metadata).await {
+        let checked = match self.node.who_is(self.token.as_deref()).await {
             Ok(who) => self
                 .node
                 .auth_store()
@@ -183,7 +183,7 @@ impl Watch for WatchService {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let permission = Permission {
             node: self.node.clone(),
-            metadata: request.metadata().clone(),
+            token: crate::handle::token(request.metadata()),
             responses: tx.downgrade(),
         };
         let stream = watch
