@@ -31,6 +31,7 @@ fn main() {
         "etcd/v3election.proto",
         "internal/raft_request.proto",
         "internal/peer.proto",
+        "internal/chaos.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -25,12 +25,14 @@
 
 pub mod apply;
 pub mod board;
+pub mod chaos;
 pub mod lease;
 pub mod log_writer;
 pub mod mailbox;
 pub mod messages;
 pub mod metrics;
 pub mod raft;
+pub mod supervisor;
 pub mod transport;
 pub mod watch;
 

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 
 use crate::metrics::ActorProbe;
+use crate::supervisor::Supervision;
 
 /// A send was refused; the message comes back to the caller.
 #[derive(Debug)]
@@ -109,6 +110,18 @@ impl<A: Actor> Mailbox<A> {
 }
 
 impl<A: Actor> Mailbox<A> {
+    /// The actor's address for one message type, outside the mailbox bound
+    /// (for control messages such as the chaos API's `Kill`).
+    pub fn recipient<M>(&self) -> actix::Recipient<M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+    {
+        self.addr.clone().recipient()
+    }
+
     /// Enqueues a message that must not be lost and whose answer nobody
     /// waits for (the answer of [`Mailbox::deliver`] cannot be dropped:
     /// actix skips a message whose reply channel is closed). Between actors
@@ -126,10 +139,10 @@ impl<A: Actor> Mailbox<A> {
 
 /// Starts the actor built by `factory` on a thread of its own named
 /// `oxcd-<name>` (so `top -H`, `perf` and stack dumps tell the actors
-/// apart; actix names every arbiter thread alike).
-pub fn start_actor<A, F>(name: &'static str, factory: F) -> Addr<A>
+/// apart; actix names every arbiter thread alike), under its supervisor.
+pub fn start_actor<A, F>(name: &'static str, supervision: Supervision, factory: F) -> Addr<A>
 where
-    A: Actor<Context = Context<A>>,
+    A: Supervised + Actor<Context = Context<A>>,
     F: FnOnce(&mut Context<A>) -> A + Send + 'static,
 {
     let arbiter = actix::Arbiter::new();
@@ -137,7 +150,7 @@ where
     if !named {
         crate::fatal("actor thread is gone before its actor started");
     }
-    start_on(&arbiter.handle(), factory)
+    start_on(&arbiter.handle(), supervision, factory)
 }
 
 /// Names the calling thread `oxcd-<name>` (Linux keeps 15 bytes).
@@ -155,10 +168,11 @@ fn name_this_thread(name: &str) {
 }
 
 /// Starts the actor built by `factory` on `arbiter`, with an actix channel
-/// that never parks senders (see the module docs).
-pub fn start_on<A, F>(arbiter: &ArbiterHandle, factory: F) -> Addr<A>
+/// that never parks senders (see the module docs), under a supervisor
+/// ([`crate::supervisor`]) that restarts it when it stops or fails.
+pub fn start_on<A, F>(arbiter: &ArbiterHandle, supervision: Supervision, factory: F) -> Addr<A>
 where
-    A: Actor<Context = Context<A>>,
+    A: Supervised + Actor<Context = Context<A>>,
     F: FnOnce(&mut Context<A>) -> A + Send + 'static,
 {
     let (tx, rx) = channel::channel::<A>(0);
@@ -166,7 +180,10 @@ where
     let started = arbiter.spawn_fn(move || {
         let mut ctx = Context::with_receiver(rx);
         let actor = factory(&mut ctx);
-        ctx.run(actor);
+        actix_rt::spawn(crate::supervisor::Supervised::new(
+            ctx.into_future(actor),
+            supervision,
+        ));
     });
     if !started {
         crate::fatal("actor thread is gone before its actor started");
@@ -181,6 +198,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::ActorMetrics;
+    use crate::supervisor::OnPanic;
 
     /// Answers each `Work` with its number; the first one waits for `release`.
     struct Worker {
@@ -192,6 +210,8 @@ mod tests {
     impl Actor for Worker {
         type Context = Context<Self>;
     }
+
+    impl Supervised for Worker {}
 
     #[derive(Message)]
     #[rtype(result = "u32")]
@@ -215,7 +235,8 @@ mod tests {
         let probe = ActorMetrics::unregistered().for_actor("worker");
         let (started_tx, started) = mpsc::channel();
         let (release_tx, release) = mpsc::channel();
-        let addr = start_on(&Arbiter::new().handle(), {
+        let supervision = Supervision::new(probe.clone(), OnPanic::Restart);
+        let addr = start_on(&Arbiter::new().handle(), supervision, {
             let probe = probe.clone();
             move |_| Worker {
                 probe,

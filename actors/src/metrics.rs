@@ -3,7 +3,8 @@
 //! - `oxcd_actor_messages_total{actor,message}`: messages handled, by type;
 //! - `oxcd_actor_handle_seconds{actor,message}`: handling time histogram;
 //! - `oxcd_actor_mailbox_depth{actor}`: messages accepted and not yet handled;
-//! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full.
+//! - `oxcd_actor_mailbox_rejected_total{actor}`: sends refused because full;
+//! - `oxcd_actor_restarts_total{actor}`: restarts by the actor's supervisor.
 //!
 //! [`EtcdMetrics`] adds the server and disk metrics etcd exposes, under
 //! etcd's names.
@@ -21,6 +22,7 @@ pub struct ActorMetrics {
     handle_seconds: HistogramVec,
     depth: IntGaugeVec,
     rejected: IntCounterVec,
+    restarts: IntCounterVec,
 }
 
 impl ActorMetrics {
@@ -55,7 +57,15 @@ impl ActorMetrics {
             ),
             &["actor"],
         )?;
+        let restarts = IntCounterVec::new(
+            Opts::new(
+                "oxcd_actor_restarts_total",
+                "Times each actor was restarted by its supervisor (after a kill or a failure).",
+            ),
+            &["actor"],
+        )?;
         registry.register(Box::new(handled.clone()))?;
+        registry.register(Box::new(restarts.clone()))?;
         registry.register(Box::new(handle_seconds.clone()))?;
         registry.register(Box::new(depth.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
@@ -64,6 +74,7 @@ impl ActorMetrics {
             handle_seconds,
             depth,
             rejected,
+            restarts,
         })
     }
 
@@ -80,6 +91,7 @@ impl ActorMetrics {
             actor,
             depth: self.depth.with_label_values(&[actor]),
             rejected: self.rejected.with_label_values(&[actor]),
+            restarts: self.restarts.with_label_values(&[actor]),
             per_message: std::sync::Arc::default(),
             metrics: self.clone(),
         }
@@ -100,6 +112,7 @@ pub struct ActorProbe {
     actor: &'static str,
     depth: prometheus::IntGauge,
     rejected: prometheus::IntCounter,
+    restarts: prometheus::IntCounter,
     /// The series of each message type seen so far (a handful per actor;
     /// only the actor's own thread locks it, so the lock is uncontended).
     per_message: std::sync::Arc<std::sync::Mutex<Vec<MessageSeries>>>,
@@ -115,6 +128,16 @@ impl ActorProbe {
     /// A send was refused because the mailbox was full.
     pub fn rejected(&self) {
         self.rejected.inc();
+    }
+
+    /// The actor's supervisor restarted it.
+    pub fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// The actor's name in the metrics.
+    pub fn actor(&self) -> &'static str {
+        self.actor
     }
 
     /// Current mailbox depth.

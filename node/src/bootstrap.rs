@@ -24,15 +24,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actors::apply::core::{ApplyCore, HeaderInfo, SizeGauges, SnapshotSettings};
 use actors::apply::{APPLY_MAILBOX, ApplyActor};
 use actors::board::{Board, BoardFeed};
+use actors::chaos::{ActorKind, Faults, Killers};
 use actors::lease::core::LessorConfig;
 use actors::lease::{ConnectRaft as ConnectLessorRaft, LESSOR_MAILBOX, LessorActor};
 use actors::log_writer::{LOG_WRITER_MAILBOX, LogWriter};
 use actors::mailbox::start_actor;
+use actors::messages::StoreCheckpoint;
 use actors::raft::core::{CoreConfig, RaftCore};
 use actors::raft::guard::{PeerGuard, RefusedMessages};
 use actors::raft::ids::IdGen;
 use actors::raft::logger::raft_logger;
 use actors::raft::{RAFT_MAILBOX, RaftActor};
+use actors::supervisor::{OnPanic, Supervision};
 use actors::transport::core::{ClientTls, TransportConfig, TransportCore};
 use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
@@ -85,6 +88,12 @@ pub struct Member {
     /// The peer transport's metrics (the peer service counts received
     /// bytes in them).
     pub transport_metrics: TransportMetrics,
+    /// The chaos API's switches, read by the actors (and by the peer
+    /// service for inbound link faults). All off unless the chaos API sets
+    /// them; it is served only with `--enable-chaos`.
+    pub faults: std::sync::Arc<Faults>,
+    /// Where the chaos API's kills reach each actor.
+    pub killers: Killers,
 }
 
 /// etcd's progress-notify interval when the flag is 0 or absent.
@@ -226,36 +235,10 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         install_image(&kv_dir, &snap_dir.path(log_snapshot))?;
         kv = MvccStore::open_batched(&kv_dir, &kv_options, batch_limits)?;
     }
-    // Raft's configuration as of the store's applied index: the member
-    // table changes in step with it, and the conf changes after that index
-    // replay from the log (the stored conf state may be ahead of the store,
-    // whose commits are batched).
-    let (voters, learners) = kv.voters_and_learners();
-    if !voters.is_empty() {
-        let cs = ConfState {
-            voters,
-            learners,
-            ..Default::default()
-        };
-        let stored = log.conf_state();
-        if stored.voters != cs.voters || stored.learners != cs.learners {
-            log.set_conf_state(&cs)?;
-        }
-    }
     if kv.removed_members().contains(&identity.member_id) {
         actors::stop_removed();
     }
     let applied = kv.applied_index();
-    let mut hs = log.hard_state();
-    if hs.commit < applied {
-        hs.commit = applied;
-        log.write(&LogWrite {
-            snapshot: None,
-            entries: Vec::new(),
-            hard_state: Some(hs),
-            commit: None,
-        })?;
-    }
     // Peers: the member table, or (a joiner before its snapshot) the
     // members the cluster reported.
     let table = kv.members();
@@ -289,29 +272,21 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     let refused = RefusedMessages::new(&registry)?;
 
     let election_ticks = (config.election_timeout / config.heartbeat_interval).max(2) as usize;
-    let raft_config = raft::Config {
-        id: identity.member_id,
-        election_tick: election_ticks,
-        heartbeat_tick: 1,
-        applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    raft_config.validate()?;
-    let single_voter = log.conf_state().voters == vec![identity.member_id];
-    let node = raft::RawNode::new(&raft_config, log.clone(), &raft_logger())?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
     // etcd's request timeout: 5 s + 2 election timeouts.
     let request_timeout_ms = 5_000 + 2 * config.election_timeout;
-    let core = RaftCore::new(
-        node,
-        CoreConfig {
+    let recipe = RaftRecipe {
+        log: log.clone(),
+        config: raft::Config {
+            id: identity.member_id,
+            election_tick: election_ticks,
+            heartbeat_tick: 1,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        },
+        core: CoreConfig {
             id: identity.member_id,
             max_request_bytes: config.max_request_bytes,
             request_timeout_ticks: request_timeout_ms / config.heartbeat_interval,
@@ -322,10 +297,16 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
             // missed more than --snapshot-count entries needs the image.
             catch_up_entries: 5_000.min(config.snapshot_count / 2),
         },
-        IdGen::new(identity.member_id, now_ms),
+        snap_dir: snap_dir.clone(),
+        refused: refused.clone(),
+    };
+    let (voters, learners) = kv.voters_and_learners();
+    let core = recipe.build(&StoreCheckpoint {
         applied,
-        PeerGuard::new(Some(snap_dir.clone()), refused.clone()),
-    );
+        voters,
+        learners,
+    })?;
+    let single_voter = log.conf_state().voters == vec![identity.member_id];
 
     let header = HeaderInfo {
         cluster_id: identity.cluster_id,
@@ -343,7 +324,10 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     // to read history (the apply actor) once that one runs.
     let hub_probe = metrics.for_actor("watch");
     let watch_metrics = WatchMetrics::new(&registry)?;
-    let hub_addr = start_actor("watch", {
+    let faults = std::sync::Arc::new(Faults::new());
+    let supervised =
+        |probe: &actors::metrics::ActorProbe, on_panic| Supervision::new(probe.clone(), on_panic);
+    let hub_addr = start_actor("watch", supervised(&hub_probe, OnPanic::Restart), {
         let probe = hub_probe.clone();
         let metrics = watch_metrics.clone();
         let ids = HeaderIds {
@@ -363,7 +347,7 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     // The lessor too: the apply actor tells it about lease changes; it
     // learns where raft is once raft runs.
     let lessor_probe = metrics.for_actor("lessor");
-    let lessor_addr = start_actor("lessor", {
+    let lessor_addr = start_actor("lessor", supervised(&lessor_probe, OnPanic::Restart), {
         let probe = lessor_probe.clone();
         let leases = kv.leases();
         let config = LessorConfig {
@@ -387,12 +371,13 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
             Box::new(BoardFeed(board.clone())),
         ],
     )?;
-    let apply_addr = start_actor("apply", {
+    let apply_addr = start_actor("apply", supervised(&apply_probe, OnPanic::StopMember), {
         let probe = apply_probe.clone();
         let commit = etcd_metrics.backend_commit.clone();
         // Ask a few times per interval whether pending commits are due.
         let flush_check = (batch_limits.interval / 4).max(std::time::Duration::from_millis(5));
-        move |_| ApplyActor::new(apply_core, probe, commit, flush_check)
+        let faults = faults.clone();
+        move |_| ApplyActor::new(apply_core, probe, commit, flush_check).with_faults(faults)
     });
     let apply = Mailbox::new(apply_addr, APPLY_MAILBOX, apply_probe);
     if hub
@@ -405,11 +390,12 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     }
 
     let lw_probe = metrics.for_actor("log_writer");
-    let lw_addr = start_actor("log-writer", {
+    let lw_addr = start_actor("log-writer", supervised(&lw_probe, OnPanic::StopMember), {
         let probe = lw_probe.clone();
         let log = log.clone();
         let fsync = etcd_metrics.wal_fsync.clone();
-        move |_| LogWriter::new(log, probe, fsync)
+        let faults = faults.clone();
+        move |_| LogWriter::new(log, probe, fsync, faults)
     });
     let log_writer = Mailbox::new(lw_addr, LOG_WRITER_MAILBOX, lw_probe);
 
@@ -430,24 +416,42 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
                 .map(|files| ClientTls::new(move || files.client_config())),
             ..TransportConfig::default()
         },
-        identity.member_id ^ now_ms,
+        identity.member_id ^ now_ms(),
         transport_metrics.clone(),
     );
-    let transport: actix::Addr<TransportActor> = start_actor("transport", {
-        let probe = metrics.for_actor("transport");
-        let snap_dir = snap_dir.clone();
-        let board = board.clone();
-        move |_| TransportActor::new(transport_core, snap_dir, probe).with_board(board)
-    });
+    let transport_probe = metrics.for_actor("transport");
+    let transport: actix::Addr<TransportActor> = start_actor(
+        "transport",
+        supervised(&transport_probe, OnPanic::Restart),
+        {
+            let probe = transport_probe.clone();
+            let snap_dir = snap_dir.clone();
+            let board = board.clone();
+            let faults = faults.clone();
+            move |_| {
+                TransportActor::new(transport_core, snap_dir, probe)
+                    .with_board(board)
+                    .with_faults(faults)
+            }
+        },
+    );
 
+    let mut killers = Killers::default();
+    killers.insert(ActorKind::Watch, hub.recipient());
+    killers.insert(ActorKind::Lessor, lessor.recipient());
+    killers.insert(ActorKind::Apply, apply.recipient());
+    killers.insert(ActorKind::LogWriter, log_writer.recipient());
+    killers.insert(ActorKind::Transport, transport.clone().recipient());
     let raft_probe = metrics.for_actor("raft");
     let tick = Duration::from_millis(config.heartbeat_interval);
-    let raft_addr = start_actor("raft", {
+    let raft_addr = start_actor("raft", supervised(&raft_probe, OnPanic::StopMember), {
         let probe = raft_probe.clone();
         let apply = apply.clone();
         let peer_sync = transport.clone().recipient();
         let transport = transport.clone().recipient();
         let board = board.clone();
+        let rebuild: actors::raft::Rebuild =
+            Box::new(move |checkpoint| recipe.build(checkpoint).map_err(|e| e.to_string()));
         move |_| {
             let mut actor = RaftActor::new(
                 core,
@@ -458,12 +462,14 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
                 tick,
                 single_voter,
             )
-            .with_board(board);
+            .with_board(board)
+            .with_rebuild(rebuild);
             actor.set_transport(transport);
             actor.set_peer_sync(peer_sync);
             actor
         }
     });
+    killers.insert(ActorKind::Raft, raft_addr.clone().recipient());
     let raft = Mailbox::new(raft_addr, RAFT_MAILBOX, raft_probe);
     if transport
         .try_send(ConnectRaft { raft: raft.clone() })
@@ -510,6 +516,8 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         refused,
         board: board_for_peers,
         transport_metrics,
+        faults,
+        killers,
     })
 }
 
@@ -548,6 +556,87 @@ fn import_etcd_backend(member_dir: &Path, map_bytes: usize) -> Result<(), Bootst
         "imported etcd's keys, revisions and leases"
     );
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch (seeds and request-id prefixes).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What the raft core is built from: at start, and again at every restart
+/// of the raft actor by its supervisor.
+struct RaftRecipe {
+    log: LmdbLogStore,
+    config: raft::Config,
+    core: CoreConfig,
+    snap_dir: SnapDir,
+    refused: RefusedMessages,
+}
+
+impl RaftRecipe {
+    /// Brings the durable log in line with the store, then builds a core
+    /// applied up to `checkpoint.applied`:
+    /// 1. raft's configuration as of the store's applied index (the member
+    ///    table changes in step with it, and the conf changes after that
+    ///    index replay from the log; the stored conf state may be ahead of
+    ///    a store whose commits are batched);
+    /// 2. a commit index at least the applied index (every applied entry
+    ///    was committed; the commit index alone is not fsynced on change).
+    ///
+    /// A log whose snapshot is ahead of the store (an install cut short)
+    /// cannot be built on: at start the install is finished first; at a
+    /// restart it is an error, and the member stops and finishes it at its
+    /// next start.
+    fn build(
+        &self,
+        checkpoint: &StoreCheckpoint,
+    ) -> Result<RaftCore<LmdbLogStore>, BootstrapError> {
+        let log = &self.log;
+        let applied = checkpoint.applied;
+        let log_snapshot = log.snapshot_metadata().map_or(0, |m| m.index);
+        if log_snapshot > applied {
+            return Err(BootstrapError::Config(format!(
+                "the raft log's snapshot ({log_snapshot}) is ahead of the store ({applied})"
+            )));
+        }
+        if !checkpoint.voters.is_empty() {
+            let cs = ConfState {
+                voters: checkpoint.voters.clone(),
+                learners: checkpoint.learners.clone(),
+                ..Default::default()
+            };
+            let stored = log.conf_state();
+            if stored.voters != cs.voters || stored.learners != cs.learners {
+                log.set_conf_state(&cs)?;
+            }
+        }
+        let mut hs = log.hard_state();
+        if hs.commit < applied {
+            hs.commit = applied;
+            log.write(&LogWrite {
+                snapshot: None,
+                entries: Vec::new(),
+                hard_state: Some(hs),
+                commit: None,
+            })?;
+        }
+        let config = raft::Config {
+            applied,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        let node = raft::RawNode::new(&config, log.clone(), &raft_logger())?;
+        Ok(RaftCore::new(
+            node,
+            self.core.clone(),
+            IdGen::new(self.config.id, now_ms()),
+            applied,
+            PeerGuard::new(Some(self.snap_dir.clone()), self.refused.clone()),
+        ))
+    }
 }
 
 /// LMDB map size of the MVCC env: the quota plus headroom, so deletes and

@@ -5,7 +5,8 @@
 //! ([`codec`]), which words decode errors as etcd does, and the wording of
 //! transport failures ([`errors`]). Modules mirror the proto packages:
 //! `etcdserverpb`, `mvccpb`, `authpb`, `v3lockpb`, `v3electionpb`, and
-//! `internal` (the replicated request envelope and the peer transport).
+//! `internal` (the replicated request envelope, the peer transport and the
+//! chaos API).
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 

@@ -43,7 +43,7 @@ use storage::{EtcdError, StorageError};
 
 use crate::messages::{
     ApplyReport, CommittedBatch, EventsRead, ExportView, LeaseChange, MemberTable, PendingRead,
-    ReadBatch, ReadRequest, ReadResponse, StoreEvents, StoreStatus,
+    ReadBatch, ReadRequest, ReadResponse, StoreCheckpoint, StoreEvents, StoreStatus,
 };
 
 /// The ids every response header carries.
@@ -149,6 +149,8 @@ pub struct ApplyCore<B: MvccBackend> {
     /// An image finished while the store was being replaced, for the next
     /// report.
     ready_image: Option<SnapshotDescriptor>,
+    /// The chaos API's switches (the planted lose-writes bug).
+    faults: std::sync::Arc<crate::chaos::Faults>,
 }
 
 /// Where the store's changes go (the watch hub, the lessor), told before
@@ -288,9 +290,64 @@ impl<B: MvccBackend> ApplyCore<B> {
             exports: Vec::new(),
             image_job: None,
             ready_image: None,
+            faults: std::sync::Arc::default(),
         };
         core.publish_size()?;
         Ok(core)
+    }
+
+    /// The planted bug (chaos `PlantBug lose-writes`): a put taken by it is
+    /// applied to a key no client reads (`\0oxcd-chaos-lost/<key>`), on this
+    /// member only, and answered as usual. Only for proving that the chaos
+    /// checker catches a lost acknowledged write.
+    fn plant_lost_write(&self, mut request: InternalRequest) -> InternalRequest {
+        if let Some(internal_request::Request::Put(put)) = &mut request.request
+            && self.faults.take_lost_write()
+        {
+            tracing::error!(key = %String::from_utf8_lossy(&put.key), "chaos: planted bug loses this put");
+            let mut key = b"\0oxcd-chaos-lost/".to_vec();
+            key.extend_from_slice(&put.key);
+            put.key = key;
+        }
+        request
+    }
+
+    /// Reads the chaos API's switches from `faults`.
+    pub fn with_faults(mut self, faults: std::sync::Arc<crate::chaos::Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The applied index and raft's configuration as of it (for a
+    /// restarting raft actor).
+    pub fn checkpoint(&self) -> StoreCheckpoint {
+        let (voters, learners) = self.store().voters_and_learners();
+        StoreCheckpoint {
+            applied: self.store().applied_index(),
+            voters,
+            learners,
+        }
+    }
+
+    /// Restart after a kill: fails the reads waiting here (their clients
+    /// retry), writes pending commits, then closes the store and opens it
+    /// again from disk, which rebuilds the key index and every cache.
+    pub fn reload(&mut self) -> Result<(), StorageError> {
+        self.shutdown();
+        self.flush()?;
+        self.cancel_exports();
+        self.ready_image = self.settle_image();
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
+        let store = (self.snapshots.reopen)(&self.snapshots.store_dir)?;
+        tracing::info!(
+            applied = store.applied_index(),
+            revision = store.current_revision(),
+            "store reopened from disk"
+        );
+        self.store = Some(store);
+        self.publish_size()
     }
 
     fn store(&self) -> &MvccStore<B> {
@@ -365,6 +422,7 @@ impl<B: MvccBackend> ApplyCore<B> {
                     _ => None,
                 };
                 let request = decoded
+                    .map(|r| r.map(|r| self.plant_lost_write(r)))
                     .and_then(|r| match r {
                     // Upkeep from a leader that was deposed before its entry
                     // committed: a no-op on every member alike.

@@ -17,20 +17,32 @@
 //! A storage error while applying is fatal: the process exits and the entry
 //! is applied after restart from the durable raft log (never skipped, or
 //! members would diverge).
+//!
+//! Supervision: a `Kill` stops the actor between two messages; `stopping`
+//! fails the reads waiting here (clients get a retryable `Unavailable`)
+//! and writes the pending commits, and `restarting` reopens the store from
+//! disk ([`ApplyCore::reload`]). Committed batches queued meanwhile wait in
+//! the mailbox. A panic stops the member: a batch may be half applied in
+//! memory, and only the raft log can redo it.
+//!
+//! The chaos API can pause applying ([`Faults::wait_while_apply_paused`],
+//! before each committed batch).
 
 pub mod core;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use storage::mvcc::{Batched, LmdbBackend};
 
 use self::core::ApplyCore;
+use crate::chaos::Faults;
 use crate::messages::{
-    Committed, Defragment, ExportView, GetStoreStatus, InstallSnapshot, OpenExport, Read,
-    ReadEvents, ReadReady, TakeImage,
+    Barrier, Committed, Defragment, ExportView, GetStoreStatus, InstallSnapshot, Kill, OpenExport,
+    Read, ReadEvents, ReadReady, TakeImage,
 };
 use crate::metrics::ActorProbe;
 
@@ -47,6 +59,7 @@ pub struct ApplyActor {
     commit: prometheus::Histogram,
     /// How often the timer asks whether pending commits are due.
     flush_check: Duration,
+    faults: Arc<Faults>,
 }
 
 impl ApplyActor {
@@ -65,7 +78,16 @@ impl ApplyActor {
             probe,
             commit,
             flush_check,
+            faults: Arc::default(),
         }
+    }
+
+    /// Reads the chaos API's switches from `faults` (apply pauses, the
+    /// planted bug).
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.core = self.core.with_faults(faults.clone());
+        self.faults = faults;
+        self
     }
 
     /// Writes the store's pending commits if they are due; a failure is
@@ -97,10 +119,40 @@ impl Actor for ApplyActor {
     }
 }
 
+impl Supervised for ApplyActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if let Err(e) = self.core.reload() {
+            crate::fatal(&format!(
+                "the store cannot be reopened after a restart: {e}"
+            ));
+        }
+    }
+}
+
+impl Handler<Kill> for ApplyActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Barrier> for ApplyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Barrier, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("Barrier");
+        let _ = msg.done.send(Some(self.core.checkpoint()));
+    }
+}
+
 impl Handler<Committed> for ApplyActor {
     type Result = MessageResult<Committed>;
 
     fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> Self::Result {
+        if self.faults.wait_while_apply_paused() {
+            tracing::info!("chaos: apply resumed");
+        }
         let _timer = self.probe.handling("Committed");
         let report = match self.core.apply(msg.batch) {
             Ok(report) => report,

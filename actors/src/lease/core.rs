@@ -343,6 +343,17 @@ impl LessorCore {
         upkeep
     }
 
+    /// The lessor restarted (its supervisor, after a kill or a panic): the
+    /// leases and their countdowns stay as they were (a restart must not
+    /// lengthen or shorten a lease); the expiries and reset checkpoints it
+    /// had proposed are forgotten, since their outcomes died with the old
+    /// lessor, and may be proposed again (a second revoke of a lease is a
+    /// no-op when applied). Keep-alives waiting for a reset stay waiting.
+    pub fn restart(&mut self) {
+        self.expiring.clear();
+        self.resetting.clear();
+    }
+
     /// An expiry proposal failed (leadership moved, a timeout): it may be
     /// proposed again.
     pub fn expire_failed(&mut self, id: i64) {

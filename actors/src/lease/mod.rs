@@ -17,6 +17,10 @@
 //!
 //! Time is a monotonic clock read here and passed to the core in
 //! milliseconds.
+//!
+//! Supervision: after a `Kill` or a panic the lessor restarts with its
+//! lease table and countdowns ([`LessorCore::restart`]); what it had in
+//! flight (a status request, proposals) is dropped and asked again.
 
 pub mod core;
 
@@ -31,7 +35,7 @@ use self::core::{LessorConfig, LessorCore, Upkeep};
 use crate::Mailbox;
 use crate::apply::core::StoreFeed;
 use crate::messages::{
-    GetStatus, IsPrimary, KeepAlive, KeepAlives, LeaseChange, LeasesChanged, LeasesReplaced,
+    GetStatus, IsPrimary, KeepAlive, KeepAlives, Kill, LeaseChange, LeasesChanged, LeasesReplaced,
     Propose, TimeToLive,
 };
 use crate::metrics::ActorProbe;
@@ -173,6 +177,21 @@ impl Actor for LessorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Supervised for LessorActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.status_in_flight = false;
+        self.core.restart();
+    }
+}
+
+impl Handler<Kill> for LessorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

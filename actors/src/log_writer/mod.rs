@@ -8,12 +8,20 @@
 //!    does it send votes and append responses.
 //!
 //! A failed write is fatal: the process exits and restarts from what is
-//! durable, never acknowledging the lost entries.
+//! durable, never acknowledging the lost entries. The chaos API can slow
+//! every write down or make the next ones fail ([`Faults`]).
+//!
+//! Supervision: the writer keeps nothing in memory but the env handle, so a
+//! restart (after a `Kill`) only logs; writes queued meanwhile wait in the
+//! mailbox. A panic stops the member (a write may be half done).
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 use storage::raft_log::{LmdbLogStore, LogStore};
 
-use crate::messages::{Append, SaveConfState, SaveSnapshot};
+use crate::chaos::Faults;
+use crate::messages::{Append, Barrier, Kill, SaveConfState, SaveSnapshot};
 use crate::metrics::ActorProbe;
 
 /// Mailbox capacity of the log writer.
@@ -24,15 +32,22 @@ pub struct LogWriter {
     store: LmdbLogStore,
     probe: ActorProbe,
     fsync: prometheus::Histogram,
+    faults: Arc<Faults>,
 }
 
 impl LogWriter {
     /// `fsync` observes each write (etcd's `etcd_disk_wal_fsync_duration_seconds`).
-    pub fn new(store: LmdbLogStore, probe: ActorProbe, fsync: prometheus::Histogram) -> Self {
+    pub fn new(
+        store: LmdbLogStore,
+        probe: ActorProbe,
+        fsync: prometheus::Histogram,
+        faults: Arc<Faults>,
+    ) -> Self {
         Self {
             store,
             probe,
             fsync,
+            faults,
         }
     }
 }
@@ -41,12 +56,44 @@ impl Actor for LogWriter {
     type Context = Context<Self>;
 }
 
+impl Supervised for LogWriter {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::info!("log writer restarting (nothing to rebuild: every write is durable)");
+    }
+}
+
+impl Handler<Kill> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Barrier> for LogWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Barrier, _: &mut Context<Self>) {
+        let _timer = self.probe.handling("Barrier");
+        let _ = msg.done.send(None);
+    }
+}
+
 impl Handler<Append> for LogWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Append, _: &mut Context<Self>) {
         let _timer = self.probe.handling("Append");
         let _fsync = self.fsync.start_timer();
+        let delay = self.faults.fsync_delay();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        if self.faults.take_fsync_failure() {
+            crate::fatal(
+                "raft log write failed: fsync failed (chaos fail-fsync); nothing it carried was acknowledged",
+            );
+        }
         if let Err(e) = self.store.write(&msg.write) {
             crate::fatal(&format!("raft log write failed: {e}"));
         }

@@ -30,3 +30,28 @@ pub use to_log_writer::*;
 pub use to_raft::*;
 pub use to_transport::*;
 pub use to_watch::*;
+
+/// Stops the actor that receives it (the chaos API's kill); its supervisor
+/// restarts it from storage ([`crate::supervisor`]). Every actor takes it.
+#[derive(actix::Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Kill;
+
+/// What the apply actor reports at a [`Barrier`]: its applied index and raft's
+/// configuration as of that index (from the member table).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreCheckpoint {
+    pub applied: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// Answered once every message enqueued before it was handled (the log
+/// writer answers `None`, the apply actor its [`StoreCheckpoint`]). A
+/// restarting raft actor waits on it, on a plain channel, before it reads
+/// storage.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct Barrier {
+    pub done: std::sync::mpsc::SyncSender<Option<StoreCheckpoint>>,
+}

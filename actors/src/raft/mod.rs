@@ -14,6 +14,18 @@
 //! every read waiting at that moment; the read state goes to the apply actor,
 //! which serves the batch once it has applied up to the read index.
 //!
+//! Supervision: a `Kill` stops the actor; `stopping` fails every proposal
+//! and read in flight with `etcdserver: server stopped` (a retryable
+//! `Unavailable`: a failed proposal may still commit, as after any
+//! timeout). `restarting` then waits until the log writer and the apply
+//! actor have handled everything sent to them ([`Barrier`]: writes whose
+//! answer died with the old incarnation are skipped, so the log holds
+//! exactly what was made durable), and builds a new `RawNode` from the
+//! durable log, applied up to the apply actor's index ([`Rebuild`]). The
+//! member comes back as a follower; if it led, the cluster elects again.
+//! Committed entries the apply actor skipped are handed out again by the
+//! new node. A panic stops the member.
+//!
 //! The actor ticks raft every `--heartbeat-interval`. Messages between actors
 //! that must not be lost (`Append`, `Committed`, `ReadReady`) use
 //! [`Mailbox::deliver`]; their number is bounded by the core (one `Append` in
@@ -36,9 +48,10 @@ use crate::Mailbox;
 use crate::apply::ApplyActor;
 use crate::log_writer::LogWriter;
 use crate::messages::{
-    Append, ApplyReport, Committed, GetStatus, InstallSnapshot, MemberTable, Outbound, Propose,
-    ProposeMemberChange, ReadIndex, ReadReady, ReportSnapshot, ReportUnreachable, SaveConfState,
-    SaveSnapshot, Step, SyncPeers, TakeImage, TransferLeader,
+    Append, ApplyReport, Barrier, Committed, GetStatus, InstallSnapshot, Kill, MemberTable,
+    Outbound, Propose, ProposeMemberChange, ReadIndex, ReadReady, ReportSnapshot,
+    ReportUnreachable, SaveConfState, SaveSnapshot, Step, StoreCheckpoint, SyncPeers, TakeImage,
+    TransferLeader,
 };
 use crate::metrics::ActorProbe;
 
@@ -48,6 +61,15 @@ const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 
 /// Mailbox capacity of the raft actor for client requests.
 pub const RAFT_MAILBOX: usize = 4096;
+
+/// How long a restarting raft actor waits for the log writer and the apply
+/// actor to drain (an apply paused by the chaos API holds it up to 600 s).
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(660);
+
+/// Builds a new core from the durable log, applied up to the checkpoint's
+/// index, with raft's configuration as of it.
+pub type Rebuild =
+    Box<dyn FnMut(&StoreCheckpoint) -> Result<RaftCore<LmdbLogStore>, String> + Send>;
 
 /// Runs the Ready loop once the mailbox burst has been taken in.
 #[derive(Message)]
@@ -70,6 +92,8 @@ pub struct RaftActor {
     campaign_at_start: bool,
     /// Where term and leader are posted for the facade.
     board: std::sync::Arc<crate::board::Board>,
+    /// How a restart builds the new core.
+    rebuild: Option<Rebuild>,
 }
 
 impl RaftActor {
@@ -95,7 +119,15 @@ impl RaftActor {
             poll_scheduled: false,
             campaign_at_start,
             board: crate::board::Board::new(0, 0),
+            rebuild: None,
         }
+    }
+
+    /// How a restart builds the new core (without it, a stopped raft actor
+    /// stops the member).
+    pub fn with_rebuild(mut self, rebuild: Rebuild) -> Self {
+        self.rebuild = Some(rebuild);
+        self
     }
 
     /// Posts term and leader on `board` after every Ready (for the
@@ -304,6 +336,54 @@ impl Actor for RaftActor {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.core.shutdown();
         Running::Stop
+    }
+}
+
+/// Waits until `mailbox`'s actor has handled everything sent to it before.
+fn barrier<A>(mailbox: &Mailbox<A>, who: &str) -> Option<StoreCheckpoint>
+where
+    A: Actor<Context = Context<A>> + Handler<Barrier>,
+{
+    let (done, rx) = std::sync::mpsc::sync_channel(1);
+    mailbox.post(Barrier { done });
+    match rx.recv_timeout(BARRIER_TIMEOUT) {
+        Ok(checkpoint) => checkpoint,
+        Err(_) => crate::fatal(&format!(
+            "the restarting raft actor waited {} s for the {who} in vain",
+            BARRIER_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+impl Supervised for RaftActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.poll_scheduled = false;
+        let Some(rebuild) = self.rebuild.as_mut() else {
+            crate::fatal("the raft actor stopped and has no way to rebuild");
+        };
+        barrier(&self.log_writer, "log writer");
+        let Some(checkpoint) = barrier(&self.apply, "apply actor") else {
+            crate::fatal("the apply actor answered a barrier without its applied index");
+        };
+        match rebuild(&checkpoint) {
+            Ok(core) => self.core = core,
+            Err(e) => crate::fatal(&format!("the raft actor cannot be rebuilt: {e}")),
+        }
+        let status = self.core.status();
+        self.board.post_raft(status.term, status.leader);
+        tracing::info!(
+            applied = checkpoint.applied,
+            term = status.term,
+            "raft rebuilt from the durable log"
+        );
+    }
+}
+
+impl Handler<Kill> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

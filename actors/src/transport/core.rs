@@ -599,6 +599,40 @@ impl TransportCore {
         }
     }
 
+    /// The transport restarted (its supervisor, after a kill or a panic):
+    /// every link starts over under a new epoch, so reports from the old
+    /// link tasks are ignored; queued messages are dropped (raft sends
+    /// again); a snapshot that was being sent is reported failed, so raft
+    /// sends it again. [`TransportCore::start`] then opens the new links.
+    pub fn restart(&mut self, out: &mut Vec<Effect>) {
+        let peers: Vec<u64> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let link = self.new_link();
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            let urls = std::mem::take(&mut p.urls);
+            let old = std::mem::replace(p, Peer::new(urls, link));
+            if !old.queue.is_empty() {
+                self.metrics
+                    .dropped(peer, DropReason::Chaos, old.queue.len());
+            }
+            if old.snapshot_in_flight {
+                self.metrics.snapshot(peer, false);
+                out.push(Effect::ReportSnapshot {
+                    peer,
+                    status: SnapshotStatus::Failure,
+                });
+            }
+            if old.connected {
+                out.push(Effect::Connectivity {
+                    peer,
+                    connected: false,
+                });
+            }
+        }
+    }
+
     /// The snapshot send to `peer` (started under link epoch `link`) ended
     /// (step 4).
     pub fn on_snapshot_done(

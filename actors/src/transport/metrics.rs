@@ -42,6 +42,9 @@ pub enum DropReason {
     UnknownPeer,
     /// rust-protobuf refused to encode it.
     Encode,
+    /// The chaos API dropped it (a link fault or a partition), or a
+    /// restart of the transport discarded its queue.
+    Chaos,
 }
 
 impl DropReason {
@@ -49,6 +52,7 @@ impl DropReason {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::LinkDown => "link_down",
+            DropReason::Chaos => "chaos",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::Encode => "encode",
         }

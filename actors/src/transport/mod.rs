@@ -20,6 +20,15 @@
 //! The receiving side (the `Peer` gRPC service) lives in the node crate and
 //! uses [`wire`] and [`RaftInbox`] too.
 //!
+//! The chaos API's link faults ([`Faults::link`]) apply to each batch right
+//! before it goes to its link task: dropped (as a lost batch, which raft
+//! survives), or handed over after a delay. Snapshot sends to a peer cut
+//! off fail at once.
+//!
+//! Supervision: after a `Kill` or a panic the transport restarts every link
+//! under a new epoch ([`TransportCore::restart`]); nothing it holds is
+//! durable, and raft resends what was lost.
+//!
 //! The actor runs on its own arbiter. It has no [`crate::Mailbox`] wrapper:
 //! raft reaches it through a `Recipient<Outbound>`, its link tasks through
 //! a weak recipient, so handlers time themselves with `probe.timing`.
@@ -43,9 +52,11 @@ pub use self::inbox::RaftInbox;
 use self::link::{LinkSpec, SnapshotSpec, run_link, send_snapshot};
 pub use self::messages::ConnectRaft;
 use self::messages::LinkEvent;
+use self::metrics::DropReason;
 pub use self::metrics::TransportMetrics;
 use crate::Mailbox;
-use crate::messages::{Outbound, SyncPeers};
+use crate::chaos::{Direction, Faults, LinkVerdict};
+use crate::messages::{Kill, Outbound, SyncPeers};
 use crate::metrics::ActorProbe;
 use crate::raft::RaftActor;
 
@@ -64,6 +75,7 @@ pub struct TransportActor<R: RaftInbox = Mailbox<RaftActor>> {
     unreported: BTreeSet<u64>,
     /// Where peer connectivity is posted (for membership checks).
     board: Option<std::sync::Arc<crate::board::Board>>,
+    faults: std::sync::Arc<Faults>,
 }
 
 impl<R: RaftInbox> TransportActor<R> {
@@ -77,6 +89,37 @@ impl<R: RaftInbox> TransportActor<R> {
             links: HashMap::new(),
             unreported: BTreeSet::new(),
             board: None,
+            faults: std::sync::Arc::default(),
+        }
+    }
+
+    /// Applies the chaos API's link faults from `faults`.
+    pub fn with_faults(mut self, faults: std::sync::Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Hands `batch` to the link task of `peer`; a refusal (the task
+    /// ended) counts as a discarded batch.
+    fn hand_to_link(
+        &mut self,
+        peer: u64,
+        link: u64,
+        batch: RaftBatch,
+        effects: &mut VecDeque<Effect>,
+    ) {
+        let messages = batch.messages.len();
+        let taken = self
+            .links
+            .get(&peer)
+            .is_some_and(|tx| tx.try_send(batch).is_ok());
+        if !taken {
+            // Only a link task that ended can refuse: the core never hands
+            // out more batches than the channel holds.
+            let mut more = Vec::new();
+            let report = LinkReport::Discarded { messages };
+            self.core.on_link_report(peer, link, report, &mut more);
+            effects.extend(more);
         }
     }
 
@@ -112,19 +155,34 @@ impl<R: RaftInbox> TransportActor<R> {
                     self.links.remove(&peer);
                 }
                 Effect::Send { peer, link, batch } => {
-                    let messages = batch.messages.len();
-                    let taken = self
-                        .links
-                        .get(&peer)
-                        .is_some_and(|tx| tx.try_send(batch).is_ok());
-                    if !taken {
-                        // Only a link task that ended can refuse: the core
-                        // never hands out more batches than the channel holds.
-                        let mut more = Vec::new();
-                        let report = LinkReport::Discarded { messages };
-                        self.core.on_link_report(peer, link, report, &mut more);
-                        effects.extend(more);
+                    match self.faults.link(peer, Direction::Outbound) {
+                        LinkVerdict::Pass => self.hand_to_link(peer, link, batch, &mut effects),
+                        LinkVerdict::Drop => {
+                            let messages = batch.messages.len();
+                            self.core
+                                .metrics()
+                                .dropped(peer, DropReason::Chaos, messages);
+                            let mut more = Vec::new();
+                            let report = LinkReport::Discarded { messages: 0 };
+                            self.core.on_link_report(peer, link, report, &mut more);
+                            effects.extend(more);
+                        }
+                        LinkVerdict::Delay(delay) => {
+                            ctx.run_later(delay, move |act, ctx| {
+                                let mut effects = VecDeque::new();
+                                act.hand_to_link(peer, link, batch, &mut effects);
+                                act.dispatch(effects.into(), ctx);
+                            });
+                        }
                     }
+                }
+                Effect::SendSnapshot { peer, link, .. }
+                    if self.faults.link(peer, Direction::Outbound) == LinkVerdict::Drop =>
+                {
+                    let mut more = Vec::new();
+                    let result = Err("cut off by the chaos API".to_string());
+                    self.core.on_snapshot_done(peer, link, result, &mut more);
+                    effects.extend(more);
                 }
                 Effect::SendSnapshot {
                     peer,
@@ -193,6 +251,24 @@ impl<R: RaftInbox> Actor for TransportActor<R> {
         let mut out = Vec::new();
         self.core.start(&mut out);
         self.dispatch(out, ctx);
+    }
+}
+
+impl<R: RaftInbox> Supervised for TransportActor<R> {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        // Dropping the senders ends the old link tasks.
+        self.links.clear();
+        let mut out = Vec::new();
+        self.core.restart(&mut out);
+        self.dispatch(out, ctx);
+    }
+}
+
+impl<R: RaftInbox> Handler<Kill> for TransportActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

@@ -645,6 +645,16 @@ impl<S: ResponseSink> WatchCore<S> {
         }
     }
 
+    /// The hub restarted (its supervisor, after a kill or a panic): the
+    /// streams and their watchers stay, each at the revision it was next
+    /// to get, and every watcher is caught up from storage from there, as
+    /// an unsynced one. A catch-up read the old hub had in flight is
+    /// forgotten (its answer died with it).
+    pub fn restart(&mut self) {
+        self.read_in_flight = None;
+        self.demote_all();
+    }
+
     /// Step 4: the store was replaced by a snapshot at `revision`.
     pub fn on_replaced(&mut self, revision: i64) {
         self.demote_all();

@@ -13,6 +13,11 @@
 //! 4. Every `--experimental-watch-progress-notify-interval` the hub sends
 //!    progress notifications to idle `progress_notify` watchers.
 //!
+//! Supervision: after a `Kill` or a panic the hub restarts with its
+//! streams and watchers and catches every watcher up from storage from the
+//! revision it was next to get ([`WatchCore::restart`]): no event is lost or
+//! sent twice, and the clients' streams stay open.
+//!
 //! The logic lives in [`core::WatchCore`]; this shell feeds it and sends
 //! what it asks for. Metrics: etcd's `etcd_debugging_mvcc_watcher_total`,
 //! `..._slow_watcher_total` (unsynced watchers), `..._watch_stream_total`
@@ -32,8 +37,8 @@ use self::core::{HeaderIds, ResponseSink, WatchCore};
 use crate::Mailbox;
 use crate::apply::ApplyActor;
 use crate::messages::{
-    CancelWatch, CloseStream, CreateWatch, OpenStream, ReadEvents, RequestProgress, StoreEvents,
-    StoreReplaced,
+    CancelWatch, CloseStream, CreateWatch, Kill, OpenStream, ReadEvents, RequestProgress,
+    StoreEvents, StoreReplaced,
 };
 use crate::metrics::ActorProbe;
 
@@ -206,6 +211,21 @@ impl Actor for WatchHub {
             let _timer = act.probe.timing("ProgressTick");
             act.core.tick_progress();
         });
+    }
+}
+
+impl Supervised for WatchHub {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.core.restart();
+        self.publish();
+    }
+}
+
+impl Handler<Kill> for WatchHub {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
