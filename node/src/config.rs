@@ -121,6 +121,18 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub corrupt_check_time: std::time::Duration,
+    /// Serve the chaos API (oxcd's own: faults injected at runtime, see
+    /// `oxcdctl chaos`) on the client URLs. For test clusters only: anyone
+    /// who can reach the client port can then stop this member.
+    #[arg(
+        long = "enable-chaos",
+        env = "OXCD_ENABLE_CHAOS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_chaos: bool,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(
         long = "strict-reconfig-check",
