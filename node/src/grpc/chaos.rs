@@ -284,10 +284,7 @@ impl Chaos for ChaosService {
         )
     }
 
-    async fn faults(
-        &self,
-        _: Request<FaultsRequest>,
-    ) -> Result<Response<FaultsResponse>, Status> {
+    async fn faults(&self, _: Request<FaultsRequest>) -> Result<Response<FaultsResponse>, Status> {
         let hooks = self.hooks()?;
         Ok(Response::new(FaultsResponse {
             member_id: hooks.member_id,
