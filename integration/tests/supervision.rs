@@ -12,9 +12,14 @@
 //!    had more puts acknowledged since the kill.
 //! 3. Every failed request carried a retryable code (`Unavailable`, or a
 //!    client deadline); no other error reached a client.
-//! 4. At the end: a marker put; every member holds every acknowledged put
+//! 4. Two leases: one kept alive every second through any member (its key
+//!    must outlive every kill), one left alone with a long TTL (its
+//!    remaining TTL, read right before and right after each kill of the
+//!    leader's lessor, must not go up: the countdown survives the restart).
+//! 5. At the end: a marker put; every member holds every acknowledged put
 //!    at its revision (and the same HashKV); every watch stream stayed open
-//!    and saw each revision of the history exactly once, in order.
+//!    and saw each revision of the history exactly once, in order; the kept
+//!    lease and its key are still there.
 //!
 //! The chaos runner (`chaos_run.rs`, `make chaos`) kills actors too, with a
 //! linearizability check of the whole history.
@@ -28,8 +33,12 @@ use integration::acks::{Ledger, ReadMode};
 use integration::cluster::{Cluster, ClusterOpts};
 use integration::{Kind, json_gateway, seed_from_env};
 use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::watch_client::WatchClient;
-use proto::etcdserverpb::{HashKvRequest, PutRequest, WatchCreateRequest, WatchRequest};
+use proto::etcdserverpb::{
+    HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest,
+    RangeRequest, WatchCreateRequest, WatchRequest,
+};
 use proto::internal::KillActorRequest;
 use proto::internal::chaos_client::ChaosClient;
 use tonic::transport::{Channel, Endpoint};
@@ -180,6 +189,61 @@ async fn watcher(endpoint: String, start: i64, until: Arc<AtomicI64>) -> (Vec<i6
     }
 }
 
+/// Keeps lease `id` alive, once a second, through any member (the next one
+/// after a failure), until `stop`; returns the failed keep-alives and the
+/// TTLs answered 0 (lease gone).
+async fn keep_alive(id: i64, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> (usize, usize) {
+    let (mut failed, mut expired) = (0, 0);
+    let mut member = 0;
+    for _ in 0..100_000 {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let answered = async {
+            let mut lease = LeaseClient::new(channel(&endpoints[member]).await?);
+            let once = tokio_stream::once(LeaseKeepAliveRequest { id });
+            let mut stream = lease
+                .lease_keep_alive(once)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            match stream.message().await {
+                Ok(Some(r)) => Ok(r.ttl),
+                Ok(None) => Err("keep-alive stream ended".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, answered).await {
+            Ok(Ok(ttl)) if ttl > 0 => tokio::time::sleep(Duration::from_secs(1)).await,
+            Ok(Ok(_)) => {
+                expired += 1;
+                break;
+            }
+            _ => {
+                failed += 1;
+                member = (member + 1) % endpoints.len();
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+    (failed, expired)
+}
+
+/// The remaining TTL of lease `id`, asked of the leader.
+async fn remaining_ttl(cluster: &Cluster, leader: usize, id: i64) -> i64 {
+    let mut lease = LeaseClient::new(
+        channel(&cluster.endpoint(leader))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
+        .await
+        .unwrap_or_else(|e| panic!("TimeToLive of {id:x}: {e}"))
+        .into_inner()
+        .ttl
+}
+
 /// `oxcd_actor_restarts_total{actor}` of the member at `addr`.
 async fn restarts(addr: &str, actor: &str) -> Result<u64, String> {
     let reply = json_gateway::request(addr, "GET", "/metrics", &[], b"")
@@ -237,6 +301,45 @@ async fn every_actor_killed_on_leader_and_follower_restarts_and_loses_nothing() 
         .unwrap_or_else(|e| panic!("{e}"));
     let endpoints = cluster.endpoints();
 
+    // The leases, with a key each under the watched prefix (revisions 2
+    // and 3).
+    let (kept, countdown) = {
+        let leader = cluster
+            .wait_leader(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut lease = LeaseClient::new(
+            channel(&cluster.endpoint(leader))
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut kv = cluster.kv(leader).await.expect("kv client");
+        let mut ids = Vec::new();
+        for (key, ttl) in [
+            (&b"sup/lease/kept"[..], 6),
+            (&b"sup/lease/countdown"[..], 600),
+        ] {
+            let id = lease
+                .lease_grant(LeaseGrantRequest { ttl, id: 0 })
+                .await
+                .expect("lease grant")
+                .into_inner()
+                .id;
+            kv.put(PutRequest {
+                key: key.to_vec(),
+                value: b"leased".to_vec(),
+                lease: id,
+                ..Default::default()
+            })
+            .await
+            .expect("leased put");
+            ids.push(id);
+        }
+        (ids[0], ids[1])
+    };
+    let stop_keeping = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(keep_alive(kept, endpoints.clone(), stop_keeping.clone()));
+
     let watch_until = Arc::new(AtomicI64::new(0));
     let watchers: Vec<_> = endpoints
         .iter()
@@ -278,6 +381,7 @@ async fn every_actor_killed_on_leader_and_follower_restarts_and_loses_nothing() 
                     .await
                     .unwrap_or_else(|e| panic!("{e}")),
             );
+            let ttl_before = remaining_ttl(&cluster, leader, countdown).await;
             let acked_at_kill = acked(&load);
             let killed = Instant::now();
             let answer = chaos
@@ -299,6 +403,13 @@ async fn every_actor_killed_on_leader_and_follower_restarts_and_loses_nothing() 
                 async || acked(&load) >= acked_at_kill + PUTS_PER_KILL,
             )
             .await;
+            if kind == "lessor" && role == "leader" {
+                let ttl_after = remaining_ttl(&cluster, leader, countdown).await;
+                assert!(
+                    ttl_after <= ttl_before,
+                    "the lessor's restart lengthened a lease: {ttl_before} s left before, {ttl_after} s after"
+                );
+            }
             assert!(
                 cluster.is_running(target),
                 "{} exited after its {kind} actor was killed:\n{}",
@@ -315,6 +426,10 @@ async fn every_actor_killed_on_leader_and_follower_restarts_and_loses_nothing() 
         }
     }
     load.stop.store(true, Ordering::SeqCst);
+    stop_keeping.store(true, Ordering::SeqCst);
+    let (keep_failures, expired) = keeper.await.expect("keeper");
+    println!("supervision: {keep_failures} keep-alives failed (retried elsewhere)");
+    assert_eq!(expired, 0, "the kept-alive lease expired");
     let mut ledger = Ledger::default();
     for w in writers {
         ledger.extend(w.await.expect("writer"));
@@ -377,6 +492,18 @@ async fn every_actor_killed_on_leader_and_follower_restarts_and_loses_nothing() 
         hashes.iter().all(|h| *h == hashes[0]),
         "members disagree at revision {marker}: {hashes:?}"
     );
+
+    let mut kv = cluster.kv(leader).await.expect("kv client");
+    let kept_key = kv
+        .range(RangeRequest {
+            key: b"sup/lease/kept".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(kept_key.count, 1, "the kept-alive lease's key is gone");
+    assert!(remaining_ttl(&cluster, leader, kept).await > 0);
 
     // Each watcher saw revisions 2..=marker, each once, in order (only
     // this test writes, and only under sup/).
