@@ -199,8 +199,14 @@ fn main() {
                 config.corrupt_check_time,
             ));
         }
-        let extensive = config.metrics == node::config::MetricsLevel::Extensive;
-        let grpc_metrics = match node::grpc::metrics::GrpcMetrics::new(&member.registry, extensive) {
+        let grpc_metrics = match config.metrics {
+            node::config::MetricsLevel::Off => Ok(node::grpc::metrics::GrpcMetrics::off()),
+            level => node::grpc::metrics::GrpcMetrics::new(
+                &member.registry,
+                level == node::config::MetricsLevel::Extensive,
+            ),
+        };
+        let grpc_metrics = match grpc_metrics {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!("cannot start: metrics: {e}");
