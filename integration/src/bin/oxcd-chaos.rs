@@ -4,8 +4,9 @@
 //!
 //! 1. parse the flags; without `--seed`, draw one (printed, so the run can
 //!    be replayed);
-//! 2. print the schedule the seed plans, then run it;
-//! 3. print the timeline, what the workload did and the verdict; exit 0 on
+//! 2. run the schedule the seed plans;
+//! 3. print the schedule, the timeline, what the workload did and the
+//!    verdict; exit 0 on
 //!    PASS, 1 on FAIL, 2 when the run could not be carried out (the
 //!    cluster did not start).
 
@@ -71,10 +72,11 @@ async fn main() -> ExitCode {
         "oxcd-chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={}s)",
         args.duration.as_secs()
     );
-    println!("schedule:");
-    for fault in chaos::planned(&opts) {
-        println!("  {fault}");
-    }
+    println!(
+        "oxcd-chaos: {} faults planned over {:?}; the report follows the run",
+        chaos::planned(&opts).len(),
+        opts.duration
+    );
     match chaos::run(&opts).await {
         Ok(report) => {
             println!("{report}");

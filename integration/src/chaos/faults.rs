@@ -278,6 +278,7 @@ impl<'a> Driver<'a> {
                     .await;
             }
             Action::FailFsync => {
+                let asked = millis_since(self.origin);
                 let answer = self
                     .call(target, |mut c| async move {
                         rpc(c.fail_fsync(FailFsyncRequest { count: 1 })).await
@@ -286,12 +287,14 @@ impl<'a> Driver<'a> {
                 let injected = answer.is_ok();
                 self.outcome(target, what, answer);
                 if injected {
-                    self.await_exit(target, "after its failed fsync").await;
+                    self.await_exit(target, asked, "after its failed fsync")
+                        .await;
                 }
                 tokio::time::sleep(fault.hold).await;
                 self.restart(target).await;
             }
             Action::Crash => {
+                let asked = millis_since(self.origin);
                 let answer = self
                     .call(target, |mut c| async move {
                         rpc(c.crash(CrashRequest {})).await
@@ -300,7 +303,7 @@ impl<'a> Driver<'a> {
                 let injected = answer.is_ok();
                 self.outcome(target, what, answer);
                 if injected {
-                    self.await_exit(target, "after the crash").await;
+                    self.await_exit(target, asked, "after the crash").await;
                 }
                 tokio::time::sleep(fault.hold).await;
                 self.restart(target).await;
@@ -435,9 +438,9 @@ impl<'a> Driver<'a> {
     }
 
     /// Waits (bounded) until member `i`'s process has exited; opens its
-    /// down window. A member that does not stop is killed (and that is a
-    /// problem).
-    async fn await_exit(&mut self, i: usize, why: &str) {
+    /// down window at `asked_ms`, when the fault that stops it was asked
+    /// for. A member that does not stop is killed (and that is a problem).
+    async fn await_exit(&mut self, i: usize, asked_ms: u64, why: &str) {
         match self.cluster.wait_exit(i, EXIT_TIMEOUT).await {
             Some(status) => self.note(Some(i), format!("exited {why} (status {status})")),
             None => {
@@ -452,7 +455,7 @@ impl<'a> Driver<'a> {
         }
         self.down.push(DownWindow {
             member: i,
-            from_ms: millis_since(self.origin),
+            from_ms: asked_ms,
             to_ms: None,
         });
     }
