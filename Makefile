@@ -15,6 +15,12 @@
 #               (AUTH=1 scripts/bench.sh; compare with make bench)
 #   make bench-snapshot  snapshot save of a ~1 GB store and puts while it
 #               streams, next to etcd 3.5.1 (scripts/bench-snapshot.sh)
+#   make chaos  a seeded chaos run: three members with --enable-chaos, faults
+#               (actor kills, partition, delay, drop, pause-apply, slow-disk,
+#               fail-fsync, crash) while clients put, read, watch and keep
+#               leases; prints the timeline and a verdict (exit 0 PASS, 1 FAIL).
+#               SEED=7 DURATION=60s replays a run (default: a random seed,
+#               printed, and 30s)
 #   make cluster / make status / make cluster-stop
 #               three members on 127.0.0.1 (client 2379/22379/32379, peer
 #               2380/12380/22380), data and logs under cluster/
@@ -25,7 +31,7 @@ APT_PACKAGES := etcd-server etcd-client curl python3-venv
 ETCD3GW_VENV := .cache/etcd3gw
 ETCD3GW_VERSION := 2.7.0
 
-.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-auth bench-metrics bench-scale bench-snapshot cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt chaos bench bench-watch bench-lease bench-auth bench-metrics bench-scale bench-snapshot cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -61,6 +67,12 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+SEED ?=
+DURATION ?= 30s
+
+chaos: build
+	$(CARGO) run -q -p integration --bin oxcd-chaos -- $(if $(SEED),--seed $(SEED)) --duration $(DURATION)
 
 bench: test-deps
 	./scripts/bench.sh
