@@ -6,9 +6,8 @@
 //!    be replayed);
 //! 2. run the schedule the seed plans;
 //! 3. print the schedule, the timeline, what the workload did and the
-//!    verdict; exit 0 on
-//!    PASS, 1 on FAIL, 2 when the run could not be carried out (the
-//!    cluster did not start).
+//!    verdict; exit 0 on PASS, 1 on FAIL, 2 when the run could not be
+//!    carried out (the cluster did not start).
 
 use std::process::ExitCode;
 use std::time::Duration;
