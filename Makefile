@@ -25,7 +25,7 @@ APT_PACKAGES := etcd-server etcd-client curl python3-venv
 ETCD3GW_VENV := .cache/etcd3gw
 ETCD3GW_VERSION := 2.7.0
 
-.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-auth bench-scale bench-snapshot cluster status cluster-stop
+.PHONY: run build test test-deps lint fmt bench bench-watch bench-lease bench-auth bench-metrics bench-scale bench-snapshot cluster status cluster-stop
 
 build:
 	$(CARGO) build -p node --bins
@@ -73,6 +73,12 @@ bench-lease: test-deps
 
 bench-auth: test-deps
 	AUTH=1 ./scripts/bench.sh
+
+# Metrics on (the "oxcd" column) against --metrics=off (the "etcd" column).
+bench-metrics: test-deps
+	$(CARGO) build --release -p node
+	ETCD_BIN=$${CARGO_TARGET_DIR:-target}/release/oxcd ETCD_FLAGS=--metrics=off \
+		OUT_DIR=bench-results/metrics SKIP_BUILD=1 ./scripts/bench.sh
 
 bench-scale: test-deps
 	SUITE=scale ./scripts/bench.sh

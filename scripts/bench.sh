@@ -85,6 +85,10 @@
 #   ETCD_BIN, ETCDCTL_BIN, OXCD_BIN, OXCDCTL_BIN   override binary paths
 #                         (oxcd's default: target/release/, or
 #                         $CARGO_TARGET_DIR/release/ when that is set)
+#   ETCD_FLAGS, OXCD_FLAGS  further server flags of one target (words
+#                         split on spaces); with ETCD_BIN=<oxcd> the "etcd"
+#                         column can be oxcd under other flags (make
+#                         bench-metrics: --metrics=off against the default)
 #   OUT_DIR               where results go (default bench-results/, or
 #                         bench-results/3-members/ when MEMBERS=3, or
 #                         bench-results/<suite>/ for watch, lease and scale)
@@ -362,10 +366,10 @@ tail_logs() {
 # --- 2. start the servers -----------------------------------------------------
 start_server() {
     local target=$1 bin n=${#MEMBER_NAMES[@]} i name dir ports=() initial="" eps=() ctl_eps=()
-    local extra=()
+    local extra=() target_flags=()
     case "$target" in
-        etcd) bin=$ETCD_BIN ;;
-        oxcd) bin=$OXCD_BIN ;;
+        etcd) bin=$ETCD_BIN; read -r -a target_flags <<<"${ETCD_FLAGS:-}" ;;
+        oxcd) bin=$OXCD_BIN; read -r -a target_flags <<<"${OXCD_FLAGS:-}" ;;
     esac
     [[ -x "$bin" ]] || die "$target binary $bin not found"
     # All ports first: ports[i] is member i's client port, ports[n+i] its peer port.
@@ -390,7 +394,7 @@ start_server() {
             --advertise-client-urls "http://${eps[$i]}" \
             --listen-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
             --initial-advertise-peer-urls "http://127.0.0.1:${ports[$((n + i))]}" \
-            --initial-cluster "$initial" "${extra[@]}" "${SERVER_FLAGS[@]}" \
+            --initial-cluster "$initial" "${extra[@]}" "${SERVER_FLAGS[@]}" "${target_flags[@]}" \
             >"$dir/server.log" 2>&1 &
         PID[$target/$name]=$!
         printf '%s http://%s\n' "$name" "${eps[$i]}" >>"$OUT_DIR/$target/members.txt"

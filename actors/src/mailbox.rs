@@ -180,7 +180,7 @@ where
     let started = arbiter.spawn_fn(move || {
         let mut ctx = Context::with_receiver(rx);
         let actor = factory(&mut ctx);
-        actix_rt::spawn(crate::supervisor::Supervised::new(
+        actix_rt::spawn(crate::supervisor::Supervisor::new(
             ctx.into_future(actor),
             supervision,
         ));

@@ -23,6 +23,9 @@ pub struct ActorMetrics {
     depth: IntGaugeVec,
     rejected: IntCounterVec,
     restarts: IntCounterVec,
+    /// Whether handled messages are counted and timed (`--metrics=off`
+    /// turns it off; depths, refusals and restarts are always kept).
+    timed: bool,
 }
 
 impl ActorMetrics {
@@ -75,7 +78,14 @@ impl ActorMetrics {
             depth,
             rejected,
             restarts,
+            timed: true,
         })
+    }
+
+    /// The same families, without counting or timing handled messages.
+    pub fn untimed(mut self) -> Self {
+        self.timed = false;
+        self
     }
 
     /// Metrics for a registry nobody scrapes (tests).
@@ -155,12 +165,11 @@ impl ActorProbe {
     /// Starts timing work that did not come through a mailbox (ticks, notices
     /// the actor sends itself).
     pub fn timing(&self, message: &'static str) -> HandleTimer {
-        let series = self.series(message);
-        HandleTimer {
-            handled: series.handled,
-            seconds: series.seconds,
-            start: Instant::now(),
+        if !self.metrics.timed {
+            return HandleTimer(None);
         }
+        let series = self.series(message);
+        HandleTimer(Some((series.handled, series.seconds, Instant::now())))
     }
 
     fn series(&self, message: &'static str) -> MessageSeries {
@@ -179,17 +188,16 @@ impl ActorProbe {
     }
 }
 
-/// Records one handled message and its duration when dropped.
-pub struct HandleTimer {
-    handled: prometheus::IntCounter,
-    seconds: prometheus::Histogram,
-    start: Instant,
-}
+/// Records one handled message and its duration when dropped (nothing
+/// when the metrics are untimed).
+pub struct HandleTimer(Option<(prometheus::IntCounter, prometheus::Histogram, Instant)>);
 
 impl Drop for HandleTimer {
     fn drop(&mut self) {
-        self.handled.inc();
-        self.seconds.observe(self.start.elapsed().as_secs_f64());
+        if let Some((handled, seconds, start)) = &self.0 {
+            handled.inc();
+            seconds.observe(start.elapsed().as_secs_f64());
+        }
     }
 }
 

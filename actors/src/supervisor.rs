@@ -1,7 +1,7 @@
 //! Supervision: every actor runs under a supervisor that restarts it.
 //!
 //! 1. [`crate::mailbox::start_actor`] runs the actor's context future inside
-//!    a [`Supervised`] future on the actor's thread. The mailbox (and so
+//!    a [`Supervisor`] future on the actor's thread. The mailbox (and so
 //!    every address other actors and the facade hold) outlives restarts:
 //!    messages sent meanwhile wait in it.
 //! 2. The actor stops (a [`Kill`](crate::messages::Kill) from the chaos API,
@@ -82,31 +82,16 @@ impl Supervision {
     }
 }
 
-/// The actor's context future, restarted when it ends or panics.
-pub struct Supervised<A>
-where
-    A: ActixSupervised + Actor<Context = Context<A>>,
-{
-    fut: ContextFut<A, Context<A>>,
-    supervision: Supervision,
+/// The restarts within the last window.
+#[derive(Debug, Default)]
+struct RestartWindow {
     restarts: VecDeque<Instant>,
 }
 
-impl<A> Supervised<A>
-where
-    A: ActixSupervised + Actor<Context = Context<A>>,
-{
-    pub fn new(fut: ContextFut<A, Context<A>>, supervision: Supervision) -> Self {
-        Self {
-            fut,
-            supervision,
-            restarts: VecDeque::new(),
-        }
-    }
-
-    /// Whether one more restart now stays within the limit.
-    fn within_limit(&mut self, now: Instant) -> bool {
-        let limit = self.supervision.limit;
+impl RestartWindow {
+    /// Whether one more restart at `now` stays within `limit` (and if so,
+    /// counts it).
+    fn admit(&mut self, now: Instant, limit: RestartLimit) -> bool {
         while self
             .restarts
             .front()
@@ -122,6 +107,29 @@ where
     }
 }
 
+/// The actor's context future, restarted when it ends or panics.
+pub struct Supervisor<A>
+where
+    A: ActixSupervised + Actor<Context = Context<A>>,
+{
+    fut: ContextFut<A, Context<A>>,
+    supervision: Supervision,
+    window: RestartWindow,
+}
+
+impl<A> Supervisor<A>
+where
+    A: ActixSupervised + Actor<Context = Context<A>>,
+{
+    pub fn new(fut: ContextFut<A, Context<A>>, supervision: Supervision) -> Self {
+        Self {
+            fut,
+            supervision,
+            window: RestartWindow::default(),
+        }
+    }
+}
+
 /// The text of a panic payload.
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -133,7 +141,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-impl<A> Future for Supervised<A>
+impl<A> Future for Supervisor<A>
 where
     A: ActixSupervised + Actor<Context = Context<A>>,
 {
@@ -158,7 +166,7 @@ where
                     format!("panicked: {text}")
                 }
             };
-            if !this.within_limit(Instant::now()) {
+            if !this.window.admit(Instant::now(), this.supervision.limit) {
                 let limit = this.supervision.limit;
                 crate::fatal(&format!(
                     "the {actor} actor keeps failing ({} restarts within {} s, last: {cause})",
@@ -181,5 +189,114 @@ where
                 )),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use actix::prelude::*;
+
+    use super::{Duration, Instant, OnPanic, RestartLimit, RestartWindow, Supervision};
+    use crate::mailbox::start_on;
+    use crate::messages::Kill;
+    use crate::metrics::ActorMetrics;
+
+    #[test]
+    fn the_window_admits_max_restarts_then_refuses_until_they_age_out() {
+        let limit = RestartLimit {
+            max: 3,
+            window: Duration::from_secs(60),
+        };
+        let mut window = RestartWindow::default();
+        let t0 = Instant::now();
+        assert!(window.admit(t0, limit));
+        assert!(window.admit(t0 + Duration::from_secs(1), limit));
+        assert!(window.admit(t0 + Duration::from_secs(2), limit));
+        assert!(!window.admit(t0 + Duration::from_secs(3), limit));
+        // The first restart is older than the window at 61 s.
+        assert!(window.admit(t0 + Duration::from_secs(61), limit));
+        assert!(!window.admit(t0 + Duration::from_secs(61), limit));
+    }
+
+    /// Counts what it handled; `Boom` panics; restarts are reported.
+    struct Counter {
+        handled: u32,
+        restarted: mpsc::Sender<u32>,
+    }
+
+    impl Actor for Counter {
+        type Context = Context<Self>;
+    }
+
+    impl Supervised for Counter {
+        fn restarting(&mut self, _: &mut Context<Self>) {
+            let _ = self.restarted.send(self.handled);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "u32")]
+    struct Count;
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Boom;
+
+    impl Handler<Count> for Counter {
+        type Result = u32;
+
+        fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u32 {
+            self.handled += 1;
+            self.handled
+        }
+    }
+
+    impl Handler<Boom> for Counter {
+        type Result = ();
+
+        fn handle(&mut self, _: Boom, _: &mut Context<Self>) {
+            panic!("boom (a panic planted by the test)");
+        }
+    }
+
+    impl Handler<Kill> for Counter {
+        type Result = ();
+
+        fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_killed_or_panicking_actor_is_restarted_with_its_mailbox_and_counted() {
+        let registry = prometheus::Registry::new();
+        let probe = ActorMetrics::new(&registry).unwrap().for_actor("counter");
+        let (restarted_tx, restarted) = mpsc::channel();
+        let addr = start_on(
+            &Arbiter::new().handle(),
+            Supervision::new(probe, OnPanic::Restart),
+            move |_| Counter {
+                handled: 0,
+                restarted: restarted_tx,
+            },
+        );
+        assert_eq!(addr.send(Count).await.unwrap(), 1);
+        // A kill, then a request queued behind it: answered by the
+        // restarted actor, through the same address.
+        addr.do_send(Kill);
+        assert_eq!(addr.send(Count).await.unwrap(), 2);
+        assert_eq!(restarted.recv_timeout(Duration::from_secs(10)), Ok(1));
+        // A panic: the message's answer is lost, the actor comes back.
+        assert!(addr.send(Boom).await.is_err());
+        assert_eq!(addr.send(Count).await.unwrap(), 3);
+        assert_eq!(restarted.recv_timeout(Duration::from_secs(10)), Ok(2));
+        let restarts = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "oxcd_actor_restarts_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value());
+        assert_eq!(restarts, Some(2.0));
     }
 }

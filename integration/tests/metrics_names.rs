@@ -456,3 +456,47 @@ async fn json_logs_go_to_log_outputs() {
         "stderr holds the JSON lines too: {tail}"
     );
 }
+
+/// `--metrics=off` (oxcd only): no per-request series (actor handling
+/// counts and times, gRPC series), while gauges, mailbox depths and etcd's
+/// server metrics stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_drops_only_the_per_request_series() {
+    let opts = ServerOpts {
+        extra_args: vec!["--metrics=off".to_string()],
+        ..ServerOpts::default()
+    };
+    let server = Server::start(Kind::Oxcd, opts).await.expect("start oxcd");
+    let mut kv = server.kv().await.expect("kv client");
+    for i in 0..PUTS {
+        kv.put(PutRequest {
+            key: format!("off/{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("put");
+    }
+    let addr = server.client_addr();
+    let scrape = scrape_until(&addr, "the puts' keys counted", |s| {
+        s.value("etcd_debugging_mvcc_keys_total", &[]) >= PUTS as f64
+    })
+    .await;
+    assert_eq!(scrape.value("etcd_server_has_leader", &[]), 1.0);
+    assert!(
+        !scrape
+            .find("oxcd_actor_mailbox_depth", &[("actor", "apply")])
+            .is_empty()
+    );
+    for gone in [
+        "oxcd_actor_messages_total",
+        "oxcd_actor_handle_seconds",
+        "grpc_server_started_total",
+        "grpc_server_handled_total",
+    ] {
+        assert!(
+            scrape.find(gone, &[]).is_empty(),
+            "{gone} with --metrics=off"
+        );
+    }
+}

@@ -261,7 +261,10 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
     let board_for_peers = board.clone();
 
     let registry = prometheus::Registry::new();
-    let metrics = ActorMetrics::new(&registry)?;
+    let metrics = match config.metrics {
+        crate::config::MetricsLevel::Off => ActorMetrics::new(&registry)?.untimed(),
+        _ => ActorMetrics::new(&registry)?,
+    };
     let etcd_metrics = EtcdMetrics::new(&registry)?;
     // process_resident_memory_bytes and friends (etcdctl check datascale
     // reads it from /metrics).

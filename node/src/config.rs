@@ -121,6 +121,18 @@ pub struct Config {
         value_parser = parse_go_duration
     )]
     pub corrupt_check_time: std::time::Duration,
+    /// Serve the chaos API (oxcd's own: faults injected at runtime, see
+    /// `oxcdctl chaos`) on the client URLs. For test clusters only: anyone
+    /// who can reach the client port can then stop this member.
+    #[arg(
+        long = "enable-chaos",
+        env = "OXCD_ENABLE_CHAOS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_chaos: bool,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(
         long = "strict-reconfig-check",
@@ -202,7 +214,9 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
     /// Detail of exported metrics: `basic`, or `extensive` to add the gRPC
-    /// handling-time histogram.
+    /// handling-time histogram, or (oxcd only) `off`: no per-request
+    /// series (the actors' handled-message counters and handling times, and
+    /// the gRPC series); gauges and etcd's server and disk metrics stay.
     #[arg(
         long = "metrics",
         env = "ETCD_METRICS",
@@ -387,6 +401,7 @@ pub enum LogFormat {
 pub enum MetricsLevel {
     Basic,
     Extensive,
+    Off,
 }
 
 /// `--auto-compaction-mode`.
@@ -571,6 +586,10 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.metrics, MetricsLevel::Extensive);
         assert_eq!(c.listen_metrics_urls.len(), 2);
+        let c = Config::parse_from(["oxcd", "--metrics=off", "--enable-chaos"]);
+        assert_eq!(c.metrics, MetricsLevel::Off);
+        assert!(c.enable_chaos);
+        assert!(!Config::parse_from(["oxcd"]).enable_chaos);
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //!    `MsgSnapshot` handed to raft, with `deliver_step` (it must not be
 //!    lost), and the answer is `installed: true`.
 //!
+//! The chaos API's inbound link faults ([`Faults::link`]) apply to each
+//! batch before its messages are stepped: a dropped batch is acknowledged
+//! and forgotten (a lost packet, as far as raft knows), a delayed one holds
+//! the stream for the delay (later batches queue behind it, as on a slow
+//! link). A snapshot from a peer cut off is refused.
+//!
 //! Every refusal is logged and counted in
 //! `oxcd_peer_messages_refused_total{reason}`; the member keeps serving.
 //!
@@ -33,6 +39,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actors::board::Board;
+use actors::chaos::{Direction, Faults, LinkVerdict};
 
 use actors::raft::guard::{Refusal, RefusedMessages};
 use actors::transport::RaftInbox;
@@ -56,6 +63,8 @@ pub struct PeerService<R: RaftInbox> {
     board: Arc<Board>,
     /// `etcd_network_peer_received_bytes_total`.
     metrics: TransportMetrics,
+    /// The chaos API's switches (inbound link faults).
+    faults: Arc<Faults>,
 }
 
 impl<R: RaftInbox> PeerService<R> {
@@ -73,7 +82,14 @@ impl<R: RaftInbox> PeerService<R> {
             refused,
             board,
             metrics: TransportMetrics::unregistered(),
+            faults: Arc::default(),
         }
+    }
+
+    /// Applies the chaos API's inbound link faults from `faults`.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Counts received bytes in `metrics` (the member's transport metrics).
@@ -144,6 +160,11 @@ impl<R: RaftInbox> Peer for PeerService<R> {
                 tracing::warn!(peer = %format!("{:x}", batch.from), "refused a removed member's messages");
                 return Err(Status::permission_denied(wire::MEMBER_REMOVED));
             }
+            match self.faults.link(batch.from, Direction::Inbound) {
+                LinkVerdict::Pass => {}
+                LinkVerdict::Drop => continue,
+                LinkVerdict::Delay(delay) => tokio::time::sleep(delay).await,
+            }
             let mut dropped = 0usize;
             for bytes in &batch.messages {
                 let message = wire::decode_message(bytes)
@@ -188,6 +209,9 @@ impl<R: RaftInbox> Peer for PeerService<R> {
             .ok_or_else(|| Status::invalid_argument("snapshot stream without chunks"))?;
         let message = wire::decode_message(&first.raft_message)
             .map_err(|e| self.undecodable("snapshot raft message", e, remote))?;
+        if self.faults.link(message.from, Direction::Inbound) == LinkVerdict::Drop {
+            return Err(Status::unavailable("cut off by the chaos API"));
+        }
         if !wire::is_snapshot(&message) {
             self.refused.refuse(&Refusal::BadSnapshot, &message);
             return Err(Status::invalid_argument(

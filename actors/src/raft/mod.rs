@@ -94,6 +94,9 @@ pub struct RaftActor {
     board: std::sync::Arc<crate::board::Board>,
     /// How a restart builds the new core.
     rebuild: Option<Rebuild>,
+    /// Proposals the cores before the current one failed (a restart
+    /// starts the core's count over).
+    failed_before: u64,
 }
 
 impl RaftActor {
@@ -120,6 +123,7 @@ impl RaftActor {
             campaign_at_start,
             board: crate::board::Board::new(0, 0),
             rebuild: None,
+            failed_before: 0,
         }
     }
 
@@ -153,7 +157,7 @@ impl RaftActor {
         self.etcd
             .proposals_pending
             .set(self.core.proposals_pending() as i64);
-        let failed = self.core.proposals_failed();
+        let failed = self.failed_before + self.core.proposals_failed();
         self.etcd
             .proposals_failed
             .inc_by(failed.saturating_sub(self.etcd.proposals_failed.get()));
@@ -366,7 +370,10 @@ impl Supervised for RaftActor {
             crate::fatal("the apply actor answered a barrier without its applied index");
         };
         match rebuild(&checkpoint) {
-            Ok(core) => self.core = core,
+            Ok(core) => {
+                self.failed_before += self.core.proposals_failed();
+                self.core = core;
+            }
             Err(e) => crate::fatal(&format!("the raft actor cannot be rebuilt: {e}")),
         }
         let status = self.core.status();

@@ -176,7 +176,8 @@ fn main() {
                 member.refused.clone(),
                 member.board.clone(),
             )
-            .with_metrics(member.transport_metrics.clone());
+            .with_metrics(member.transport_metrics.clone())
+            .with_faults(member.faults.clone());
             log_listener(&listener, "peer traffic");
             servers.push(tokio::spawn(node::peer::serve_peer(
                 listener,
@@ -198,14 +199,41 @@ fn main() {
                 config.corrupt_check_time,
             ));
         }
-        let extensive = config.metrics == node::config::MetricsLevel::Extensive;
-        let grpc_metrics = match node::grpc::metrics::GrpcMetrics::new(&member.registry, extensive) {
+        let grpc_metrics = match config.metrics {
+            node::config::MetricsLevel::Off => Ok(node::grpc::metrics::GrpcMetrics::off()),
+            level => node::grpc::metrics::GrpcMetrics::new(
+                &member.registry,
+                level == node::config::MetricsLevel::Extensive,
+            ),
+        };
+        let grpc_metrics = match grpc_metrics {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!("cannot start: metrics: {e}");
                 return 1;
             }
         };
+        let chaos = if config.enable_chaos {
+            tracing::warn!("==============================================================");
+            tracing::warn!("--enable-chaos: this member serves the chaos API on its client");
+            tracing::warn!("URLs: any client can kill its actors, cut its links, crash it.");
+            tracing::warn!("==============================================================");
+            match node::grpc::chaos::ChaosHooks::new(
+                member.identity.member_id,
+                member.faults.clone(),
+                member.killers.clone(),
+                &member.registry,
+            ) {
+                Ok(hooks) => Some(hooks),
+                Err(e) => {
+                    tracing::error!("cannot start: metrics: {e}");
+                    return 1;
+                }
+            }
+        } else {
+            None
+        };
+        let chaos = node::grpc::chaos::ChaosService::new(chaos);
         for listener in client_listeners {
             let handle = member.handle.clone();
             let registry = member.registry.clone();
@@ -217,6 +245,7 @@ fn main() {
                 max,
                 registry,
                 grpc_metrics.clone(),
+                chaos.clone(),
             )));
         }
         for listener in metrics_listeners {

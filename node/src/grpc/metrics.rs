@@ -208,6 +208,16 @@ impl GrpcMetrics {
     }
 }
 
+impl GrpcMetrics {
+    /// No series at all (`--metrics=off`): every call passes through
+    /// uncounted.
+    pub fn off() -> Self {
+        Self {
+            methods: Arc::new(HashMap::new()),
+        }
+    }
+}
+
 impl<S> tower_layer::Layer<S> for GrpcMetrics {
     type Service = Metered<S>;
 

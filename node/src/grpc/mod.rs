@@ -1,11 +1,13 @@
 //! The gRPC facade and the HTTP endpoints, served together on every client
 //! URL (as etcd does): gRPC over HTTP/2 (KV, Watch, Lease, Cluster,
-//! Maintenance, Lock, Election, health), `/metrics`, `/health` and
+//! Maintenance, Lock, Election, health, and oxcd's chaos API, which answers
+//! only with `--enable-chaos`), `/metrics`, `/health` and
 //! `/version` over HTTP/1.1 on the same port, and etcd's JSON gateway
 //! (`/v3/*`, [`crate::gateway`]) in front of them all. Every gRPC call is
 //! counted by [`metrics::GrpcMetrics`] (grpc-go-prometheus's series).
 
 pub mod auth;
+pub mod chaos;
 pub mod cluster;
 pub mod election;
 pub mod http;
@@ -43,6 +45,7 @@ pub async fn serve_client(
     max_request_bytes: usize,
     registry: prometheus::Registry,
     grpc_metrics: metrics::GrpcMetrics,
+    chaos: chaos::ChaosService,
 ) -> Result<(), tonic::transport::Error> {
     // The codec answers oversized messages with etcd's text; tonic's own
     // limit sits far above it.
@@ -76,7 +79,9 @@ pub async fn serve_client(
     let auth = AuthServer::new(auth::AuthService::new(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+    let chaos = proto::internal::chaos_server::ChaosServer::new(chaos);
     let grpc = Routes::new(kv)
+        .add_service(chaos)
         .add_service(auth)
         .add_service(watch)
         .add_service(lease)
