@@ -530,14 +530,26 @@ impl Dialer {
                 let faults = client
                     .faults(FaultsRequest {})
                     .await
-                    .map_err(|s| status_message(&s))?
+                    .map_err(|s| failure(&s))?
                     .into_inner();
                 return Ok(fault_lines(faults.member_id, &faults.faults));
             }
         };
-        let response = done.map_err(|s| status_message(&s))?.into_inner();
+        let response = done.map_err(|s| failure(&s))?.into_inner();
         Ok(vec![response.message])
     }
+}
+
+/// A failed call in grpc-go's words, followed by what the transport said
+/// when the call never reached the member (a refused TLS handshake shows up
+/// as `Cancelled` at the first request).
+fn failure(status: &tonic::Status) -> String {
+    let mut text = status_message(status);
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&proto::errors::error_chain(source));
+    }
+    text
 }
 
 /// The lines `faults` prints for one member.
