@@ -33,8 +33,10 @@
 //!    every acknowledged put is on every member (`integration::acks`).
 //! 6. `the_other_actions_act_once_per_member`: `kill-actor` on every member
 //!    (each serves a put afterwards); `pause-apply` on a follower (listed by
-//!    `faults`) while the leader acknowledges a put, then `resume-apply`,
-//!    after which it reaches the put's revision; `crash` (exit status 137, restart, `HashKV` agrees);
+//!    `faults`) while the leader acknowledges a put (the paused member's
+//!    Status and serializable reads still answer, from before the put),
+//!    then `resume-apply`, after which it reaches the put's revision;
+//!    `crash` (exit status 137, restart, `HashKV` agrees);
 //!    `plant-bug lose-writes` (the next put is acknowledged and present on
 //!    the leader, missing from the planted member's store).
 //!
@@ -1016,8 +1018,19 @@ async fn the_other_actions_act_once_per_member() {
         "the pause is not listed: {faults:?}"
     );
     let revision = put_somewhere(&cluster, &[leader], "paused/k", "v").await;
-    // (Not checked: that the paused member lags. Its serializable reads and
-    // its Status wait for the pause to end, so there is nothing to ask it.)
+    // The paused member still answers from its store as it stands: its
+    // Status (a revision behind the put) and a serializable read (without
+    // the key).
+    let status = cluster
+        .status(paused)
+        .await
+        .unwrap_or_else(|e| panic!("Status of the paused member: {e}"));
+    let paused_revision = status.header.map_or(0, |h| h.revision);
+    assert!(
+        paused_revision < revision,
+        "the paused member is at revision {paused_revision}, the put at {revision}"
+    );
+    assert_eq!(local_get(&cluster, paused, "paused/k").await, None);
     chaos_ok(&cluster, &[paused], &["resume-apply"]).await;
     cluster
         .wait_revision(paused, revision, CONVERGE)
