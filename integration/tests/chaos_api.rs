@@ -52,6 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use integration::acks::{Ledger, ReadMode};
+use integration::certs::{CLIENT, Ca, SERVER};
 use integration::cluster::{Cluster, ClusterOpts};
 use integration::etcdctl::run_etcdctl;
 use integration::{Kind, oxcdctl_binary, seed_from_env};
@@ -61,10 +62,6 @@ use proto::internal::chaos_client::ChaosClient;
 use proto::internal::{
     CrashRequest, FailFsyncRequest, FaultsRequest, HealRequest, KillActorRequest, LinkFaultRequest,
     PartitionRequest, PauseApplyRequest, PlantBugRequest, ResumeApplyRequest, SlowDiskRequest,
-};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
 };
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -396,48 +393,6 @@ async fn chaos_api_is_refused_without_enable_chaos() {
     }
 }
 
-/// A CA: its certificate and key, kept to sign others.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().expect("ca key");
-    let cert = params.self_signed(&key).expect("ca cert");
-    Ca { cert, key }
-}
-
-/// A certificate for 127.0.0.1 and localhost signed by `ca`, written as
-/// `<name>.pem` and `<name>-key.pem` in `dir`: the two paths.
-fn leaf(dir: &Path, name: &str, ca: &Ca, usage: ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = params
-        .signed_by(&key, &ca.cert, &ca.key)
-        .expect("sign leaf");
-    let paths = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&paths.0, cert.pem()).expect("write cert");
-    std::fs::write(&paths.1, key.serialize_pem()).expect("write key");
-    paths
-}
-
 /// One oxcd member with TLS on its client port and client certificate
 /// auth, chaos enabled; killed (its own PID, `kill_on_drop`) when dropped.
 struct TlsMember {
@@ -564,27 +519,12 @@ impl Drop for TlsMember {
 async fn chaos_api_needs_a_client_certificate_when_tls_client_auth_is_on() {
     let _turn = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (good, other) = (ca("oxcd chaos test CA"), ca("oxcd other CA"));
+    let (good, other) = (Ca::new("oxcd chaos test CA"), Ca::new("oxcd other CA"));
     let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, good.cert.pem()).expect("write ca");
-    let server = leaf(
-        dir.path(),
-        "server",
-        &good,
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let client = leaf(
-        dir.path(),
-        "client",
-        &good,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let stranger = leaf(
-        dir.path(),
-        "stranger",
-        &other,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    good.write(&ca_path);
+    let server = good.leaf(dir.path(), "server", &[SERVER], false);
+    let client = good.leaf(dir.path(), "client", &[CLIENT], false);
+    let stranger = other.leaf(dir.path(), "stranger", &[CLIENT], false);
     let member_dir = tempfile::tempdir().expect("temp dir");
     let member = TlsMember::start(member_dir, &ca_path, &server).await;
     member.wait_ready(&ca_path, &client).await;
