@@ -78,6 +78,7 @@
 pub mod acks;
 pub mod auth;
 pub mod binaries;
+pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod cluster_ctl;

@@ -27,76 +27,29 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use integration::Kind;
+use integration::certs::{CLIENT, Ca, SERVER};
 use integration::etcdctl::run_etcdctl;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 
 /// Bound on one etcdctl call.
 const CTL: Duration = Duration::from_secs(15);
 /// Bound on a server becoming ready.
 const READY: Duration = Duration::from_secs(30);
 
-/// A CA: its certificate and key, kept to sign others.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().expect("ca key");
-    let cert = params.self_signed(&key).expect("ca cert");
-    Ca { cert, key }
-}
-
-/// A leaf certificate for 127.0.0.1 and localhost with extended key usages
-/// `usages`, signed by `ca`, written as `<name>.pem` and `<name>-key.pem` in
-/// `dir`; returns the two paths.
+/// A leaf certificate signed by `ca` (see [`Ca::leaf`]), as path strings.
 fn leaf(
     dir: &Path,
     name: &str,
     ca: &Ca,
-    usages: &[ExtendedKeyUsagePurpose],
+    usages: &[rcgen::ExtendedKeyUsagePurpose],
     expired: bool,
 ) -> (String, String) {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = usages.to_vec();
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = params
-        .signed_by(&key, &ca.cert, &ca.key)
-        .expect("sign leaf");
-    let (cert_path, key_path) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-    (path(&cert_path), path(&key_path))
+    let (cert, key) = ca.leaf(dir, name, usages, expired);
+    (path(&cert), path(&key))
 }
 
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
-
-const SERVER: ExtendedKeyUsagePurpose = ExtendedKeyUsagePurpose::ServerAuth;
-const CLIENT: ExtendedKeyUsagePurpose = ExtendedKeyUsagePurpose::ClientAuth;
 
 /// Every file the test uses.
 struct Certs {
@@ -111,7 +64,7 @@ struct Certs {
 }
 
 fn certs(dir: &Path) -> Certs {
-    let (first, second) = (ca("oxcd test CA"), ca("oxcd other CA"));
+    let (first, second) = (Ca::new("oxcd test CA"), Ca::new("oxcd other CA"));
     let ca_path = dir.join("ca.pem");
     let other_ca_path = dir.join("other-ca.pem");
     std::fs::write(&ca_path, first.cert.pem()).expect("write ca");
@@ -481,7 +434,7 @@ async fn wait_value(client: u16, key: &str, value: &str, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_tls_carries_the_cluster_and_shuts_out_a_foreign_member() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (first, second) = (ca("oxcd peer CA"), ca("oxcd foreign CA"));
+    let (first, second) = (Ca::new("oxcd peer CA"), Ca::new("oxcd foreign CA"));
     let ca_path = dir.path().join("peer-ca.pem");
     std::fs::write(&ca_path, first.cert.pem()).expect("write ca");
     let ca_path = path(&ca_path);
@@ -629,7 +582,7 @@ fn start_all_tls(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_over_tls_on_both_ports() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let authority = ca("oxcd cluster CA");
+    let authority = Ca::new("oxcd cluster CA");
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, authority.cert.pem()).expect("write ca");
     let ca_path = path(&ca_path);

@@ -1,13 +1,17 @@
 //! `oxcdctl top -w json` against a live three-member cluster: one sample
 //! per member, exactly one leader, every actor of every member with its
-//! mailbox depth, message rate and handled count, and an endpoint that
-//! does not answer reported as unreachable rather than failing the view.
+//! mailbox depth, message rate, handled count and restarts (the watch hub
+//! of member 0 is killed through the chaos API first: one restart), and an
+//! endpoint that does not answer reported as unreachable rather than
+//! failing the view.
 
 use std::time::Duration;
 
 use integration::cluster::{Cluster, ClusterOpts};
-use integration::{Kind, oxcdctl_binary};
+use integration::{Kind, json_gateway, oxcdctl_binary};
 use proto::etcdserverpb::PutRequest;
+use proto::internal::KillActorRequest;
+use proto::internal::chaos_client::ChaosClient;
 
 const ACTORS: [&str; 6] = [
     "apply",
@@ -20,7 +24,11 @@ const ACTORS: [&str; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_json_shows_every_member_and_actor() {
-    let mut cluster = Cluster::start(Kind::Oxcd, ClusterOpts::default())
+    let opts = ClusterOpts {
+        extra_args: vec!["--enable-chaos".to_string()],
+        ..ClusterOpts::default()
+    };
+    let mut cluster = Cluster::start(Kind::Oxcd, opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     cluster
@@ -37,6 +45,30 @@ async fn top_json_shows_every_member_and_actor() {
         .await
         .expect("put");
     }
+    let mut chaos = ChaosClient::new(cluster.channel(0).await.expect("channel"));
+    chaos
+        .kill_actor(KillActorRequest {
+            actor: "watch".to_string(),
+        })
+        .await
+        .expect("kill the watch hub of member 0");
+    // Wait (bounded) until the restart is counted, so that top's samples
+    // come after it.
+    let addr = cluster.client_addr(0);
+    let mut counted = false;
+    for _ in 0..200 {
+        let reply = json_gateway::request(&addr, "GET", "/metrics", &[], b"")
+            .await
+            .expect("GET /metrics");
+        if String::from_utf8_lossy(&reply.body)
+            .contains("oxcd_actor_restarts_total{actor=\"watch\"} 1")
+        {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counted, "the watch hub's restart never showed in /metrics");
     let mut endpoints = cluster.endpoints();
     endpoints.push("127.0.0.1:1".to_string());
     let out = tokio::process::Command::new(oxcdctl_binary().expect("oxcdctl"))
@@ -60,8 +92,15 @@ async fn top_json_shows_every_member_and_actor() {
     assert!(dead[0]["unreachable"].is_string(), "{}", dead[0]);
     let leaders = members.iter().filter(|m| m["is_leader"] == true).count();
     assert_eq!(leaders, 1, "{members:?}");
-    for m in members {
+    for (i, m) in members.iter().enumerate() {
         assert!(m["unreachable"].is_null(), "{m}");
+        let restarts: u64 = m["actors"]
+            .as_array()
+            .expect("actors")
+            .iter()
+            .map(|a| a["restarts"].as_u64().expect("restarts"))
+            .sum();
+        assert_eq!(restarts, u64::from(i == 0), "{m}");
         assert!(m["raft_applied_index"].as_u64().unwrap_or(0) >= 50, "{m}");
         let actors: Vec<&str> = m["actors"]
             .as_array()

@@ -25,13 +25,19 @@
 //! the mailbox. A panic stops the member: a batch may be half applied in
 //! memory, and only the raft log can redo it.
 //!
-//! The chaos API can pause applying ([`Faults::wait_while_apply_paused`],
-//! before each committed batch).
+//! The chaos API can pause applying ([`Faults::apply_paused`]): while it
+//! is paused, committed batches and snapshot installs are held, in order,
+//! and answered once they are applied after the pause; everything else
+//! (serializable reads, status, catch-up reads for watchers) is served from
+//! the store as it stands, and linearizable reads wait for their index. A
+//! kill of the actor ends the pause for what it held: `stopping` applies it
+//! all first, and so does a restart of the raft actor (its `Barrier`).
 
 pub mod core;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,13 +47,37 @@ use storage::mvcc::{Batched, LmdbBackend};
 use self::core::ApplyCore;
 use crate::chaos::Faults;
 use crate::messages::{
-    Barrier, Committed, Defragment, ExportView, GetStoreStatus, InstallSnapshot, Kill, OpenExport,
-    Read, ReadEvents, ReadReady, TakeImage,
+    ApplyReport, Barrier, Committed, CommittedBatch, Defragment, ExportView, GetStoreStatus,
+    InstallSnapshot, Kill, MemberTable, OpenExport, Read, ReadEvents, ReadReady, TakeImage,
 };
 use crate::metrics::ActorProbe;
 
 /// Mailbox capacity of the apply actor for client reads.
 pub const APPLY_MAILBOX: usize = 4096;
+
+/// How often a held batch checks whether the pause is over.
+const PAUSE_CHECK: Duration = Duration::from_millis(10);
+
+/// Work held while apply is paused, in arrival order, with where its
+/// answer goes.
+enum Held {
+    Batch(CommittedBatch, tokio::sync::oneshot::Sender<ApplyReport>),
+    Install(
+        proto::internal::SnapshotDescriptor,
+        tokio::sync::oneshot::Sender<(u64, MemberTable)>,
+    ),
+}
+
+/// An answer that comes once the held work is applied. The sender is only
+/// dropped if the actor's thread is gone, when nobody is left to answer.
+fn held_answer<T: 'static>(rx: tokio::sync::oneshot::Receiver<T>) -> Response<T> {
+    Response::fut(async move {
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => std::future::pending().await,
+        }
+    })
+}
 
 /// The store the apply actor owns: LMDB, commits batched.
 pub type StoreBackend = Batched<LmdbBackend>;
@@ -60,6 +90,8 @@ pub struct ApplyActor {
     /// How often the timer asks whether pending commits are due.
     flush_check: Duration,
     faults: Arc<Faults>,
+    /// Committed batches and installs held while apply is paused.
+    held: VecDeque<Held>,
 }
 
 impl ApplyActor {
@@ -79,6 +111,52 @@ impl ApplyActor {
             commit,
             flush_check,
             faults: Arc::default(),
+            held: VecDeque::new(),
+        }
+    }
+
+    /// Whether new committed work must wait behind a pause (or behind work
+    /// already held, to keep the log order).
+    fn must_hold(&self) -> bool {
+        !self.held.is_empty() || self.faults.apply_paused()
+    }
+
+    fn apply_now(&mut self, batch: CommittedBatch) -> ApplyReport {
+        let report = match self.core.apply(batch) {
+            Ok(report) => report,
+            Err(e) => crate::fatal(&format!("apply failed: {e}")),
+        };
+        self.flush_if_due();
+        report
+    }
+
+    fn install_now(
+        &mut self,
+        descriptor: &proto::internal::SnapshotDescriptor,
+    ) -> (u64, MemberTable) {
+        match self.core.install(descriptor) {
+            Ok(applied) => (applied, self.core.member_table()),
+            Err(e) => crate::fatal(&format!("snapshot install failed: {e}")),
+        }
+    }
+
+    /// Applies the held work, in order, once the pause is over (or at once
+    /// with `force`, when the actor stops).
+    fn release_held(&mut self, force: bool) {
+        if self.held.is_empty() || (!force && self.faults.apply_paused()) {
+            return;
+        }
+        tracing::info!(held = self.held.len(), "apply resumes after a pause");
+        while let Some(held) = self.held.pop_front() {
+            let _timer = self.probe.timing("Held");
+            match held {
+                Held::Batch(batch, reply) => {
+                    let _ = reply.send(self.apply_now(batch));
+                }
+                Held::Install(descriptor, reply) => {
+                    let _ = reply.send(self.install_now(&descriptor));
+                }
+            }
         }
     }
 
@@ -107,9 +185,11 @@ impl Actor for ApplyActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.flush_check, |act, _| act.flush_if_due());
+        ctx.run_interval(PAUSE_CHECK, |act, _| act.release_held(false));
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.release_held(true);
         self.core.shutdown();
         // Less for raft to replay at the next start; losing them is safe.
         if let Err(e) = self.core.flush() {
@@ -142,36 +222,43 @@ impl Handler<Barrier> for ApplyActor {
 
     fn handle(&mut self, msg: Barrier, _: &mut Context<Self>) {
         let _timer = self.probe.handling("Barrier");
+        // A restarting raft actor builds on what is applied: the work held
+        // by a pause is applied first (the pause ends early), or raft would
+        // hand it out again without its membership changes.
+        if !self.held.is_empty() {
+            tracing::warn!("a raft restart ends the apply pause");
+            self.faults.resume_apply();
+            self.release_held(true);
+        }
         let _ = msg.done.send(Some(self.core.checkpoint()));
     }
 }
 
 impl Handler<Committed> for ApplyActor {
-    type Result = MessageResult<Committed>;
+    type Result = Response<ApplyReport>;
 
     fn handle(&mut self, msg: Committed, _: &mut Context<Self>) -> Self::Result {
-        if self.faults.wait_while_apply_paused() {
-            tracing::info!("chaos: apply resumed");
-        }
         let _timer = self.probe.handling("Committed");
-        let report = match self.core.apply(msg.batch) {
-            Ok(report) => report,
-            Err(e) => crate::fatal(&format!("apply failed: {e}")),
-        };
-        self.flush_if_due();
-        MessageResult(report)
+        if self.must_hold() {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            self.held.push_back(Held::Batch(msg.batch, reply));
+            return held_answer(rx);
+        }
+        Response::reply(self.apply_now(msg.batch))
     }
 }
 
 impl Handler<InstallSnapshot> for ApplyActor {
-    type Result = MessageResult<InstallSnapshot>;
+    type Result = Response<(u64, MemberTable)>;
 
     fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> Self::Result {
         let _timer = self.probe.handling("InstallSnapshot");
-        match self.core.install(&msg.descriptor) {
-            Ok(applied) => MessageResult((applied, self.core.member_table())),
-            Err(e) => crate::fatal(&format!("snapshot install failed: {e}")),
+        if self.must_hold() {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            self.held.push_back(Held::Install(msg.descriptor, reply));
+            return held_answer(rx);
         }
+        Response::reply(self.install_now(&msg.descriptor))
     }
 }
 

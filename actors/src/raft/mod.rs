@@ -63,8 +63,8 @@ const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 pub const RAFT_MAILBOX: usize = 4096;
 
 /// How long a restarting raft actor waits for the log writer and the apply
-/// actor to drain (an apply paused by the chaos API holds it up to 600 s).
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(660);
+/// actor to drain.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds a new core from the durable log, applied up to the checkpoint's
 /// index, with raft's configuration as of it.

@@ -3,13 +3,16 @@
 //! 1. `src/bin/oxcdctl.rs` parses the command line into [`Cli`] and starts a
 //!    multi-thread tokio runtime.
 //! 2. [`run`] dispatches the subcommand: `bench` (see [`bench`]), the etcd
-//!    `tools/benchmark` work-alike, and `snapshot restore` (see [`snapshot`]).
+//!    `tools/benchmark` work-alike, `snapshot restore` (see [`snapshot`]),
+//!    `top` (see [`top`]) and `chaos` (see [`chaos`]), faults injected
+//!    through the members' chaos API.
 //! 3. Every failure comes back as a [`CtlError`]; the binary prints it to
 //!    stderr and exits with status 1. Nothing in here panics on bad input or
 //!    an unreachable server.
 
 pub mod bench;
 pub mod bench_args;
+pub mod chaos;
 pub mod client;
 pub mod driver;
 pub mod lease_bench;
@@ -46,6 +49,8 @@ pub enum Command {
     Snapshot(snapshot::SnapshotCommand),
     /// A live view of a cluster: members, and each member's actors.
     Top(top::TopArgs),
+    /// Faults injected into members started with --enable-chaos.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Errors of `oxcdctl` commands.
@@ -66,6 +71,9 @@ pub enum CtlError {
     /// The JSON summary could not be encoded.
     #[error("failed to encode JSON summary: {0}")]
     Json(#[from] serde_json::Error),
+    /// A chaos action failed (see [`chaos::ChaosError`]).
+    #[error(transparent)]
+    Chaos(#[from] chaos::ChaosError),
 }
 
 /// Runs the parsed command.
@@ -75,5 +83,6 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Snapshot(snapshot::SnapshotCommand::Restore(args)) => snapshot::restore(args),
         Command::Snapshot(snapshot::SnapshotCommand::Status(args)) => snapshot::status(args),
         Command::Top(args) => top::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }

@@ -4,8 +4,8 @@
 //! 1. Every `--interval` (1 s), each endpoint is sampled: `Maintenance.Status`
 //!    (member id, leader, term, raft index and applied index, db size,
 //!    alarms and errors) and its `/metrics` text (parsed with a Prometheus
-//!    text-format parser): per actor the mailbox depth, messages handled and
-//!    the handling-time histogram.
+//!    text-format parser): per actor the mailbox depth, messages handled,
+//!    the handling-time histogram and the restarts by its supervisor.
 //! 2. Rates and percentiles come from the difference between two samples:
 //!    messages per second, and the p99 handling time of the messages handled
 //!    in between (from the histogram's buckets). The first sample reports
@@ -15,8 +15,7 @@
 //!    refreshes every interval until `q`, Esc or Ctrl-C, or `--iterations`.
 //!
 //! An endpoint that does not answer is shown with its error and retried at
-//! the next refresh. Actor restarts are not shown: oxcd does not restart
-//! actors yet (a failed actor stops the member).
+//! the next refresh.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,6 +84,8 @@ pub struct ActorView {
     /// p99 handling time, in milliseconds (the upper bound of the bucket
     /// that holds the 99th percentile), over the interval.
     pub p99_ms: Option<f64>,
+    /// Restarts by the actor's supervisor since the member started.
+    pub restarts: u64,
 }
 
 /// An actor's counters as read from one scrape.
@@ -92,6 +93,7 @@ pub struct ActorView {
 struct ActorCounters {
     depth: i64,
     messages: f64,
+    restarts: f64,
     /// Cumulative histogram buckets: upper bound (seconds) -> count.
     buckets: BTreeMap<u64, f64>,
 }
@@ -201,6 +203,7 @@ impl Sampler {
                     messages_total: c.messages,
                     messages_per_second,
                     p99_ms,
+                    restarts: c.restarts as u64,
                 }
             })
             .collect();
@@ -249,6 +252,9 @@ fn parse_actors(text: &str) -> Result<BTreeMap<String, ActorCounters>, String> {
             }
             ("oxcd_actor_messages_total", prometheus_parse::Value::Counter(v)) => {
                 entry.messages += v;
+            }
+            ("oxcd_actor_restarts_total", prometheus_parse::Value::Counter(v)) => {
+                entry.restarts = *v;
             }
             ("oxcd_actor_handle_seconds", prometheus_parse::Value::Histogram(buckets)) => {
                 for b in buckets {
@@ -393,15 +399,20 @@ fn draw(frame: &mut ratatui::Frame, views: &[MemberView], interval: Duration) {
                 format!("{:.0}", a.messages_per_second),
                 a.p99_ms.map_or("-".into(), |p| format!("{p:.2} ms")),
                 format!("{:.0}", a.messages_total),
+                a.restarts.to_string(),
             ])
         });
-        let header = Row::new(vec!["actor", "mailbox", "msg/s", "p99", "handled"]).style(bold);
+        let header = Row::new(vec![
+            "actor", "mailbox", "msg/s", "p99", "handled", "restarts",
+        ])
+        .style(bold);
         let widths = [
             Constraint::Length(14),
             Constraint::Length(9),
             Constraint::Length(10),
             Constraint::Length(12),
-            Constraint::Min(10),
+            Constraint::Length(12),
+            Constraint::Min(8),
         ];
         let title = format!(" {} ({}) actors ", v.endpoint, v.member_id);
         if let Some(area) = areas.get(i + 1) {
@@ -464,6 +475,8 @@ oxcd_actor_mailbox_depth{actor=\"apply\"} 3
 # TYPE oxcd_actor_messages_total counter
 oxcd_actor_messages_total{actor=\"apply\",message=\"Committed\"} 90
 oxcd_actor_messages_total{actor=\"apply\",message=\"Read\"} 10
+# TYPE oxcd_actor_restarts_total counter
+oxcd_actor_restarts_total{actor=\"apply\"} 2
 # TYPE oxcd_actor_handle_seconds histogram
 oxcd_actor_handle_seconds_bucket{actor=\"apply\",message=\"Committed\",le=\"0.001\"} 80
 oxcd_actor_handle_seconds_bucket{actor=\"apply\",message=\"Committed\",le=\"0.01\"} 90
@@ -483,6 +496,7 @@ oxcd_actor_handle_seconds_count{actor=\"apply\",message=\"Read\"} 10
         let apply = &actors["apply"];
         assert_eq!(apply.depth, 3);
         assert_eq!(apply.messages, 100.0);
+        assert_eq!(apply.restarts, 2.0);
         assert_eq!(apply.buckets[&1000], 90.0);
         assert_eq!(apply.buckets[&10000], 100.0);
         // 99 of 100 observations: the 10 ms bucket.
