@@ -65,7 +65,16 @@
 //!   requests (KV, Txn, Watch, Lease, Maintenance, admin) made with tokens
 //!   from Authenticate, allowed and refused alike on both;
 //! - `auth_token`: simple-token expiry after `--auth-token-ttl`, JWT tokens
-//!   (signed, tampered, stale), a flood of failed Authenticate calls.
+//!   (signed, tampered, stale), a flood of failed Authenticate calls;
+//! - `supervision`: every actor kind killed through the chaos API on the
+//!   leader and on a follower: restarts in `/metrics`, nothing acknowledged
+//!   lost, watch streams complete, leases kept, and the same kills under
+//!   the chaos runner's checkers;
+//! - `chaos_api`: `oxcdctl chaos` against members with and without
+//!   `--enable-chaos` (and with TLS client auth): partitions, delays,
+//!   drops, fail-fsync, pause-apply, crash, the planted bug;
+//! - `chaos_run`: `make chaos` in short (the seeded runner of [`chaos`]),
+//!   and the planted bug it must catch.
 //!
 //! Shared checks: [`auth`] carries tokens and enables auth; [`acks`] keeps
 //! the acknowledged writes of the crash and failover tests; [`lin`] records concurrent histories, which
@@ -73,7 +82,8 @@
 //! porcupine-rs; [`watch_check`] derives the events each watcher is due from
 //! the acknowledged writes and checks what it received; [`lease_check`]
 //! normalises etcdctl's lease output and judges expiry times and keep-alive
-//! streams.
+//! streams; [`certs`] makes the TLS tests' certificates; [`chaos`] is the
+//! seeded chaos runner behind `make chaos`.
 
 pub mod acks;
 pub mod auth;

@@ -79,6 +79,9 @@ pub struct ChaosOpts {
     /// planted bug if any).
     pub faults: bool,
     pub schedule: ScheduleOpts,
+    /// A fixed list of faults to inject instead of the seeded plan (tests
+    /// that need particular faults; the seed still drives the workload).
+    pub plan: Option<Vec<PlannedFault>>,
     /// KV clients, spread over the members.
     pub clients: usize,
     pub hot_keys: usize,
@@ -108,6 +111,7 @@ impl ChaosOpts {
             members: 3,
             faults: true,
             schedule: ScheduleOpts::default(),
+            plan: None,
             clients: 6,
             hot_keys: 5,
             client_pace: Duration::from_millis(20),
@@ -121,9 +125,12 @@ impl ChaosOpts {
     }
 }
 
-/// The faults `opts` plans (empty when faults are off).
+/// The faults `opts` plans (empty when faults are off; the fixed plan
+/// when it has one).
 pub fn planned(opts: &ChaosOpts) -> Vec<PlannedFault> {
-    if opts.faults {
+    if let Some(plan) = &opts.plan {
+        plan.clone()
+    } else if opts.faults {
         schedule::plan(opts.seed, opts.duration, &opts.schedule)
     } else {
         Vec::new()
