@@ -10,6 +10,10 @@
 //!    entries (their LMDB writes batched, etcd's backend batch interval),
 //!    answers the waiters handed over with them, and serves reads
 //!    (serializable at once, linearizable after ReadIndex).
+//! 4. [`transport::TransportActor`] owns the outbound links to the peers.
+//! 5. [`watch::WatchHub`] owns every watcher of this member.
+//! 6. [`lease::LessorActor`] owns the lease countdowns (active on the
+//!    leader) and proposes expiries.
 //!
 //! Every actor runs on its own thread (an actix `Arbiter`), so blocking LMDB
 //! work in one never stalls another. Every mailbox is measured
@@ -22,6 +26,12 @@
 //! [`messages`], so the imports between actors run one way. Values the
 //! facade reads on every request (term, leader, revision) are posted on the
 //! [`board::Board`] instead of asked for.
+//!
+//! Every actor runs under a [`supervisor`] that restarts it (after a kill
+//! from the chaos API, or a panic where a restart is safe) with the same
+//! mailbox, and each actor's `restarting` rebuilds its state from storage.
+//! The chaos API's fault switches live in [`chaos`], read by the actors
+//! where each fault bites.
 
 pub mod apply;
 pub mod board;
