@@ -6,12 +6,16 @@
 #   scripts/cluster.sh start    start the members not already running
 #   scripts/cluster.sh stop     stop exactly the PIDs this script started
 #   scripts/cluster.sh status   etcdctl endpoint status table for the three
+#
+# OXCD_FLAGS adds flags to every member (split on spaces), e.g.
+# OXCD_FLAGS=--enable-chaos for oxcdctl chaos.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${CLUSTER_DIR:-$here/cluster}
 OXCD=${OXCD_BIN:-$here/target/debug/oxcd}
 ETCDCTL=${ETCDCTL_BIN:-etcdctl}
+read -r -a EXTRA <<<"${OXCD_FLAGS:-}"
 NAMES=(infra1 infra2 infra3)
 CLIENT=(2379 22379 32379)
 PEER=(2380 12380 22380)
@@ -44,7 +48,7 @@ start() {
       --listen-peer-urls "http://127.0.0.1:${PEER[$i]}" \
       --initial-advertise-peer-urls "http://127.0.0.1:${PEER[$i]}" \
       --initial-cluster-token etcd-cluster-1 --initial-cluster "$INITIAL" \
-      --initial-cluster-state "$state" >>"$DIR/$name.log" 2>&1 &
+      --initial-cluster-state "$state" "${EXTRA[@]}" >>"$DIR/$name.log" 2>&1 &
     echo $! >"$pidfile"
     echo "$name started (pid $!, client 127.0.0.1:${CLIENT[$i]}, log $DIR/$name.log)"
   done
