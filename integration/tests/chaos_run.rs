@@ -7,7 +7,10 @@
 //!    and kept-alive leases; the report (schedule, timeline, verdict) is
 //!    printed and must say PASS.
 //! 2. `a_planted_lost_write_fails_the_verdict`: the same runner with the
-//!    planted bug `lose-writes` on the leader two seconds in: that member
+//!    planted bug `lose-writes` on the leader two seconds in, under a fixed
+//!    list of faults that leave that member's process running (a crash or
+//!    a failed fsync there would take the bug with it before it fired, and
+//!    raft would replay the puts correctly): that member
 //!    answers five puts as applied but stores them under another key. The
 //!    verdict must be FAIL, for that reason: acknowledged writes missing on
 //!    the member the bug was planted on, and the members' HashKV no longer
@@ -21,7 +24,9 @@
 
 use std::time::Duration;
 
-use integration::chaos::{self, ChaosOpts, ChaosReport, Check, PlantOpts, Role};
+use integration::chaos::{
+    self, Action, ChaosOpts, ChaosReport, Check, PlannedFault, PlantOpts, Role,
+};
 use integration::{env_usize, seed_from_env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -65,6 +70,18 @@ async fn a_planted_lost_write_fails_the_verdict() {
         role: Role::Leader,
     });
     opts.porcupine_timeout = Duration::from_secs(10);
+    let fault = |at_ms, role, action| PlannedFault {
+        at: Duration::from_millis(at_ms),
+        role,
+        action,
+        hold: Duration::from_millis(1_500),
+        gap: Duration::from_millis(500),
+    };
+    opts.plan = Some(vec![
+        fault(0, Role::Follower(0), Action::KillActor("watch")),
+        fault(2_000, Role::Follower(1), Action::Delay { delay_ms: 20 }),
+        fault(4_000, Role::Leader, Action::KillActor("transport")),
+    ]);
     let report = run(&opts).await;
     assert!(!report.passed(), "the planted bug went unnoticed");
 
