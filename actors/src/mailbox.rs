@@ -138,19 +138,26 @@ impl<A: Actor> Mailbox<A> {
 }
 
 /// Starts the actor built by `factory` on a thread of its own named
-/// `oxcd-<name>` (so `top -H`, `perf` and stack dumps tell the actors
+/// `oxcd-<name>` ([`actor_thread`], so `top -H`, `perf` and stack dumps tell the actors
 /// apart; actix names every arbiter thread alike), under its supervisor.
 pub fn start_actor<A, F>(name: &'static str, supervision: Supervision, factory: F) -> Addr<A>
 where
     A: Supervised + Actor<Context = Context<A>>,
     F: FnOnce(&mut Context<A>) -> A + Send + 'static,
 {
+    start_on(&actor_thread(name), supervision, factory)
+}
+
+/// A new thread for actors, named `oxcd-<name>`; [`start_on`] starts them
+/// there. Actors that share a thread hand messages to each other without
+/// waking another thread (the log writer beside raft).
+pub fn actor_thread(name: &'static str) -> ArbiterHandle {
     let arbiter = actix::Arbiter::new();
     let named = arbiter.spawn_fn(move || name_this_thread(name));
     if !named {
         crate::fatal("actor thread is gone before its actor started");
     }
-    start_on(&arbiter.handle(), supervision, factory)
+    arbiter.handle()
 }
 
 /// Names the calling thread `oxcd-<name>` (Linux keeps 15 bytes).

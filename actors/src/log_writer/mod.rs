@@ -1,4 +1,7 @@
-//! The log writer: the one thread that writes the raft LMDB environment.
+//! The log writer: the one actor that writes the raft LMDB environment. It
+//! runs on the raft actor's thread: a Ready's write and its answer wake no
+//! other thread, and while it writes, raft waits (as etcd's raft loop waits
+//! for its WAL).
 //!
 //! 1. `Append{number, write}` arrives from the raft actor (at most one in
 //!    flight: the raft core waits for its answer before the next Ready).
@@ -27,7 +30,7 @@ use crate::metrics::ActorProbe;
 /// Mailbox capacity of the log writer.
 pub const LOG_WRITER_MAILBOX: usize = 64;
 
-/// The log writer actor; runs alone on its own thread.
+/// The log writer actor (on the raft actor's thread; see the module docs).
 pub struct LogWriter {
     store: LmdbLogStore,
     probe: ActorProbe,

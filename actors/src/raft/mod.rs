@@ -97,6 +97,9 @@ pub struct RaftActor {
     /// Proposals the cores before the current one failed (a restart
     /// starts the core's count over).
     failed_before: u64,
+    /// The log writer runs on this actor's thread (see
+    /// [`RaftActor::with_log_writer_beside`]).
+    log_writer_beside: bool,
 }
 
 impl RaftActor {
@@ -124,7 +127,19 @@ impl RaftActor {
             board: crate::board::Board::new(0, 0),
             rebuild: None,
             failed_before: 0,
+            log_writer_beside: false,
         }
+    }
+
+    /// Says that the log writer was started on this actor's thread. A
+    /// restart then does not wait for it: it cannot be in the middle of a
+    /// write while this thread restarts raft, and the writes still queued
+    /// for it lost their answers with the old incarnation, so it skips them.
+    /// (Waiting would never end: the log writer runs only once this thread
+    /// is free.)
+    pub fn with_log_writer_beside(mut self) -> Self {
+        self.log_writer_beside = true;
+        self
     }
 
     /// How a restart builds the new core (without it, a stopped raft actor
@@ -365,7 +380,9 @@ impl Supervised for RaftActor {
         let Some(rebuild) = self.rebuild.as_mut() else {
             crate::fatal("the raft actor stopped and has no way to rebuild");
         };
-        barrier(&self.log_writer, "log writer");
+        if !self.log_writer_beside {
+            barrier(&self.log_writer, "log writer");
+        }
         let Some(checkpoint) = barrier(&self.apply, "apply actor") else {
             crate::fatal("the apply actor answered a barrier without its applied index");
         };
