@@ -195,7 +195,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let node = self.node.clone();
+        // Behind an `Arc`: the stream clones it twice per request, and a
+        // `NodeHandle` clone counts dozens of references.
+        let node = std::sync::Arc::new(self.node.clone());
         let requests = request.into_inner();
         // One answer per request, in order, up to KEEP_ALIVES_IN_FLIGHT
         // worked on at once (one waiting for a reset checkpoint does not

@@ -18,6 +18,8 @@ pub mod maintenance;
 pub mod metrics;
 pub mod watch;
 
+use std::sync::Arc;
+
 use crate::tls::Listener;
 
 use proto::etcdserverpb::auth_server::AuthServer;
@@ -90,7 +92,9 @@ pub async fn serve_client(
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(health_service);
-    let gate = LearnerGateLayer { node: node.clone() };
+    let gate = LearnerGateLayer {
+        node: Arc::new(node.clone()),
+    };
     // Innermost: calls the learner gate refuses are not counted, as etcd's
     // prometheus interceptor runs after its learner check.
     let router = http::routes(grpc.into_axum_router(), node, registry)
@@ -119,9 +123,13 @@ const LEARNER_PATHS: &[&str] = &["/etcdserverpb.KV/Range", "/etcdserverpb.Mainte
 /// [`LEARNER_PATHS`] is answered `Unavailable` "etcdserver: rpc not supported
 /// for learner" before it reaches a service (clients retry elsewhere). HTTP
 /// endpoints and the gRPC health service pass.
+///
+/// hyper clones the whole service stack for every request, so the gate
+/// holds the handle behind an `Arc`: a clone is one count, not the dozens of
+/// a `NodeHandle` (its mailboxes, metric handles and paths).
 #[derive(Clone)]
 struct LearnerGateLayer {
-    node: NodeHandle,
+    node: Arc<NodeHandle>,
 }
 
 impl<S> tower_layer::Layer<S> for LearnerGateLayer {
@@ -138,7 +146,7 @@ impl<S> tower_layer::Layer<S> for LearnerGateLayer {
 #[derive(Clone)]
 struct LearnerGate<S> {
     inner: S,
-    node: NodeHandle,
+    node: Arc<NodeHandle>,
 }
 
 impl<S, B> tower_service::Service<axum::http::Request<B>> for LearnerGate<S>
