@@ -13,12 +13,20 @@
 //! 4. The facade reads them for response headers ([`Board::term`],
 //!    [`Board::revision`]); etcd fills its headers from the same live
 //!    values (`s.Term()`, `kv.Rev()`), not from a consistent snapshot.
+//! 5. The watch hub posts how many watch streams are open
+//!    ([`Board::post_watch_streams`]); with none, the apply actor sends it
+//!    no events, and a hub that opens its first stream takes up the store's
+//!    revision from here instead. The revision and the stream count are
+//!    written and read in sequentially consistent order: the apply actor
+//!    posts the revision, then reads the count; the hub posts the count,
+//!    then reads the revision. So either the apply actor sees the stream
+//!    and sends the batch, or the hub sees the batch's revision (or both).
 //!
 //! Only the owning actor writes a value; a read sees the newest post or a
 //! slightly older one, never a torn value.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use storage::auth::AuthStore;
 use storage::auth::tokens::{SimpleTokens, TokenChange};
@@ -38,6 +46,8 @@ pub struct Board {
     leader: AtomicU64,
     learner: AtomicBool,
     revision: AtomicI64,
+    /// Watch streams open on this member (posted by the watch hub).
+    watch_streams: AtomicUsize,
     members: std::sync::RwLock<Vec<proto::etcdserverpb::Member>>,
     removed: std::sync::RwLock<Vec<u64>>,
     /// Peers with a connection up, and since when (posted by the transport).
@@ -59,6 +69,7 @@ impl Board {
             removed: std::sync::RwLock::new(Vec::new()),
             connected: std::sync::Mutex::new(std::collections::HashMap::new()),
             revision: AtomicI64::new(revision),
+            watch_streams: AtomicUsize::new(0),
             auth: std::sync::RwLock::new(Arc::new(AuthStore::new())),
             tokens: std::sync::Mutex::new(SimpleTokens::new(DEFAULT_TOKEN_TTL)),
         })
@@ -179,7 +190,17 @@ impl Board {
 
     /// The store revision last posted.
     pub fn revision(&self) -> i64 {
-        self.revision.load(Ordering::Acquire)
+        self.revision.load(Ordering::SeqCst)
+    }
+
+    /// The watch hub has `count` streams open, or is about to (step 5).
+    pub fn post_watch_streams(&self, count: usize) {
+        self.watch_streams.store(count, Ordering::SeqCst);
+    }
+
+    /// Watch streams open on this member, as the hub last posted.
+    pub fn watch_streams(&self) -> usize {
+        self.watch_streams.load(Ordering::SeqCst)
     }
 }
 
@@ -189,11 +210,11 @@ pub struct BoardFeed(pub Arc<Board>);
 
 impl StoreFeed for BoardFeed {
     fn events(&mut self, update: &mut StoreEvents) {
-        self.0.revision.store(update.to, Ordering::Release);
+        self.0.revision.store(update.to, Ordering::SeqCst);
     }
 
     fn replaced(&mut self, revision: i64, _leases: &[(i64, Lease)]) {
-        self.0.revision.store(revision, Ordering::Release);
+        self.0.revision.store(revision, Ordering::SeqCst);
     }
 
     fn auth(&mut self, auth: &AuthStore, tokens: &[TokenChange]) {

@@ -68,6 +68,13 @@
 //!    documented answers are also asserted on both transcripts, which
 //!    validates the script against etcd.
 //!
+//! 5. `a_first_stream_after_unwatched_writes_starts_at_the_store_revision`:
+//!    with no stream open the watch hub hears of no batch; twenty rounds of
+//!    a write with no stream open, then a stream whose `created` and
+//!    progress answers must name the acknowledged revision and whose next
+//!    event must be the next write; then a stream from the past gets every
+//!    write made while none was open, once, in order.
+//!
 //! The tests take turns (one lock): each starts servers on a two-core
 //! machine. Every wait is bounded; times and rates are printed, never
 //! asserted. `OXCD_BIN=/usr/bin/etcd` runs tests 1 to 3 against etcd.
@@ -1974,4 +1981,103 @@ async fn protocol_details_match_etcd_3_4() {
         "oxcd differs from etcd 3.4:\n{}",
         differences.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// 5. The first stream after writes nobody watched.
+// ---------------------------------------------------------------------------
+
+/// Rounds of test 5 (each: a write with no stream open, then a stream).
+const UNWATCHED_ROUNDS: usize = 20;
+/// Writes made with no stream open before test 5's replay.
+const UNWATCHED_PUTS: usize = 10;
+
+/// Waits (bounded) until `server` reports no watch stream open.
+async fn wait_no_streams(server: &Server) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let open = metric(
+            &server.client_addr(),
+            "etcd_debugging_mvcc_watch_stream_total",
+        )
+        .await;
+        if open == Some(0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed watch stream is still counted: {open:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// 5. With no watch stream open, the apply actor sends the watch hub no
+/// events; the first stream takes up the store's revision from the board.
+/// Each round writes with no stream open, then opens one: its `created`
+/// and a progress answer must carry the acknowledged revision, and the
+/// next write must arrive as an event at the revision after it. Then a
+/// stream starting in the past gets every write made while none was open,
+/// once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_stream_after_unwatched_writes_starts_at_the_store_revision() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start(Kind::Oxcd, ServerOpts::default())
+        .await
+        .unwrap_or_else(|e| panic!("oxcd: {e}"));
+    let mut kv = server.kv().await.expect("kv");
+    for round in 0..UNWATCHED_ROUNDS {
+        wait_no_streams(&server).await;
+        let acked = put(&mut kv, format!("u/{round}").as_bytes(), b"unwatched").await;
+        let mut probe = Probe::open(&server, create_request(create("u/", "u0"))).await;
+        let created = probe.collect("created", Collect::Count(1)).await;
+        let first = created.responses.first().expect("no created answer");
+        assert!(first.created, "round {round}: {}", brief(first));
+        assert_eq!(
+            header_revision(first),
+            acked,
+            "round {round}: a watch created after a write acknowledged at {acked} names {}",
+            header_revision(first)
+        );
+        probe.send(progress_request()).await;
+        let progress = probe.collect("progress", Collect::Count(1)).await;
+        let answer = progress.responses.first().expect("no progress answer");
+        assert!(is_progress(answer), "round {round}: {}", brief(answer));
+        assert_eq!(header_revision(answer), acked, "round {round}: progress");
+        let watched = put(&mut kv, b"u/watched", round.to_string().as_bytes()).await;
+        assert_eq!(watched, acked + 1, "round {round}: another writer?");
+        let event = probe.collect("event", Collect::Count(1)).await;
+        let answer = event.responses.first().expect("no event");
+        let revisions: Vec<i64> = answer.events.iter().map(revision).collect();
+        assert_eq!(revisions, vec![watched], "round {round}: {}", brief(answer));
+    }
+    wait_no_streams(&server).await;
+    let mut written = Vec::new();
+    for i in 0..UNWATCHED_PUTS {
+        written.push(put(&mut kv, format!("u/replay/{i}").as_bytes(), b"unwatched").await);
+    }
+    let from = written[0];
+    let mut probe = Probe::open(
+        &server,
+        create_request(WatchCreateRequest {
+            start_revision: from,
+            ..create("u/replay/", "u/replay0")
+        }),
+    )
+    .await;
+    let last = *written.last().expect("writes");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    while seen.last() != Some(&last) {
+        assert!(
+            Instant::now() < deadline,
+            "the replay stopped at {seen:?}, short of {last}"
+        );
+        let step = probe.collect("replay", Collect::Count(1)).await;
+        let Some(r) = step.responses.first() else {
+            panic!("the stream ended after {seen:?}");
+        };
+        seen.extend(r.events.iter().map(revision));
+    }
+    assert_eq!(seen, written, "every unwatched write once, in order");
 }

@@ -40,7 +40,7 @@ use actors::transport::core::{ClientTls, TransportConfig, TransportCore};
 use actors::transport::metrics::TransportMetrics;
 use actors::transport::{ConnectRaft, TransportActor};
 use actors::watch::core::HeaderIds;
-use actors::watch::{ConnectStore, WATCH_MAILBOX, WatchHub, WatchMetrics};
+use actors::watch::{ConnectStore, WATCH_MAILBOX, WatchFeed, WatchHub, WatchMetrics};
 use actors::{ActorMetrics, EtcdMetrics, Mailbox};
 use raft::eraftpb::ConfState;
 use storage::mvcc::{LmdbOptions, MvccStore};
@@ -343,7 +343,18 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
             d if d.is_zero() => DEFAULT_PROGRESS_NOTIFY,
             d => d,
         };
-        move |_| WatchHub::new(ids, revision, fragment_bytes, progress, probe, metrics)
+        let board = board.clone();
+        move |_| {
+            WatchHub::new(
+                ids,
+                revision,
+                fragment_bytes,
+                progress,
+                probe,
+                metrics,
+                board,
+            )
+        }
     });
     let hub = Mailbox::new(hub_addr, WATCH_MAILBOX, hub_probe);
 
@@ -368,10 +379,15 @@ pub async fn start(config: &Config) -> Result<Member, BootstrapError> {
         header,
         snapshots,
         sizes.clone(),
+        // The board first: the watch feed reads the stream count after
+        // the revision is posted (actors::board, step 5).
         vec![
-            Box::new(hub.clone()),
-            Box::new(lessor.clone()),
             Box::new(BoardFeed(board.clone())),
+            Box::new(WatchFeed {
+                hub: hub.clone(),
+                board: board.clone(),
+            }),
+            Box::new(lessor.clone()),
         ],
     )?;
     let apply_addr = start_actor("apply", supervised(&apply_probe, OnPanic::StopMember), {

@@ -655,6 +655,16 @@ impl<S: ResponseSink> WatchCore<S> {
         self.demote_all();
     }
 
+    /// The first stream opens after a time with none, during which the
+    /// apply actor sent no events: take up the store's `revision` and
+    /// `term` as the board shows them. There is no watcher to catch up
+    /// (watchers live in streams); a batch still in flight from before
+    /// arrives as a gap and is caught up from storage.
+    pub fn take_up(&mut self, revision: i64, term: u64) {
+        self.revision = self.revision.max(revision);
+        self.term = self.term.max(term);
+    }
+
     /// Step 4: the store was replaced by a snapshot at `revision`.
     pub fn on_replaced(&mut self, revision: i64) {
         self.demote_all();

@@ -4,9 +4,13 @@
 //!    its responses go to) and forwards the client's create, cancel and
 //!    progress requests; `CloseStream` when the client goes.
 //! 2. The apply actor sends `StoreEvents` after each applied batch, before
-//!    answering its clients, with `try_send`: the apply actor never waits on
-//!    the hub, and a batch the hub's mailbox refused is caught up from
-//!    storage (see [`core`]). `StoreReplaced` follows a snapshot install.
+//!    answering its clients, with `try_send` ([`WatchFeed`]): the apply
+//!    actor never waits on the hub, and a batch the hub's mailbox refused is
+//!    caught up from storage (see [`core`]). `StoreReplaced` follows a
+//!    snapshot install. With no stream open it sends nothing (a wake-up of
+//!    this thread per batch saved); the hub posts its stream count on the
+//!    board, and its first stream takes up the store's revision and term
+//!    from there ([`crate::board`], step 5).
 //! 3. While watchers are unsynced, the hub reads their history from the
 //!    apply actor (`ReadEvents`, one read in flight), on a timer
 //!    ([`SYNC_INTERVAL`], as etcd's sync loop) and after each read.
@@ -27,6 +31,7 @@
 pub mod core;
 pub mod index;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -36,6 +41,7 @@ use tokio::sync::mpsc;
 use self::core::{HeaderIds, ResponseSink, WatchCore};
 use crate::Mailbox;
 use crate::apply::ApplyActor;
+use crate::board::Board;
 use crate::messages::{
     CancelWatch, CloseStream, CreateWatch, Kill, OpenStream, ReadEvents, RequestProgress,
     StoreEvents, StoreReplaced,
@@ -131,6 +137,8 @@ pub struct ConnectStore {
 pub struct WatchHub {
     core: WatchCore<StreamSink>,
     apply: Option<Mailbox<ApplyActor>>,
+    /// Where the stream count is posted and the store's revision read.
+    board: Arc<Board>,
     probe: ActorProbe,
     metrics: WatchMetrics,
     progress_interval: Duration,
@@ -144,10 +152,12 @@ impl WatchHub {
         progress_interval: Duration,
         probe: ActorProbe,
         metrics: WatchMetrics,
+        board: Arc<Board>,
     ) -> Self {
         Self {
             core: WatchCore::new(ids, revision, fragment_bytes),
             apply: None,
+            board,
             probe,
             metrics,
             progress_interval,
@@ -156,6 +166,7 @@ impl WatchHub {
 
     fn publish(&self) {
         let counts = self.core.counts();
+        self.board.post_watch_streams(counts.streams);
         self.metrics.watchers.set(counts.watchers as i64);
         self.metrics.slow_watchers.set(counts.unsynced as i64);
         self.metrics.streams.set(counts.streams as i64);
@@ -244,6 +255,12 @@ impl Handler<OpenStream> for WatchHub {
 
     fn handle(&mut self, msg: OpenStream, _: &mut Context<Self>) -> u64 {
         let _timer = self.probe.handling("OpenStream");
+        let open = self.core.counts().streams;
+        // Post the new stream before reading the revision (board step 5).
+        self.board.post_watch_streams(open + 1);
+        if open == 0 {
+            self.core.take_up(self.board.revision(), self.board.term());
+        }
         let sink = StreamSink {
             tx: msg.responses,
             pending: self.metrics.pending_events.clone(),
@@ -276,6 +293,7 @@ impl Handler<CreateWatch> for WatchHub {
                 "watch stream closed: its client creates watches without reading responses"
             );
             self.core.close_stream(msg.stream);
+            self.publish();
         }
         self.sync(ctx);
     }
@@ -322,16 +340,26 @@ impl Handler<StoreReplaced> for WatchHub {
     }
 }
 
-/// The hub side of the apply actor's feed: `StoreEvents` with `try_send`.
-impl crate::apply::core::StoreFeed for Mailbox<WatchHub> {
+/// The hub side of the apply actor's feed: `StoreEvents` with `try_send`,
+/// when a stream is open (module docs, step 2).
+pub struct WatchFeed {
+    pub hub: Mailbox<WatchHub>,
+    pub board: Arc<Board>,
+}
+
+impl crate::apply::core::StoreFeed for WatchFeed {
     fn events(&mut self, update: &mut StoreEvents) {
+        // After the board feed posted `update.to` (it runs first).
+        if self.board.watch_streams() == 0 {
+            return;
+        }
         let update = StoreEvents {
             from: update.from,
             to: update.to,
             term: update.term,
             events: std::mem::take(&mut update.events),
         };
-        if self.try_send(update).is_err() {
+        if self.hub.try_send(update).is_err() {
             tracing::debug!("watch hub mailbox full; its watchers will catch up from storage");
         }
     }
@@ -339,7 +367,7 @@ impl crate::apply::core::StoreFeed for Mailbox<WatchHub> {
     fn replaced(&mut self, revision: i64, _: &[(i64, storage::mvcc::Lease)]) {
         // If refused, the next `StoreEvents` starts at the new store's
         // revision, which the hub sees as a gap: the same resync.
-        if self.try_send(StoreReplaced { revision }).is_err() {
+        if self.hub.try_send(StoreReplaced { revision }).is_err() {
             tracing::debug!("watch hub mailbox full; the install shows as a gap instead");
         }
     }
