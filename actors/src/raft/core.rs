@@ -889,6 +889,12 @@ impl<S: LogStore> RaftCore<S> {
         out.want_image = true;
     }
 
+    /// True while a snapshot received from the leader waits to be made
+    /// durable before the apply actor installs it.
+    pub fn snapshot_pending(&self) -> bool {
+        self.pending_install.is_some()
+    }
+
     /// The apply actor wrote a new image: build the raft snapshot for it.
     pub fn on_snapshot_taken(&mut self, d: SnapshotDescriptor, out: &mut Output) {
         self.image_asked = None;
