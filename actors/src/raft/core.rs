@@ -889,6 +889,12 @@ impl<S: LogStore> RaftCore<S> {
         out.want_image = true;
     }
 
+    /// True while a snapshot received from the leader waits to be made
+    /// durable before the apply actor installs it.
+    pub fn snapshot_pending(&self) -> bool {
+        self.pending_install.is_some()
+    }
+
     /// The apply actor wrote a new image, or made its store durable at a
     /// snapshot record's index (a descriptor without hash): build the raft
     /// snapshot for it, with the descriptor as data, or no data for a

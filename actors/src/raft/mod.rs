@@ -100,6 +100,8 @@ pub struct RaftActor {
     /// The log writer runs on this actor's thread (see
     /// [`RaftActor::with_log_writer_beside`]).
     log_writer_beside: bool,
+    /// A snapshot from the leader is being installed by the apply actor.
+    installing: bool,
 }
 
 impl RaftActor {
@@ -128,6 +130,7 @@ impl RaftActor {
             rebuild: None,
             failed_before: 0,
             log_writer_beside: false,
+            installing: false,
         }
     }
 
@@ -188,19 +191,27 @@ impl RaftActor {
     fn dispatch(&mut self, out: Output, ctx: &mut Context<Self>) {
         let status = self.core.status();
         self.board.post_raft(status.term, status.leader);
-        self.board.post_learner(status.is_learner);
         // The install goes before any committed batch: entries after a
         // snapshot apply on top of its image (the apply mailbox is FIFO).
         if let Some(descriptor) = out.install {
+            self.installing = true;
             let request = self.apply.deliver(InstallSnapshot { descriptor });
             ctx.spawn(request.into_actor(self).map(|res, act, ctx| match res {
                 Ok((applied, members)) => {
+                    act.installing = false;
+                    act.board.post_learner(act.core.status().is_learner);
                     act.core.on_applied(applied);
                     act.members_changed(members, ctx);
                     act.schedule_poll(ctx);
                 }
                 Err(_) => crate::fatal("apply actor stopped during a snapshot install"),
             }));
+        }
+        // A member that is a learner by a snapshot's configuration says so
+        // (Status, the learner gate) once the snapshot's data is installed:
+        // before, its reads would find an empty store.
+        if !self.installing && !self.core.snapshot_pending() {
+            self.board.post_learner(status.is_learner);
         }
         if let Some((snapshot, compact_to)) = out.save_snapshot {
             let request = self.log_writer.deliver(SaveSnapshot {
