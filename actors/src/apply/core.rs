@@ -96,9 +96,11 @@ pub struct SnapshotSettings<B: MvccBackend> {
     pub snap_dir: SnapDir,
     /// The store's own directory (holding `data.mdb`).
     pub store_dir: PathBuf,
-    /// `--snapshot-count`: applied entries between two images.
+    /// `--snapshot-count`: applied entries between two snapshot records
+    /// (the raft log is compacted behind each).
     pub snapshot_count: u64,
-    /// Index of the newest image already taken (0 if none).
+    /// Index of the newest snapshot record, with an image or without
+    /// (0 if none).
     pub last_snapshot: u64,
     pub reopen: Reopen<B>,
 }
@@ -149,6 +151,9 @@ pub struct ApplyCore<B: MvccBackend> {
     /// An image finished while the store was being replaced, for the next
     /// report.
     ready_image: Option<SnapshotDescriptor>,
+    /// Index of the newest image written or installed here (0: none since
+    /// start).
+    last_image: u64,
     /// The chaos API's switches (the planted lose-writes bug).
     faults: std::sync::Arc<crate::chaos::Faults>,
 }
@@ -290,6 +295,7 @@ impl<B: MvccBackend> ApplyCore<B> {
             exports: Vec::new(),
             image_job: None,
             ready_image: None,
+            last_image: 0,
             faults: std::sync::Arc::default(),
         };
         core.publish_size()?;
@@ -566,8 +572,7 @@ impl<B: MvccBackend> ApplyCore<B> {
     pub fn take_image(&mut self) -> Result<ApplyReport, StorageError> {
         let applied = self.store().applied_index();
         let mut snapshot = self.finished_image()?;
-        if snapshot.is_none() && self.image_job.is_none() && applied > self.snapshots.last_snapshot
-        {
+        if snapshot.is_none() && self.image_job.is_none() && applied > self.last_image {
             self.start_image(applied)?;
             // A small store is written before the caller asks again.
             snapshot = self.wait_image(std::time::Duration::from_millis(100))?;
@@ -579,15 +584,28 @@ impl<B: MvccBackend> ApplyCore<B> {
         })
     }
 
-    /// A finished image if one is ready; else starts one when
-    /// `--snapshot-count` entries were applied since the last.
+    /// A finished image if one is ready; else, when `--snapshot-count`
+    /// entries were applied since the last snapshot record, a record
+    /// without an image at `applied`, once the store is durable there
+    /// (etcd's way: the raft log is compacted behind it, and an image is
+    /// written only when a member needs one, [`ApplyCore::take_image`]).
+    /// The record's descriptor has no size and no hash; raft stores it
+    /// without data, which its log store never sends.
     fn maybe_snapshot(&mut self, applied: u64) -> Result<Option<SnapshotDescriptor>, StorageError> {
         if let Some(d) = self.finished_image()? {
             return Ok(Some(d));
         }
         let s = &self.snapshots;
         if self.image_job.is_none() && applied >= s.last_snapshot + s.snapshot_count.max(1) {
-            self.start_image(applied)?;
+            // The log may only be compacted up to what the store holds on
+            // disk: after a crash it replays from its durable index.
+            self.flush()?;
+            self.snapshots.last_snapshot = applied;
+            return Ok(Some(SnapshotDescriptor {
+                index: applied,
+                size: 0,
+                sha256: Vec::new(),
+            }));
         }
         Ok(None)
     }
@@ -644,6 +662,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         };
         self.image_job = None;
         let descriptor = made?;
+        self.last_image = self.last_image.max(descriptor.index);
         tracing::info!(
             index = descriptor.index,
             size = descriptor.size,
@@ -707,6 +726,7 @@ impl<B: MvccBackend> ApplyCore<B> {
         self.store = Some(store);
         self.publish_size()?;
         self.snapshots.last_snapshot = self.snapshots.last_snapshot.max(d.index);
+        self.last_image = self.last_image.max(d.index);
         self.serve_ready_reads();
         Ok(applied)
     }

@@ -151,7 +151,7 @@ fn a_gap_in_committed_entries_is_refused() {
 }
 
 #[test]
-fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
+fn snapshot_count_entries_make_a_record_and_images_are_written_when_asked() {
     let mut f = fixture(3);
     let entries: Vec<Entry> = (1..=4).map(|i| entry(i, i, &format!("k{i}"))).collect();
     let report = f
@@ -162,9 +162,25 @@ fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
             term: 2,
         })
         .unwrap();
-    // The image is written on a thread of its own, from a read view at
-    // exactly index 4, while applying goes on; a later report carries it.
-    assert!(report.snapshot.is_none());
+    // After `--snapshot-count` entries: a snapshot record at 4 without an
+    // image (no size, no hash, no file), the store durable there.
+    let record = report.snapshot.expect("a snapshot record after 3 entries");
+    assert_eq!((record.index, record.size), (4, 0));
+    assert!(record.sha256.is_empty());
+    assert!(!f.snap.path(4).exists(), "no image file for a record");
+    let more: Vec<Entry> = (5..=6).map(|i| entry(i, i, &format!("k{i}"))).collect();
+    let report = f
+        .core
+        .apply(CommittedBatch {
+            entries: more,
+            waiters: vec![],
+            term: 2,
+        })
+        .unwrap();
+    assert!(report.snapshot.is_none(), "the next record is 3 entries on");
+    // An image only when raft asks for one (a member needs it): written on
+    // a thread of its own, from a read view at exactly the applied index,
+    // while applying goes on; a later answer carries it.
     let descriptor = (0..500)
         .find_map(|_| {
             let ready = f.core.take_image().unwrap().snapshot;
@@ -173,9 +189,14 @@ fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
             }
             ready
         })
-        .expect("an image after 3 entries");
-    assert_eq!(descriptor.index, 4);
+        .expect("an image when asked");
+    assert_eq!(descriptor.index, 6);
+    assert!(!descriptor.sha256.is_empty());
     assert!(f.snap.has(&descriptor));
+    assert!(
+        f.core.take_image().unwrap().snapshot.is_none(),
+        "no second image at the same index"
+    );
 
     // A second member installs the image received from the first.
     let mut g = fixture(1_000);
@@ -183,14 +204,14 @@ fn images_are_taken_every_snapshot_count_entries_and_install_elsewhere() {
     let bytes = std::fs::read(f.snap.path(descriptor.index)).unwrap();
     receiver.write(0, &bytes).unwrap();
     receiver.finish().unwrap();
-    assert_eq!(g.core.install(&descriptor).unwrap(), 4);
-    let (read, mut rx) = range("k4");
+    assert_eq!(g.core.install(&descriptor).unwrap(), 6);
+    let (read, mut rx) = range("k6");
     g.core.serve(read);
     match rx.try_recv() {
         Ok(Ok(ReadResponse::Range(r))) => assert_eq!(r.kvs.len(), 1),
         other => panic!("unexpected answer: {other:?}"),
     }
-    assert_eq!(g.core.status().applied_index, 4);
+    assert_eq!(g.core.status().applied_index, 6);
 }
 
 #[test]

@@ -895,9 +895,15 @@ impl<S: LogStore> RaftCore<S> {
         self.pending_install.is_some()
     }
 
-    /// The apply actor wrote a new image: build the raft snapshot for it.
+    /// The apply actor wrote a new image, or made its store durable at a
+    /// snapshot record's index (a descriptor without hash): build the raft
+    /// snapshot for it, with the descriptor as data, or no data for a
+    /// record (the log store never sends a snapshot without data, and asks
+    /// for an image instead).
     pub fn on_snapshot_taken(&mut self, d: SnapshotDescriptor, out: &mut Output) {
-        self.image_asked = None;
+        if !d.sha256.is_empty() {
+            self.image_asked = None;
+        }
         let index = d.index;
         let term = match self.node.raft.raft_log.term(index) {
             Ok(t) => t,
@@ -916,7 +922,9 @@ impl<S: LogStore> RaftCore<S> {
             .map(|(_, cs)| cs.clone())
             .unwrap_or_else(|| self.node.store().conf_state());
         let mut snap = Snapshot::default();
-        snap.set_data(d.encode_to_vec().into());
+        if !d.sha256.is_empty() {
+            snap.set_data(d.encode_to_vec().into());
+        }
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

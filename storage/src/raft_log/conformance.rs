@@ -679,6 +679,23 @@ fn stored_snapshot_and_request_index<H: Harness>(h: &mut H) {
     store.set_snapshot(&at8).unwrap();
     assert_eq!(store.snapshot(0, 4).unwrap(), at8);
     assert_eq!(store.snapshot_metadata(), Some(at8.get_metadata().clone()));
+    // A record without data (the log compacted with no image taken) is
+    // where the log starts, but nothing to send: unavailable, and asked for.
+    let record = snap(9, 1, voters(&[1, 2, 3]), b"");
+    store.set_snapshot(&record).unwrap();
+    assert_eq!(
+        store.snapshot_metadata(),
+        Some(record.get_metadata().clone())
+    );
+    assert_eq!(store.snapshot(0, 2), unavailable);
+    assert!(store.take_image_wanted());
+    let at9 = snap(9, 1, voters(&[1, 2, 3]), b"nine");
+    store.set_snapshot(&at9).unwrap();
+    assert_eq!(
+        store.snapshot(0, 2).unwrap(),
+        at9,
+        "an image at the record's index"
+    );
 }
 
 fn reopen_restores_everything<H: Harness>(h: &mut H) {

@@ -250,7 +250,9 @@ pub(crate) fn page<E>(
 }
 
 /// `Storage::snapshot(request_index)`: the stored snapshot when it is at
-/// least that recent, else `SnapshotTemporarilyUnavailable` (raft retries).
+/// least that recent and carries data (a record without data only marks
+/// where the log was compacted: nothing to send), else
+/// `SnapshotTemporarilyUnavailable` (raft retries).
 pub(crate) fn snapshot_for(
     stored: Option<Snapshot>,
     request_index: u64,
@@ -259,6 +261,7 @@ pub(crate) fn snapshot_for(
     match stored {
         Some(snap)
             if snap.get_metadata().index >= request_index
+                && !snap.get_data().is_empty()
                 && in_conf(snap.get_metadata().get_conf_state(), to) =>
         {
             Ok(snap)
