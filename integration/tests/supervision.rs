@@ -51,15 +51,8 @@ use tonic::transport::{Channel, Endpoint};
 /// The two tests take turns: each starts three members on two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Every actor a member runs, by its name in the chaos API and the metrics.
-const ACTORS: [&str; 6] = [
-    "raft",
-    "log_writer",
-    "transport",
-    "apply",
-    "watch",
-    "lessor",
-];
+// Every actor a member runs, by its name in the chaos API and the metrics.
+use integration::chaos::schedule::ACTORS;
 const WRITERS: usize = 3;
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(20);

@@ -490,8 +490,9 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// Runs one chaos RPC under [`RPC_TIMEOUT`], flattening errors to text.
-async fn rpc<T>(
+/// Runs one RPC under [`RPC_TIMEOUT`], flattening errors to text (the
+/// setup and read-back steps of the run use it too).
+pub(super) async fn rpc<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(RPC_TIMEOUT, call).await {

@@ -387,7 +387,7 @@ async fn expect_empty_store(cluster: &Cluster, leader: usize) -> Result<(), Harn
         ..Default::default()
     };
     let mut kv = cluster.kv(leader).await?;
-    let answer = bounded(kv.range(range))
+    let answer = faults::rpc(kv.range(range))
         .await
         .map_err(|e| setup_error("an empty store", e))?;
     let revision = answer.header.map_or(0, |h| h.revision);
@@ -414,7 +414,7 @@ async fn grant_leases(
     let ttl = i64::try_from(opts.lease_ttl.as_secs()).unwrap_or(i64::MAX);
     let mut ids = Vec::new();
     for n in 0..opts.leases {
-        let grant = bounded(lease.lease_grant(LeaseGrantRequest { ttl, id: 0 }))
+        let grant = faults::rpc(lease.lease_grant(LeaseGrantRequest { ttl, id: 0 }))
             .await
             .map_err(|e| setup_error("a lease grant", e))?;
         let key = format!("{PREFIX}lease/{n}").into_bytes();
@@ -426,7 +426,7 @@ async fn grant_leases(
             lease: grant.id,
             ..Default::default()
         };
-        let answer = bounded(kv.put(put))
+        let answer = faults::rpc(kv.put(put))
             .await
             .map_err(|e| setup_error("a put with a lease", e))?;
         let revision = answer.header.map_or(0, |h| h.revision);
@@ -511,7 +511,7 @@ async fn read_store(cluster: &Cluster, i: usize, marker: i64) -> Result<Vec<Even
 async fn hash_kv(cluster: &Cluster, i: usize, revision: i64) -> Result<(u32, i64), String> {
     let channel = cluster.channel(i).await.map_err(|e| e.to_string())?;
     let answer =
-        bounded(MaintenanceClient::new(channel).hash_kv(HashKvRequest { revision })).await?;
+        faults::rpc(MaintenanceClient::new(channel).hash_kv(HashKvRequest { revision })).await?;
     Ok((answer.hash, answer.compact_revision))
 }
 
@@ -549,7 +549,7 @@ async fn time_to_live(cluster: &Cluster, ids: &[i64]) -> Vec<Result<(i64, usize)
                 continue;
             };
             let request = LeaseTimeToLiveRequest { id, keys: true };
-            answer = bounded(LeaseClient::new(channel).lease_time_to_live(request))
+            answer = faults::rpc(LeaseClient::new(channel).lease_time_to_live(request))
                 .await
                 .map(|r| (r.ttl, r.keys.len()));
             if answer.is_ok() {
@@ -733,17 +733,6 @@ fn save(
         std::fs::write(dir.join(format!("{}.log", cluster.name(i))), cluster.log(i))?;
     }
     Ok(())
-}
-
-/// Runs one setup RPC under [`RPC_TIMEOUT`], flattening errors to text.
-async fn bounded<T>(
-    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(RPC_TIMEOUT, call).await {
-        Ok(Ok(resp)) => Ok(resp.into_inner()),
-        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-        Err(_) => Err(format!("timed out after {RPC_TIMEOUT:?}")),
-    }
 }
 
 fn setup_error(what: &str, last_error: String) -> HarnessError {

@@ -24,6 +24,7 @@
 //!    grpc-go's wording (`rpc error: code = ... desc = ...`) and the others
 //!    are still tried; then the command fails (exit status 1).
 
+use actors::chaos::ActorKind;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,15 +44,6 @@ use super::CtlError;
 use super::bench_args::parse_duration;
 use super::client::status_message;
 
-/// The actors a member runs, as the chaos API names them.
-const ACTORS: [&str; 6] = [
-    "raft",
-    "log_writer",
-    "transport",
-    "apply",
-    "watch",
-    "lessor",
-];
 /// The bugs a member can plant.
 const BUGS: [&str; 1] = ["lose-writes"];
 
@@ -99,7 +91,7 @@ pub enum ChaosAction {
     /// Stops one actor of each member; its supervisor restarts it.
     KillActor {
         /// raft, log_writer, transport, apply, watch or lessor.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(ACTORS))]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(ActorKind::ALL.map(ActorKind::name)))]
         actor: String,
     },
     /// Cuts a set of members from the rest of the cluster, both ways.
